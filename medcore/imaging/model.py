@@ -1,0 +1,140 @@
+"""The chest X-ray network and its self-describing artifact.
+
+An artifact is a folder: `model.keras` (weights + architecture) and `meta.json` (labels,
+preprocessing version, image size, calibration, operating threshold, validation metrics, data
+fingerprint, training command) plus `quality.npz` (the out-of-distribution reference). Nothing
+about a model lives in page code: the page reads it all from here, as torchxrayvision models
+carry their own targets and thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
+from medcore.training.calibrate import apply_platt  # noqa: E402
+
+LAST_CONV = "last_conv"  # Grad-CAM reads this layer's activations
+
+
+class ModelLoadError(RuntimeError):
+    """The model artifact is missing, corrupt or was made for another preprocessing contract."""
+
+
+def _conv_block(x, filters: int, name: str, convs: int = 2):
+    for i in range(convs):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_xray_network(image_size: int = 128, width: int = 16, dropout: float = 0.3) -> keras.Model:
+    """A small VGG-style CNN (~0.3 M parameters) ending in a named conv layer and one logit.
+
+    The output is a logit, not a probability: calibration (Platt scaling) is applied on top,
+    and a logit keeps Grad-CAM gradients from saturating.
+    """
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = keras.layers.Conv2D(width, 5, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    x = _conv_block(x, int(width * 1.5), "block1", convs=1)
+    x = keras.layers.MaxPooling2D(name="block1_pool")(x)
+    x = _conv_block(x, width * 3, "block2")
+    x = keras.layers.MaxPooling2D(name="block2_pool")(x)
+    x = _conv_block(x, width * 6, "block3")
+    x = keras.layers.MaxPooling2D(name="block3_pool")(x)
+    x = keras.layers.Conv2D(width * 10, 3, padding="same", use_bias=False, name="block4_conv")(x)
+    x = keras.layers.BatchNormalization(name="block4_bn")(x)
+    x = keras.layers.Activation("relu", name=LAST_CONV)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logit = keras.layers.Dense(1, name="logit", dtype="float32")(x)
+    return keras.Model(inputs, logit, name="medcore_xray")
+
+
+@dataclass
+class XrayArtifact:
+    """A loaded model with everything needed to use it correctly."""
+
+    network: keras.Model
+    meta: dict[str, Any]
+    quality_reference: dict[str, np.ndarray]
+    path: Path
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", "unknown"))
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """Platt scaling fitted on validation data: p = sigmoid(a * logit + b)."""
+        return apply_platt(logits, self.meta["calibration"])
+
+
+def save_artifact(folder: Path, network: keras.Model, meta: dict[str, Any],
+                  quality_reference: dict[str, np.ndarray], validation: dict[str, np.ndarray]) -> Path:
+    """Write the files into a temporary folder, then rename: never a half-written model.
+
+    validation.npz keeps the validation labels and calibrated probabilities, so every curve
+    shown for this model is recomputed from its own predictions.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    network.save(tmp / "model.keras")
+    np.savez_compressed(tmp / "quality.npz", **quality_reference)
+    np.savez_compressed(tmp / "validation.npz", **validation)
+    (tmp / "meta.json").write_text(json.dumps({**meta, "preprocess_version": PREPROCESS_VERSION},
+                                              indent=2, sort_keys=True))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+def load_artifact(folder: Path) -> XrayArtifact:
+    """Load and check a model folder; raise ModelLoadError with a clear reason."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        network = keras.models.load_model(folder / "model.keras", compile=False)
+        with np.load(folder / "quality.npz") as npz:
+            quality_reference = {k: npz[k] for k in npz.files}
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"Model files missing in {folder}: {exc.filename}") from exc
+    except Exception as exc:  # corrupt zip / json / h5
+        raise ModelLoadError(f"Model in {folder} cannot be loaded: {exc}") from exc
+    if meta.get("preprocess_version") != PREPROCESS_VERSION:
+        raise ModelLoadError(f"Model in {folder} was trained with preprocessing "
+                             f"{meta.get('preprocess_version')!r}, this code uses {PREPROCESS_VERSION!r}.")
+    return XrayArtifact(network, meta, quality_reference, folder)

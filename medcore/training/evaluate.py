@@ -1,0 +1,77 @@
+"""Metrics, curves and the operating threshold, computed from labels and probabilities only.
+
+Every number the app shows comes from these functions run on stored predictions; nothing is
+typed by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score, roc_curve
+
+
+def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int = 15) -> float:
+    """Weighted mean |observed rate - mean predicted probability| over equal-width bins."""
+    y_true, prob = np.asarray(y_true, dtype=float), np.asarray(prob, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            ece += mask.mean() * abs(y_true[mask].mean() - prob[mask].mean())
+    return float(ece)
+
+
+def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    """The release-check metrics for a binary classifier at one operating threshold."""
+    y_true = np.asarray(y_true).astype(int)
+    pred = (np.asarray(prob) >= threshold).astype(int)
+    tp = int(((pred == 1) & (y_true == 1)).sum())
+    tn = int(((pred == 0) & (y_true == 0)).sum())
+    fp = int(((pred == 1) & (y_true == 0)).sum())
+    fn = int(((pred == 0) & (y_true == 1)).sum())
+    both_classes = len(np.unique(y_true)) == 2
+    return {
+        "n": int(len(y_true)),
+        "auc": float(roc_auc_score(y_true, prob)) if both_classes else float("nan"),
+        "accuracy": (tp + tn) / max(len(y_true), 1),
+        "sensitivity": tp / max(tp + fn, 1),
+        "specificity": tn / max(tn + fp, 1),
+        "ppv": tp / max(tp + fp, 1),
+        "npv": tn / max(tn + fn, 1),
+        "f1": float(f1_score(y_true, pred, zero_division=0)),
+        "ece": expected_calibration_error(y_true, prob),
+        "threshold": float(threshold),
+        "tp": tp, "tn": tn, "fp": fp, "fn": fn,
+    }
+
+
+def choose_threshold(y_true: np.ndarray, prob: np.ndarray, min_sensitivity: float = 0.95) -> float:
+    """The highest threshold that still reaches min_sensitivity: best specificity at that sensitivity.
+
+    For a screening aid a missed pneumonia costs more than a second look at a normal film.
+    """
+    fpr, tpr, thresholds = roc_curve(y_true, prob)
+    ok = np.flatnonzero(tpr >= min_sensitivity)
+    best = ok[np.argmin(fpr[ok])]
+    return float(min(thresholds[best], 1.0))
+
+
+def curves(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """ROC, precision-recall and reliability points for plotting."""
+    fpr, tpr, roc_thr = roc_curve(y_true, prob)
+    precision, recall, _ = precision_recall_curve(y_true, prob)
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    mean_pred, observed, counts = [], [], []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            mean_pred.append(float(np.mean(prob[mask])))
+            observed.append(float(np.mean(np.asarray(y_true)[mask])))
+            counts.append(int(mask.sum()))
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "roc_thresholds": roc_thr.tolist(),
+            "precision": precision.tolist(), "recall": recall.tolist(),
+            "reliability_predicted": mean_pred, "reliability_observed": observed,
+            "reliability_count": counts}
