@@ -1,0 +1,65 @@
+"""Append-only audit log in SQLite: who did what, when, with which model, and the outcome.
+
+No patient content is ever written: no image bytes, no note text, no file names (a name can carry
+a patient's name), no DICOM identifiers. A study is referred to by a short SHA-256 digest of its
+bytes, which lets an auditor match a known file without the log revealing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+from medcore import config
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    model_version TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+def _db_path() -> Path:
+    return config.store_dir() / "audit.sqlite"
+
+
+def _connect() -> sqlite3.Connection:
+    connection = sqlite3.connect(_db_path(), timeout=10)
+    connection.executescript(SCHEMA)
+    return connection
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def record(user: str, action: str, outcome: str, model_version: str | None = None,
+           **detail: str | float | int | None) -> None:
+    """Append one event. detail must hold only non-identifying values (digests, numbers, codes)."""
+    with closing(_connect()) as connection, connection:
+        connection.execute(
+            "INSERT INTO audit (at, user, action, model_version, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), user, action, model_version, outcome, json.dumps(detail, sort_keys=True)))
+
+
+def recent(limit: int = 1000) -> list[dict]:
+    with closing(_connect()) as connection:
+        rows = connection.execute(
+            "SELECT id, at, user, action, model_version, outcome, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,)).fetchall()
+    keys = ("id", "at", "user", "action", "model_version", "outcome", "detail")
+    return [dict(zip(keys, row)) for row in rows]

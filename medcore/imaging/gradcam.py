@@ -1,0 +1,73 @@
+"""Grad-CAM (Selvaraju et al. 2017) on the last conv layer, as in the keras-io example.
+
+One compiled function returns the logits and the heatmaps together: the forward pass that
+predicts is the one that is explained, so a prediction and its heatmap can never disagree.
+The heatmap shows where evidence *for pneumonia* (the positive logit) lies.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from medcore.imaging.model import LAST_CONV
+
+
+class GradCam:
+    """Wraps a network: __call__(images) -> (logits (n,), heatmaps (n, h, w) in [0, 1])."""
+
+    def __init__(self, network: keras.Model, layer_name: str = LAST_CONV) -> None:
+        self._model = keras.Model(network.inputs, [network.get_layer(layer_name).output, network.output])
+        size = network.input_shape[1:]
+        self._compiled = tf.function(self._explain, input_signature=[tf.TensorSpec((None, *size), tf.float32)])
+
+    def _explain(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            activations, logits = self._model(images, training=False)
+            # Samples are independent at inference, so one gradient of the sum serves the batch.
+            target = tf.reduce_sum(logits)
+        grads = tape.gradient(target, activations)
+        channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cams = tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
+        peak = tf.reduce_max(cams, axis=(1, 2), keepdims=True)
+        cams = tf.math.divide_no_nan(cams, peak)
+        return tf.reshape(logits, [-1]), cams
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, cams = self._compiled(tf.convert_to_tensor(images, dtype=tf.float32))
+        return logits.numpy(), cams.numpy()
+
+
+def _jet(values: np.ndarray) -> np.ndarray:
+    """The familiar blue-cyan-yellow-red colour map, values in [0, 1] -> RGB in [0, 1]."""
+    anchors = np.array([0.0, 0.35, 0.5, 0.65, 1.0])
+    red = np.interp(values, anchors, [0, 0, 0.5, 1, 1])
+    green = np.interp(values, anchors, [0, 0.8, 1, 0.8, 0])
+    blue = np.interp(values, anchors, [0.6, 1, 0.5, 0, 0])
+    return np.stack([red, green, blue], axis=-1)
+
+
+def upsample(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    image = Image.fromarray(heatmap.astype(np.float32), mode="F")
+    return np.clip(np.asarray(image.resize((width, height), Image.Resampling.BICUBIC)), 0.0, 1.0)
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend a heatmap over a grayscale image, weighted by its intensity: uint8 RGB (h, w, 3).
+
+    Cold regions keep the film visible; opacity scales how strongly hot regions are tinted.
+    """
+    height, width = pixels.shape
+    heat = upsample(heatmap, height, width)
+    gray = np.repeat(pixels[..., None], 3, axis=-1)
+    weight = np.clip(opacity, 0.0, 1.0) * heat[..., None]
+    blended = gray * (1.0 - weight) + _jet(heat) * weight
+    return (np.clip(blended, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def peak_location(heatmap: np.ndarray) -> tuple[float, float]:
+    """(row, col) of the hottest cell as fractions of the image: for tests and reports."""
+    row, col = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return (row + 0.5) / heatmap.shape[0], (col + 0.5) / heatmap.shape[1]

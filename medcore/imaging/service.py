@@ -1,0 +1,178 @@
+"""What the X-ray page and the CLI call: one upload in, one result out; a folder in, metrics out.
+
+Flow for one study: bytes -> io.read_radiograph (validate, decode, drop identifiers) ->
+preprocess.to_model_input -> quality.check -> GradCam (logit + heatmap in one pass) -> Platt
+calibration -> decision at the model's own threshold. A bad file becomes a result with an error,
+never an exception, so one file cannot stop a batch.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from medcore import audit, config
+from medcore.imaging import quality
+from medcore.imaging.gradcam import GradCam
+from medcore.imaging.io import UnreadableImage, read_radiograph
+from medcore.imaging.model import XrayArtifact, load_artifact
+from medcore.imaging.preprocess import to_model_input
+from medcore.training.datasets import list_image_folder
+from medcore.training.evaluate import binary_metrics
+
+DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
+
+
+@dataclass
+class LoadedXrayModel:
+    artifact: XrayArtifact
+    explainer: GradCam
+
+    def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probabilities, heatmaps) for preprocessed inputs, in batches."""
+        probs, cams = [], []
+        for start in range(0, len(inputs), batch_size):
+            logits, heatmaps = self.explainer(inputs[start:start + batch_size])
+            probs.append(self.artifact.calibrate(logits))
+            cams.append(heatmaps)
+        return np.concatenate(probs), np.concatenate(cams)
+
+
+@dataclass
+class StudyResult:
+    filename: str
+    model_version: str
+    threshold: float
+    probability: float | None = None
+    error: str | None = None
+    refusal_reasons: list[str] = field(default_factory=list)
+    atypicality: float | None = None
+    heatmap: np.ndarray | None = None  # Grad-CAM at the network's resolution, [0, 1]
+    display: np.ndarray | None = None  # the image, at most DISPLAY_MAX_SIDE px, for the page
+    technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
+
+    @property
+    def decision(self) -> str | None:
+        if self.probability is None:
+            return None
+        return "PNEUMONIA" if self.probability >= self.threshold else "NORMAL"
+
+    def as_dict(self) -> dict:
+        """JSON-safe summary (no pixels)."""
+        if self.error:
+            return {"error": self.error}
+        return {"probability": round(float(self.probability), 4), "decision": self.decision,
+                "threshold": round(self.threshold, 4), "model_version": self.model_version,
+                "atypicality": round(float(self.atypicality), 3)}
+
+
+def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
+    artifact = load_artifact(path or config.xray_model_dir())
+    explainer = GradCam(artifact.network)
+    explainer(np.zeros((1, artifact.image_size, artifact.image_size, 1), np.float32))  # trace once
+    return LoadedXrayModel(artifact, explainer)
+
+
+def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True) -> StudyResult:
+    """Validate, check and predict one upload. Never raises for a bad file."""
+    artifact = model.artifact
+    result = StudyResult(filename=filename, model_version=artifact.version, threshold=artifact.threshold)
+    try:
+        radiograph = read_radiograph(data, filename)
+    except UnreadableImage as exc:
+        result.error = str(exc)
+        return result
+    model_input = to_model_input(radiograph.pixels, artifact.image_size)
+    check = quality.check(radiograph, model_input, artifact.quality_reference)
+    result.atypicality, result.technical = check.atypicality, radiograph.technical
+    if with_heatmap:
+        result.display = _display_copy(radiograph.pixels)
+    if not check.ok:
+        result.refusal_reasons = check.reasons
+        result.error = "Refused: " + " ".join(check.reasons)
+        return result
+    probability, heatmap = model.predict_inputs(model_input[np.newaxis])
+    result.probability = float(probability[0])
+    if with_heatmap:
+        result.heatmap = heatmap[0]
+    return result
+
+
+def _display_copy(pixels: np.ndarray) -> np.ndarray:
+    height, width = pixels.shape
+    scale = DISPLAY_MAX_SIDE / max(height, width)
+    if scale >= 1.0:
+        return pixels
+    image = Image.fromarray(pixels, mode="F").resize((round(width * scale), round(height * scale)),
+                                                     Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float32)
+
+
+def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]], cache: dict, user: str,
+                    progress: Callable[[int, str], None] | None = None, max_cached: int = 50) -> list[StudyResult]:
+    """Analyse a batch, reusing results already in `cache` (one per session) and auditing new ones.
+
+    A result is a pure function of (model version, file bytes), so it is computed once per session;
+    re-running the page (e.g. moving the opacity slider) costs nothing and logs nothing twice.
+    """
+    results = []
+    for index, (name, data) in enumerate(uploads):
+        key = (model.artifact.version, audit.content_digest(data), name)
+        if key not in cache:
+            result = analyse_file(model, data, name)
+            audit_study(user, result, data)
+            cache[key] = result
+            while len(cache) > max_cached:
+                cache.pop(next(iter(cache)))
+        results.append(cache[key])
+        if progress:
+            progress(index + 1, name)
+    return results
+
+
+def audit_study(user: str, result: StudyResult, data: bytes) -> None:
+    """One audit row per analysed study: digest and outcome only, never the name or pixels."""
+    if result.error:
+        outcome = "refused" if result.refusal_reasons else "unreadable"
+    else:
+        outcome = result.decision or "unknown"
+    audit.record(user, "predict_xray", outcome, model_version=result.model_version,
+                 study=audit.content_digest(data), probability=result.probability)
+
+
+def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:
+    """Metrics on a labelled folder at the model's own threshold: the release-check numbers.
+
+    Every readable image is scored, including those the quality gate would refuse (reported as
+    n_atypical): the metrics describe the model, not the gate.
+    """
+    folder = list_image_folder(Path(data_dir))
+    artifact = model.artifact
+
+    def prepare(path: Path) -> tuple[np.ndarray | None, bool]:
+        try:
+            radiograph = read_radiograph(path.read_bytes(), path.name)
+        except UnreadableImage:
+            return None, False
+        model_input = to_model_input(radiograph.pixels, artifact.image_size)
+        return model_input, not quality.check(radiograph, model_input, artifact.quality_reference).ok
+
+    with ThreadPoolExecutor(workers) as pool:
+        prepared = list(pool.map(prepare, folder.files))
+    readable = np.array([x is not None for x, _ in prepared])
+    if not readable.any():
+        raise ValueError(f"None of the {len(prepared)} images under {data_dir} could be read.")
+    inputs = np.stack([x for x, _ in prepared if x is not None])
+    probs, _ = model.predict_inputs(inputs, batch_size=128)
+    labels = folder.labels[readable]
+    metrics = binary_metrics(labels, probs, artifact.threshold)
+    return {**metrics, "model_version": artifact.version,
+            "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
+            "n_unreadable": int((~readable).sum()),
+            "n_atypical": int(sum(flag for x, flag in prepared if x is not None)),
+            "labels": artifact.labels}

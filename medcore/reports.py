@@ -1,0 +1,57 @@
+"""A short, self-contained HTML report for one study (images embedded, every text escaped)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+
+import numpy as np
+from PIL import Image
+
+from medcore.imaging.gradcam import overlay
+from medcore.imaging.service import StudyResult
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 RGB or float [0, 1] grayscale array -> PNG bytes."""
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _img_tag(image: np.ndarray, alt: str) -> str:
+    encoded = base64.b64encode(png_bytes(image)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}" style="max-width:48%">'
+
+
+def study_report_html(result: StudyResult, validation: dict, opacity: float = 0.5) -> str:
+    """The report a clinician can attach to a case: inputs, result, threshold, model, caveats."""
+    name = html.escape(result.filename)
+    rows = [("File", name), ("Model version", html.escape(result.model_version)),
+            ("Generated", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))]
+    if result.error:
+        body = f"<p><b>No prediction.</b> {html.escape(result.error)}</p>"
+    else:
+        rows += [("Pneumonia probability (calibrated)", f"{result.probability:.1%}"),
+                 ("Operating threshold", f"{result.threshold:.1%}"),
+                 ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),
+                 ("At this threshold on validation data",
+                  f"sensitivity {validation['sensitivity']:.1%}, specificity {validation['specificity']:.1%} "
+                  f"(n = {validation['n']})")]
+        images = ""
+        if result.display is not None and result.heatmap is not None:
+            images = (_img_tag(result.display, "original radiograph") + " " +
+                      _img_tag(overlay(result.display, result.heatmap, opacity), "Grad-CAM overlay"))
+        body = (f"<p>{images}</p><p style='font-size:90%'>Left: the image as uploaded. Right: Grad-CAM, "
+                "regions that raised the pneumonia score (red = strongest).</p>")
+    table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td>{v}</td></tr>"
+                    for k, v in rows)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>MedCore report: {name}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:900px'><h2>MedCore chest X-ray report</h2>"
+            f"<table>{table}</table>{body}<p style='color:#555;font-size:85%'>Decision support only: "
+            "trained on paediatric frontal chest films from one centre (Kermany et al. 2018); it does not "
+            "replace a radiologist's reading.</p></body></html>")
