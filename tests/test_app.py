@@ -1,0 +1,51 @@
+"""The X-ray page flow through Streamlit's AppTest: no browser, the real page script."""
+
+import numpy as np
+import pytest
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from tests.synthetic import chest_like, encode, noise
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def app() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_states_the_operating_threshold_and_its_validation_figures(app, xray_model):
+    text = " ".join(info.value for info in app.info)
+    threshold = xray_model.artifact.threshold
+    assert f"Operating threshold {threshold:.1%}" in text
+    assert "sensitivity" in text and "specificity" in text and xray_model.artifact.version in text
+
+
+def test_uploading_a_batch_shows_results_refusals_and_a_summary(app, xray_model):
+    film = encode(chest_like(xray_model.artifact.quality_reference, seed=1), "PNG")
+    app.file_uploader[0].set_value([("film.png", film, "image/png"),
+                                    ("noise.png", encode(noise(), "PNG"), "image/png"),
+                                    ("cut.png", film[:400], "image/png")]).run()
+    assert not app.exception, app.exception
+    assert app.subheader[0].value.startswith("3 studies:")
+    summary = app.dataframe[0].value
+    assert list(summary["file"]) == ["film.png", "noise.png", "cut.png"]
+    assert summary["decision"].iloc[0] in ("NORMAL", "PNEUMONIA")
+    assert list(summary["decision"].iloc[1:]) == ["no prediction", "no prediction"]
+    warnings = [w.value for w in app.warning]
+    assert any("does not look like a frontal chest radiograph" in w for w in warnings)
+    assert any("corrupt or truncated" in w for w in warnings)
+    verdicts = [e.value for e in list(app.success) + list(app.error)]
+    assert any("threshold" in v for v in verdicts)
+
+
+def test_file_names_are_shown_literally(app, xray_model):
+    film = encode(chest_like(xray_model.artifact.quality_reference, seed=2), "PNG")
+    app.file_uploader[0].set_value([("[click](javascript:alert(1)) <b>x</b>.png", film, "image/png")]).run()
+    headings = [m.value for m in app.markdown if m.value.startswith("####")]
+    assert headings and "\\[click\\]" in headings[0] and "\\<b\\>" in headings[0]

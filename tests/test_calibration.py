@@ -1,0 +1,51 @@
+"""Calibration, metrics and threshold choice on synthetic scores with known answers."""
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from medcore.training.calibrate import apply_platt, fit_platt
+from medcore.training.evaluate import binary_metrics, choose_threshold, expected_calibration_error
+
+
+def _overconfident(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return 3.0 * z + 1.0, y  # logits three times too large and shifted: badly calibrated
+
+
+def test_platt_scaling_reduces_ece_and_keeps_ranking():
+    logits, y = _overconfident()
+    raw = 1 / (1 + np.exp(-logits))
+    params = fit_platt(logits, y)
+    calibrated = apply_platt(logits, params)
+    assert expected_calibration_error(y, raw) > 0.08
+    assert expected_calibration_error(y, calibrated) < 0.03
+    assert abs(params["a"] - 1 / 3) < 0.05
+    assert roc_auc_score(y, calibrated) == roc_auc_score(y, raw)
+
+
+def test_ece_is_zero_for_perfect_calibration_and_large_for_wrong_confidence():
+    prob = np.repeat([0.2, 0.8], 1000)
+    y = np.concatenate([np.r_[np.ones(200), np.zeros(800)], np.r_[np.ones(800), np.zeros(200)]])
+    assert expected_calibration_error(y, prob) < 1e-9
+    assert abs(expected_calibration_error(1 - y, prob) - 0.6) < 1e-9
+
+
+def test_binary_metrics_on_a_known_confusion_matrix():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([.9, .8, .7, .2, .6, .1, .1, .1, .1, .1])
+    m = binary_metrics(y, p, 0.5)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 1, 5)
+    assert m["sensitivity"] == 0.75 and abs(m["specificity"] - 5 / 6) < 1e-12
+    assert m["accuracy"] == 0.8 and abs(m["f1"] - 0.75) < 1e-12 and m["n"] == 10
+
+
+def test_threshold_reaches_the_sensitivity_target_with_best_specificity():
+    logits, y = _overconfident(seed=1)
+    prob = apply_platt(logits, fit_platt(logits, y))
+    t = choose_threshold(y, prob, 0.95)
+    m = binary_metrics(y, prob, t)
+    assert m["sensitivity"] >= 0.95
+    slightly_higher = binary_metrics(y, prob, np.nextafter(t, 1))
+    assert slightly_higher["sensitivity"] < 0.95  # any higher threshold misses the target

@@ -1,0 +1,92 @@
+"""Start the real app and drive it in headless Chromium (Debian's /usr/bin/chromium via Playwright).
+
+Screenshots are written to MEDCORE_SCREENSHOT_DIR (default: screenshots/) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import chest_like, encode, make_dicom, text_screenshot
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")]
+SCREENSHOTS = Path(os.environ.get("MEDCORE_SCREENSHOT_DIR", "screenshots"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(tmp_path_factory.mktemp("store"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the app did not start within 90 s")
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
+    reference = xray_model.artifact.quality_reference
+    film = chest_like(reference, 700, 600, seed=7)
+    page = browser.new_page(viewport={"width": 1400, "height": 2600})
+    page.goto(app_url)
+    page.get_by_text("Operating threshold").wait_for(timeout=90_000)
+    page.locator("input[type=file]").set_input_files([
+        {"name": "film.png", "mimeType": "image/png", "buffer": encode(film, "PNG")},
+        {"name": "study.dcm", "mimeType": "application/dicom",
+         "buffer": make_dicom((chest_like(reference, 512, 512, seed=8) * 4095).astype("uint16"), bits=12)},
+        {"name": "screenshot.png", "mimeType": "image/png", "buffer": encode(text_screenshot(), "PNG")},
+    ])
+    page.get_by_text("3 studies:").wait_for(timeout=90_000)
+    page.get_by_text("Grad-CAM: regions that raised the pneumonia score").first.wait_for(timeout=30_000)
+    page.get_by_test_id("stAlertContentWarning").get_by_text("does not look like a frontal chest").wait_for()
+    assert page.get_by_text("Download report (HTML)").count() == 2
+    assert page.locator("img").count() >= 4  # original + overlay for each of the two films
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "xray_batch.png"), full_page=True)
+    with page.expect_download() as download:
+        page.get_by_text("Download summary (CSV)").click()
+    csv = Path(download.value.path()).read_text()
+    assert csv.splitlines()[0] == "file,decision,pneumonia probability,note" and "study.dcm" in csv
+    page.close()

@@ -1,0 +1,69 @@
+"""One preprocessing contract: the training loader and the serving path give identical inputs."""
+
+import numpy as np
+
+from medcore.imaging.io import read_radiograph
+from medcore.imaging.preprocess import to_model_input
+from medcore.training import datasets
+from tests.synthetic import encode, make_dicom
+
+
+def _write_folder(root, rng):
+    files = {}
+    for label in datasets.XRAY_CLASSES:
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            image = rng.random((300 + 40 * i, 240)).astype(np.float32)
+            path = root / label / f"person{i}_{label.lower()}_{i}.png"
+            path.write_bytes(encode(image, "PNG"))
+            files[path] = image
+    dicom = root / "PNEUMONIA" / "person9_virus_1.dcm"
+    dicom.write_bytes(make_dicom((rng.random((256, 200)) * 4000).astype(np.uint16), bits=12))
+    return files
+
+
+def test_training_loader_matches_serving_path(tmp_path):
+    _write_folder(tmp_path, np.random.default_rng(0))
+    folder = datasets.list_image_folder(tmp_path)
+    trained_on = datasets.load_images(folder.files, 64)
+    for path, array in zip(folder.files, trained_on):
+        served = to_model_input(read_radiograph(path.read_bytes(), path.name).pixels, 64)
+        assert np.allclose(array.astype(np.float32), served, atol=2e-3)  # float16 cache rounding only
+
+
+def test_cache_is_reused_and_keyed_by_content(tmp_path):
+    data = tmp_path / "data"
+    _write_folder(data, np.random.default_rng(1))
+    folder = datasets.list_image_folder(data)
+    first = datasets.load_cached(folder, 32, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    second = datasets.load_cached(folder, 32, tmp_path / "cache")
+    assert np.array_equal(first, second)
+    folder.files[0].write_bytes(encode(np.zeros((300, 300), np.float32) + 0.5, "PNG"))
+    datasets.load_cached(folder, 32, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # changed content -> new cache entry
+
+
+def test_model_input_shape_and_standardisation():
+    rng = np.random.default_rng(2)
+    wide = rng.random((500, 900)).astype(np.float32)
+    x = to_model_input(wide, 128)
+    assert x.shape == (128, 128, 1) and x.dtype == np.float32
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
+    assert np.array_equal(to_model_input(np.full((100, 100), 0.3, np.float32), 64), np.zeros((64, 64, 1)))
+    # exposure differences disappear: a linearly brighter film gives the same input
+    assert np.allclose(to_model_input(wide * 0.5 + 0.2, 64), to_model_input(wide, 64), atol=1e-4)
+
+
+def test_patient_split_never_shares_a_child_and_is_stratified():
+    names = [f"person{i // 3}_bacteria_{i}.jpeg" for i in range(300)] + [f"IM-{i // 2:04d}-000{i % 2}.jpeg"
+                                                                         for i in range(100)]
+    from pathlib import Path
+    folder = datasets.ImageFolder([Path(n) for n in names], np.array([1] * 300 + [0] * 100),
+                                  [datasets.patient_id(Path(n)) for n in names])
+    train, val = datasets.split_by_patient(folder, 0.2, seed=42)
+    assert not {folder.groups[i] for i in train} & {folder.groups[i] for i in val}
+    assert abs(folder.labels[val].mean() - 0.75) < 0.05
+    again = datasets.split_by_patient(folder, 0.2, seed=42)
+    assert np.array_equal(again[1], val)
+    assert datasets.patient_id(Path("NORMAL2-IM-0383-0001.jpeg")) == "NORMAL2-IM-0383"

@@ -1,0 +1,49 @@
+"""The quality gate refuses what is not a frontal chest radiograph, with a reason, and passes films."""
+
+import numpy as np
+import pytest
+
+from medcore.imaging import quality
+from medcore.imaging.io import read_radiograph
+from medcore.imaging.preprocess import to_model_input
+from tests.synthetic import chest_like, colour_photo, encode, make_dicom, noise, text_screenshot
+
+
+def _check(model, data: bytes, name: str = "x.png"):
+    radiograph = read_radiograph(data, name)
+    reference = model.artifact.quality_reference
+    return quality.check(radiograph, to_model_input(radiograph.pixels, model.artifact.image_size), reference)
+
+
+def test_radiograph_like_images_pass(xray_model):
+    reference = xray_model.artifact.quality_reference
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        image = chest_like(reference, seed=seed, weights=rng.normal(0, 1.5, 6))
+        result = _check(xray_model, encode(image, "PNG"))
+        assert result.ok, result.reasons
+        assert result.atypicality < 1.0
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda: encode(noise(), "PNG"), "does not look like a frontal chest radiograph"),
+    (lambda: encode(text_screenshot(), "PNG"), "does not look like a frontal chest radiograph"),
+    (lambda: encode(np.full((300, 300), 0.4, np.float32), "PNG"), "blank"),
+    (lambda: encode(colour_photo(), "JPEG"), "colour"),
+    (lambda: encode(np.random.default_rng(1).random((100, 400)).astype(np.float32), "PNG"), "elongated"),
+])
+def test_non_radiographs_are_refused_with_a_reason(xray_model, make, reason):
+    result = _check(xray_model, make())
+    assert not result.ok
+    assert any(reason in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("header, reason", [
+    ({"modality": "CT"}, "modality is CT"),
+    ({"view": "LL"}, "lateral"),
+    ({"body_part": "KNEE"}, "body part is KNEE"),
+])
+def test_dicom_headers_for_other_studies_are_refused(xray_model, header, reason):
+    image = chest_like(xray_model.artifact.quality_reference, 400, 400)
+    result = _check(xray_model, make_dicom((image * 4000).astype(np.uint16), bits=12, **header), "s.dcm")
+    assert not result.ok and any(reason in r for r in result.reasons), result.reasons
