@@ -48,6 +48,13 @@ def cmd_train_xray(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quality_refit_xray(args: argparse.Namespace) -> int:
+    from medcore.training.train_xray import refit_quality_reference
+
+    _emit({"model": args.model, "thresholds": refit_quality_reference(Path(args.model), Path(args.data))})
+    return 0
+
+
 def cmd_evaluate_xray(args: argparse.Namespace) -> int:
     from medcore.imaging.service import evaluate_folder, load_xray_model
 
@@ -104,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--json", action="store_true", help="print one JSON object")
     xray.set_defaults(func=cmd_evaluate_xray)
 
+    refit = commands.add_parser("quality-refit", help="recompute a model's out-of-distribution reference")
+    xray = refit.add_subparsers(dest="task", required=True).add_parser("xray")
+    xray.add_argument("--data", required=True, help="the folder the model was trained on")
+    xray.add_argument("--model", required=True)
+    xray.set_defaults(func=cmd_quality_refit_xray)
+
     predict = commands.add_parser("predict", help="predict files").add_subparsers(dest="task", required=True)
     xray = predict.add_parser("xray", help="pneumonia probability for radiographs")
     xray.add_argument("files", nargs="+")
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"medcore: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a clear one-line message, not a traceback, for known failures

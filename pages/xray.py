@@ -68,7 +68,7 @@ def gauge(probability: float) -> go.Figure:
         mode="gauge+number", value=probability * 100, number={"suffix": "%", "valueformat": ".1f"},
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#c0392b" if probability >= threshold else "#2e86c1"},
                "threshold": {"line": {"color": "black", "width": 3}, "value": threshold * 100}}))
-    figure.update_layout(height=180, margin={"l": 20, "r": 20, "t": 10, "b": 10})
+    figure.update_layout(height=190, margin={"l": 35, "r": 35, "t": 15, "b": 10})
     return figure
 
 

@@ -80,7 +80,7 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     ])
     page.get_by_text("3 studies:").wait_for(timeout=90_000)
     page.get_by_text("Grad-CAM: regions that raised the pneumonia score").first.wait_for(timeout=30_000)
-    page.get_by_test_id("stAlertContentWarning").get_by_text("does not look like a frontal chest").wait_for()
+    page.get_by_test_id("stAlertContentWarning").get_by_text("one flat tone").wait_for()
     assert page.get_by_text("Download report (HTML)").count() == 2
     assert page.locator("img").count() >= 4  # original + overlay for each of the two films
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ def test_heatmap_peaks_on_the_planted_lesion(lesion_model):
     images, labels, centres = lesion_dataset(40, SIZE, seed=3)
     positives = labels == 1
     inputs = np.stack([to_model_input(i, SIZE) for i in images[positives]])
-    logits, heatmaps = GradCam(lesion_model)(inputs)
+    logits, heatmaps, _ = GradCam(lesion_model)(inputs)
     assert heatmaps.shape[0] == positives.sum() and heatmaps.min() >= 0 and heatmaps.max() <= 1
     hits = 0
     for heatmap, (row, col) in zip(heatmaps, centres[positives]):
@@ -53,7 +53,7 @@ def test_heatmap_moves_with_the_lesion(lesion_model):
     peaks = []
     for row, col in [(14, 14), (50, 50)]:
         image = np.clip(base[0] + 0.6 * np.exp(-((y - row) ** 2 + (x - col) ** 2) / 18.0), 0, 1)
-        _, heatmaps = GradCam(lesion_model)(to_model_input(image, SIZE)[None])
+        _, heatmaps, _ = GradCam(lesion_model)(to_model_input(image, SIZE)[None])
         peaks.append(peak_location(heatmaps[0]))
     assert peaks[0][0] < 0.5 < peaks[1][0] and peaks[0][1] < 0.5 < peaks[1][1]
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from medcore.imaging import quality
 from medcore.imaging.io import read_radiograph
@@ -11,8 +12,9 @@ from tests.synthetic import chest_like, colour_photo, encode, make_dicom, noise,
 
 def _check(model, data: bytes, name: str = "x.png"):
     radiograph = read_radiograph(data, name)
-    reference = model.artifact.quality_reference
-    return quality.check(radiograph, to_model_input(radiograph.pixels, model.artifact.image_size), reference)
+    model_input = to_model_input(radiograph.pixels, model.artifact.image_size)
+    _, _, features = model.predict_inputs(model_input[None])
+    return quality.check(radiograph, model_input, features[0], model.artifact.quality_reference)
 
 
 def test_radiograph_like_images_pass(xray_model):
@@ -25,9 +27,15 @@ def test_radiograph_like_images_pass(xray_model):
         assert result.atypicality < 1.0
 
 
+Y, X = np.mgrid[0:400, 0:400] / 400
+
+
 @pytest.mark.parametrize("make, reason", [
     (lambda: encode(noise(), "PNG"), "does not look like a frontal chest radiograph"),
-    (lambda: encode(text_screenshot(), "PNG"), "does not look like a frontal chest radiograph"),
+    (lambda: encode((X * 0.8 + 0.1).astype(np.float32), "PNG"), "does not look like a frontal chest"),
+    (lambda: encode(np.exp(-((X - .5) ** 2 + (Y - .5) ** 2) * 8).astype(np.float32), "PNG"), "does not look like"),
+    (lambda: encode(np.asarray(Image.fromarray(colour_photo()).convert("L")), "PNG"), "does not look like"),
+    (lambda: encode(text_screenshot(), "PNG"), "one flat tone"),
     (lambda: encode(np.full((300, 300), 0.4, np.float32), "PNG"), "blank"),
     (lambda: encode(colour_photo(), "JPEG"), "colour"),
     (lambda: encode(np.random.default_rng(1).random((100, 400)).astype(np.float32), "PNG"), "elongated"),

@@ -16,14 +16,18 @@ from medcore.imaging.model import LAST_CONV
 
 
 class GradCam:
-    """Wraps a network: __call__(images) -> (logits (n,), heatmaps (n, h, w) in [0, 1])."""
+    """Wraps a network: __call__(images) -> (logits (n,), heatmaps (n, h, w) in [0, 1], features (n, c)).
+
+    features are the pooled last-conv activations (the network's own view of the image), which the
+    quality gate compares with the training films.
+    """
 
     def __init__(self, network: keras.Model, layer_name: str = LAST_CONV) -> None:
         self._model = keras.Model(network.inputs, [network.get_layer(layer_name).output, network.output])
         size = network.input_shape[1:]
         self._compiled = tf.function(self._explain, input_signature=[tf.TensorSpec((None, *size), tf.float32)])
 
-    def _explain(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _explain(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             activations, logits = self._model(images, training=False)
             # Samples are independent at inference, so one gradient of the sum serves the batch.
@@ -33,11 +37,12 @@ class GradCam:
         cams = tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
         peak = tf.reduce_max(cams, axis=(1, 2), keepdims=True)
         cams = tf.math.divide_no_nan(cams, peak)
-        return tf.reshape(logits, [-1]), cams
+        features = tf.reduce_mean(activations, axis=(1, 2))
+        return tf.reshape(logits, [-1]), cams, features
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, cams = self._compiled(tf.convert_to_tensor(images, dtype=tf.float32))
-        return logits.numpy(), cams.numpy()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logits, cams, features = self._compiled(tf.convert_to_tensor(images, dtype=tf.float32))
+        return logits.numpy(), cams.numpy(), features.numpy()
 
 
 def _jet(values: np.ndarray) -> np.ndarray:

@@ -95,7 +95,8 @@ class XrayArtifact:
 
 
 def save_artifact(folder: Path, network: keras.Model, meta: dict[str, Any],
-                  quality_reference: dict[str, np.ndarray], validation: dict[str, np.ndarray]) -> Path:
+                  quality_reference: dict[str, np.ndarray], validation: dict[str, np.ndarray],
+                  model_card: str = "") -> Path:
     """Write the files into a temporary folder, then rename: never a half-written model.
 
     validation.npz keeps the validation labels and calibrated probabilities, so every curve
@@ -109,6 +110,8 @@ def save_artifact(folder: Path, network: keras.Model, meta: dict[str, Any],
     network.save(tmp / "model.keras")
     np.savez_compressed(tmp / "quality.npz", **quality_reference)
     np.savez_compressed(tmp / "validation.npz", **validation)
+    if model_card:
+        (tmp / "model_card.md").write_text(model_card)
     (tmp / "meta.json").write_text(json.dumps({**meta, "preprocess_version": PREPROCESS_VERSION},
                                               indent=2, sort_keys=True))
     if folder.exists():

@@ -1,8 +1,9 @@
 """What the X-ray page and the CLI call: one upload in, one result out; a folder in, metrics out.
 
 Flow for one study: bytes -> io.read_radiograph (validate, decode, drop identifiers) ->
-preprocess.to_model_input -> quality.check -> GradCam (logit + heatmap in one pass) -> Platt
-calibration -> decision at the model's own threshold. A bad file becomes a result with an error,
+preprocess.to_model_input -> GradCam (logit, heatmap and pooled features in one pass) ->
+quality.check (rules + how unlike the training films the features are) -> Platt calibration ->
+decision at the model's own threshold; a refused study keeps no probability. A bad file becomes a result with an error,
 never an exception, so one file cannot stop a batch.
 """
 
@@ -33,14 +34,11 @@ class LoadedXrayModel:
     artifact: XrayArtifact
     explainer: GradCam
 
-    def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(calibrated probabilities, heatmaps) for preprocessed inputs, in batches."""
-        probs, cams = [], []
-        for start in range(0, len(inputs), batch_size):
-            logits, heatmaps = self.explainer(inputs[start:start + batch_size])
-            probs.append(self.artifact.calibrate(logits))
-            cams.append(heatmaps)
-        return np.concatenate(probs), np.concatenate(cams)
+    def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(calibrated probabilities, heatmaps, pooled features) for preprocessed inputs, in batches."""
+        outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
+        logits, heatmaps, features = (np.concatenate(parts) for parts in zip(*outputs))
+        return self.artifact.calibrate(logits), heatmaps, features
 
 
 @dataclass
@@ -88,7 +86,8 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
         result.error = str(exc)
         return result
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
-    check = quality.check(radiograph, model_input, artifact.quality_reference)
+    probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
+    check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
     result.atypicality, result.technical = check.atypicality, radiograph.technical
     if with_heatmap:
         result.display = _display_copy(radiograph.pixels)
@@ -96,7 +95,6 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
         result.refusal_reasons = check.reasons
         result.error = "Refused: " + " ".join(check.reasons)
         return result
-    probability, heatmap = model.predict_inputs(model_input[np.newaxis])
     result.probability = float(probability[0])
     if with_heatmap:
         result.heatmap = heatmap[0]
@@ -155,12 +153,12 @@ def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) ->
     artifact = model.artifact
 
     def prepare(path: Path) -> tuple[np.ndarray | None, bool]:
+        """(model input, refused by a rule); full-size pixels are not kept."""
         try:
             radiograph = read_radiograph(path.read_bytes(), path.name)
         except UnreadableImage:
             return None, False
-        model_input = to_model_input(radiograph.pixels, artifact.image_size)
-        return model_input, not quality.check(radiograph, model_input, artifact.quality_reference).ok
+        return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph))
 
     with ThreadPoolExecutor(workers) as pool:
         prepared = list(pool.map(prepare, folder.files))
@@ -168,11 +166,14 @@ def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) ->
     if not readable.any():
         raise ValueError(f"None of the {len(prepared)} images under {data_dir} could be read.")
     inputs = np.stack([x for x, _ in prepared if x is not None])
-    probs, _ = model.predict_inputs(inputs, batch_size=128)
+    probs, _, features = model.predict_inputs(inputs, batch_size=128)
+    rule_refused = [flag for x, flag in prepared if x is not None]
+    atypical = [refused or quality.atypicality(x, f, artifact.quality_reference) > 1.0
+                for x, f, refused in zip(inputs, features, rule_refused)]
     labels = folder.labels[readable]
     metrics = binary_metrics(labels, probs, artifact.threshold)
     return {**metrics, "model_version": artifact.version,
             "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
             "n_unreadable": int((~readable).sum()),
-            "n_atypical": int(sum(flag for x, flag in prepared if x is not None)),
+            "n_atypical": int(sum(atypical)),
             "labels": artifact.labels}

@@ -48,13 +48,17 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> di
 
 
 def choose_threshold(y_true: np.ndarray, prob: np.ndarray, min_sensitivity: float = 0.95) -> float:
-    """The highest threshold that still reaches min_sensitivity: best specificity at that sensitivity.
+    """The threshold with the best specificity among those reaching min_sensitivity; among equally
+    specific thresholds, the one with the highest sensitivity.
 
-    For a screening aid a missed pneumonia costs more than a second look at a normal film.
+    For a screening aid a missed pneumonia costs more than a second look at a normal film, and the
+    sensitivity margin above the target is kept for data that is harder than validation.
     """
-    fpr, tpr, thresholds = roc_curve(y_true, prob)
+    fpr, tpr, thresholds = roc_curve(y_true, prob, drop_intermediate=False)
     ok = np.flatnonzero(tpr >= min_sensitivity)
-    best = ok[np.argmin(fpr[ok])]
+    best_fpr = fpr[ok].min()
+    candidates = ok[fpr[ok] == best_fpr]
+    best = candidates[np.argmax(tpr[candidates])]
     return float(min(thresholds[best], 1.0))
 
 

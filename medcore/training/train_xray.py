@@ -21,11 +21,15 @@ import numpy as np
 from medcore import config
 from medcore.imaging import quality
 from medcore.imaging.model import build_xray_network, save_artifact
+from medcore.imaging.preprocess import PREPROCESS_VERSION
+from medcore.model_card import xray_model_card
 from medcore.training import datasets, device
 from medcore.training.calibrate import apply_platt, fit_platt
 from medcore.training.evaluate import binary_metrics, choose_threshold, expected_calibration_error
 
 ProgressFn = Callable[[dict], None]
+QUALITY_METHOD = ("Mahalanobis distance of pooled last-conv features + PCA residual of 32 px thumbnails; "
+                  "each threshold = 1.25 x the 99.5th percentile on validation films")
 
 
 @dataclass
@@ -76,6 +80,35 @@ def _dataset(images: np.ndarray, labels: np.ndarray, options: XrayTrainingOption
     if options.augmentation:
         ds = ds.map(augmenter(options.seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit_quality_reference(network, images: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> dict:
+    """The out-of-distribution reference of a trained network, from its own training/validation split."""
+    from medcore.imaging.gradcam import GradCam
+
+    explain = GradCam(network)
+    features = np.concatenate([explain(images[i:i + 256].astype(np.float32))[2] for i in range(0, len(images), 256)])
+    thumbs = np.stack([quality.thumbnail_vector(x.astype(np.float32)) for x in images])
+    return quality.fit_reference(thumbs[train_idx], thumbs[val_idx], features[train_idx], features[val_idx])
+
+
+def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | None = None) -> dict:
+    """Recompute a model's quality reference on the split it was trained with (weights untouched).
+
+    Used when the quality gate's method changes: same data, same split, same network.
+    """
+    from medcore.imaging.model import load_artifact
+
+    artifact = load_artifact(model_dir)
+    options = artifact.meta["options"]
+    folder = datasets.list_image_folder(Path(data_dir))
+    if datasets.fingerprint(folder.files, folder.labels) != artifact.meta["data"]["fingerprint"]:
+        raise ValueError(f"{data_dir} is not the data set this model was trained on (fingerprint differs).")
+    train_idx, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
+    images = datasets.load_cached(folder, artifact.image_size, cache_dir or config.store_dir() / "cache")
+    reference = fit_quality_reference(artifact.network, images, train_idx, val_idx)
+    np.savez_compressed(Path(model_dir) / "quality.npz", **reference)
+    return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
 
 
 def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | None = None,
@@ -143,8 +176,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     raw_prob = 1.0 / (1.0 + np.exp(-val_logits))
     metrics["ece_uncalibrated"] = expected_calibration_error(y_val, raw_prob)
 
-    thumbs = np.stack([quality.thumbnail_vector(x.astype(np.float32)) for x in images])
-    reference = quality.fit_reference(thumbs[train_idx], thumbs[val_idx])
+    reference = fit_quality_reference(network, images, train_idx, val_idx)
 
     meta = {
         "task": "xray",
@@ -154,7 +186,9 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "image_size": options.image_size,
         "calibration": {"method": "platt", **calibration},
         "threshold": threshold,
-        "threshold_rule": f"highest threshold with validation sensitivity >= {options.min_sensitivity}",
+        "quality": {"method": QUALITY_METHOD},
+        "threshold_rule": (f"threshold with the best validation specificity among those with sensitivity >= "
+                           f"{options.min_sensitivity} (ties: highest sensitivity)"),
         "metrics": {"validation": metrics},
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint":
@@ -167,6 +201,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
     save_artifact(Path(out_dir), network, meta, reference,
-                  validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32)})
+                  validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32)},
+                  model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
     progress({"stage": "done", "version": meta["version"], "metrics": metrics})
     return meta

@@ -1,0 +1,80 @@
+"""Model cards written from a model's own metadata at training time: no number is typed by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+XRAY_DATA = ("Kermany, Zhang, Goldbaum, *Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images "
+             "for Classification*, Mendeley Data v2 (Guangzhou Women and Children's Medical Center), "
+             "licence CC BY 4.0; the official training split plus its 16-image validation split, 224 px copy.")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _refit_note(meta: dict[str, Any]) -> str:
+    refit = meta.get("quality", {}).get("refit_command")
+    return f" Refitted after training, weights untouched: `{refit}`." if refit else ""
+
+
+def xray_model_card(meta: dict[str, Any]) -> str:
+    val = meta["metrics"]["validation"]
+    training, data, options = meta["training"], meta["data"], meta["options"]
+    history = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
+                        for h in training["history"])
+    return f"""# Model card: MedCore chest X-ray pneumonia classifier `{meta['version']}`
+
+## Intended use
+Decision support for reading **frontal (PA/AP) paediatric chest radiographs**: a calibrated probability of
+pneumonia (bacterial or viral) against normal, a decision at a stated operating threshold, and a Grad-CAM
+heatmap of the regions that raised the score. It does not replace a radiologist's or clinician's reading.
+It is not validated for adults, lateral views, other findings (effusion, nodules, tubes and lines), or for
+distinguishing bacterial from viral pneumonia.
+
+## Data
+- {XRAY_DATA}
+- Folder `{data['source']}`, data fingerprint `{data['fingerprint'][:16]}…` (SHA-256 over names, labels and bytes).
+- Validation split by child (patient id from the file name), stratified by class, seed {options['seed']},
+  fraction {options['val_fraction']}: {data['n_train']} training images {data['train_counts']} and
+  {data['n_val']} validation images {data['val_counts']} (NORMAL, PNEUMONIA).
+
+## Training
+- Command: `{training['command']}`
+- Network: small VGG-style CNN, {training['parameters']:,} parameters, {meta['image_size']} px grayscale input
+  (preprocessing `{meta['preprocess_version']}`: squash to square, area resampling, per-image z-score).
+- {options['epochs']} epochs, batch {options['batch_size']}, AdamW (weight decay 1e-4), one warm-up epoch then cosine decay
+  from {options['learning_rate']}; class weights: {options['class_weighting']} (inverse frequency, for the 1:3 imbalance);
+  augmentation: {options['augmentation']} (rotation ±7°, shift ±5%, zoom ±10%, gain/offset ±15%, noise; no flips).
+- Checkpoint: epoch {training['best_epoch']} of {len(training['history'])}, chosen by validation AUC.
+- Calibration: Platt scaling on validation logits (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}).
+- Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.
+- Time: {training['seconds'] / 60:.1f} min on {training['device']}; TensorFlow {training['tensorflow']}, Python {training['python']}.
+
+## Validation metrics (calibrated, at the operating threshold; {val['n']} images of unseen children)
+| AUC | accuracy | sensitivity | specificity | F1 | PPV | NPV | ECE (calibrated) | ECE (raw) |
+|---|---|---|---|---|---|---|---|---|
+| {val['auc']:.4f} | {_pct(val['accuracy'])} | {_pct(val['sensitivity'])} | {_pct(val['specificity'])} | {val['f1']:.4f} | {_pct(val['ppv'])} | {_pct(val['npv'])} | {val['ece']:.4f} | {val['ece_uncalibrated']:.4f} |
+
+Confusion at the threshold: TP {val['tp']}, FN {val['fn']}, FP {val['fp']}, TN {val['tn']}.
+
+These are validation figures from the same hospital and period as the training data. The independent test
+split of this data set is known to be harder (different acquisition period, more borderline normals);
+expect lower specificity there. The same validation set chose the checkpoint, the calibration and the
+threshold, so these figures are slightly optimistic.
+
+## Per-epoch history
+| epoch | loss | train AUC | validation AUC |
+|---|---|---|---|
+{history}
+
+## Quality gate
+{meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
+
+## Limitations
+- One centre, children aged 1-5: performance on adults, other hospitals, portable films and other
+  equipment is unknown. Images are squashed to a square as the training data were.
+- A quality gate refuses images unlike the training films (colour images, blank, noise, text, other
+  DICOM modalities, lateral views); it cannot catch every out-of-scope image.
+- Grad-CAM is coarse ({meta['image_size'] // 16} x {meta['image_size'] // 16} cells upsampled): it shows where evidence was found, not a segmentation.
+"""
