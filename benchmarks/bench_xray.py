@@ -64,8 +64,11 @@ def main() -> None:
     jpeg = synthetic_jpeg(model)
     one_input = to_model_input(np.zeros((224, 224), np.float32) + np.linspace(0, 1, 224), size)[None]
     batch_jpegs = [synthetic_jpeg(model, seed=i) for i in range(args.batch)]
+    from tests.synthetic import chest_like, make_dicom  # a full-size 12-bit DICOM, as a scanner sends it
+    dicom = make_dicom((chest_like(model.artifact.quality_reference, 2500, 2048) * 4095).astype(np.uint16), bits=12)
 
-    densenet = keras.applications.DenseNet121(weights=None, input_shape=(224, 224, 3), classes=1)
+    densenet = keras.applications.DenseNet121(weights=None, input_shape=(224, 224, 3), classes=1,
+                                              classifier_activation=None)
     densenet_fn = tf.function(lambda x: densenet(x, training=False))
     dense_input = tf.random.uniform((1, 224, 224, 3))
 
@@ -78,6 +81,7 @@ def main() -> None:
     batch_inputs = np.repeat(one_input, args.batch, axis=0)
     tasks = {
         "study_ms": lambda: analyse_file(model, jpeg, "bench.jpeg"),  # decode+quality+predict+Grad-CAM
+        "study_dicom_2500x2048_ms": lambda: analyse_file(model, dicom, "bench.dcm"),
         "network_gradcam_ms": lambda: model.explainer(one_input),
         "densenet121_predict_ms": lambda: densenet_fn(dense_input),
     }

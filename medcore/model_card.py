@@ -77,4 +77,6 @@ threshold, so these figures are slightly optimistic.
 - A quality gate refuses images unlike the training films (colour images, blank, noise, text, other
   DICOM modalities, lateral views); it cannot catch every out-of-scope image.
 - Grad-CAM is coarse ({meta['image_size'] // 16} x {meta['image_size'] // 16} cells upsampled): it shows where evidence was found, not a segmentation.
+  All heatmaps share one scale (the 95th percentile of heatmap peaks on validation films), so a faint
+  map means weak evidence.
 """

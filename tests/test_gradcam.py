@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcore.imaging.gradcam import GradCam, overlay, peak_location, upsample
+from medcore.imaging.gradcam import GradCam, normalise, overlay, peak_location, upsample
 from medcore.imaging.model import build_xray_network
 from medcore.imaging.preprocess import to_model_input
 from tests.synthetic import lesion_dataset
@@ -35,8 +35,9 @@ def test_heatmap_peaks_on_the_planted_lesion(lesion_model):
     images, labels, centres = lesion_dataset(40, SIZE, seed=3)
     positives = labels == 1
     inputs = np.stack([to_model_input(i, SIZE) for i in images[positives]])
-    logits, heatmaps, _ = GradCam(lesion_model)(inputs)
-    assert heatmaps.shape[0] == positives.sum() and heatmaps.min() >= 0 and heatmaps.max() <= 1
+    logits, raw, _ = GradCam(lesion_model)(inputs)
+    heatmaps = normalise(raw)
+    assert heatmaps.shape[0] == positives.sum() and heatmaps.min() >= 0 and heatmaps.max() == 1
     hits = 0
     for heatmap, (row, col) in zip(heatmaps, centres[positives]):
         peak_row, peak_col = peak_location(heatmap)
@@ -56,6 +57,14 @@ def test_heatmap_moves_with_the_lesion(lesion_model):
         _, heatmaps, _ = GradCam(lesion_model)(to_model_input(image, SIZE)[None])
         peaks.append(peak_location(heatmaps[0]))
     assert peaks[0][0] < 0.5 < peaks[1][0] and peaks[0][1] < 0.5 < peaks[1][1]
+
+
+def test_model_wide_scale_keeps_weak_evidence_faint():
+    raw = np.stack([np.full((4, 4), 0.1), np.full((4, 4), 4.0)]).astype(np.float32)
+    raw[:, 0, 0] *= 2
+    assert normalise(raw)[0].max() == 1.0  # per-image: weak evidence looks as hot as strong
+    scaled = normalise(raw, scale=2.0)
+    assert scaled[0].max() == pytest.approx(0.1) and scaled[1].max() == 1.0
 
 
 def test_overlay_keeps_cold_regions_unchanged_and_tints_hot_ones():

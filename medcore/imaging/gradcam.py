@@ -16,7 +16,7 @@ from medcore.imaging.model import LAST_CONV
 
 
 class GradCam:
-    """Wraps a network: __call__(images) -> (logits (n,), heatmaps (n, h, w) in [0, 1], features (n, c)).
+    """Wraps a network: __call__(images) -> (logits (n,), raw heatmaps (n, h, w) >= 0, features (n, c)).
 
     features are the pooled last-conv activations (the network's own view of the image), which the
     quality gate compares with the training films.
@@ -35,14 +35,25 @@ class GradCam:
         grads = tape.gradient(target, activations)
         channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cams = tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
-        peak = tf.reduce_max(cams, axis=(1, 2), keepdims=True)
-        cams = tf.math.divide_no_nan(cams, peak)
         features = tf.reduce_mean(activations, axis=(1, 2))
         return tf.reshape(logits, [-1]), cams, features
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, cams, features = self._compiled(tf.convert_to_tensor(images, dtype=tf.float32))
         return logits.numpy(), cams.numpy(), features.numpy()
+
+
+def normalise(cams: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Raw heatmaps -> [0, 1].
+
+    With a model-wide scale (the 95th percentile of heatmap peaks on validation films), weak evidence
+    stays faint, so a confidently normal film does not show a bright spot. Without one, each heatmap
+    is divided by its own peak, which shows where evidence lies but not how much.
+    """
+    if scale:
+        return np.clip(cams / scale, 0.0, 1.0)
+    peak = cams.max(axis=(1, 2), keepdims=True)
+    return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
 
 
 def _jet(values: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ def rule_reasons(radiograph: Radiograph) -> list[str]:
     if float(pixels.std()) < MIN_CONTRAST:
         reasons.append("The image is blank or nearly uniform.")
     else:
-        _, counts = np.unique(np.round(pixels * 255).astype(np.uint8), return_counts=True)
+        counts = np.bincount((pixels * 255 + 0.5).astype(np.uint8).ravel(), minlength=256)
         if counts.max() / pixels.size > MAX_FLAT_FRACTION:
             reasons.append("Most of the image is one flat tone (a document, screenshot or graphic?); "
                            "radiographs are not.")

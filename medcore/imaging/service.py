@@ -19,7 +19,7 @@ from PIL import Image
 
 from medcore import audit, config
 from medcore.imaging import quality
-from medcore.imaging.gradcam import GradCam
+from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.io import UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.preprocess import to_model_input
@@ -38,7 +38,8 @@ class LoadedXrayModel:
         """(calibrated probabilities, heatmaps, pooled features) for preprocessed inputs, in batches."""
         outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
         logits, heatmaps, features = (np.concatenate(parts) for parts in zip(*outputs))
-        return self.artifact.calibrate(logits), heatmaps, features
+        scale = self.artifact.quality_reference.get("gradcam_scale")
+        return self.artifact.calibrate(logits), normalise(heatmaps, None if scale is None else float(scale)), features
 
 
 @dataclass

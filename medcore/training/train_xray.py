@@ -87,9 +87,13 @@ def fit_quality_reference(network, images: np.ndarray, train_idx: np.ndarray, va
     from medcore.imaging.gradcam import GradCam
 
     explain = GradCam(network)
-    features = np.concatenate([explain(images[i:i + 256].astype(np.float32))[2] for i in range(0, len(images), 256)])
+    outputs = [explain(images[i:i + 256].astype(np.float32)) for i in range(0, len(images), 256)]
+    cams, features = np.concatenate([o[1] for o in outputs]), np.concatenate([o[2] for o in outputs])
     thumbs = np.stack([quality.thumbnail_vector(x.astype(np.float32)) for x in images])
-    return quality.fit_reference(thumbs[train_idx], thumbs[val_idx], features[train_idx], features[val_idx])
+    reference = quality.fit_reference(thumbs[train_idx], thumbs[val_idx], features[train_idx], features[val_idx])
+    # One heatmap scale for the model, so that heat means the same everywhere (see gradcam.normalise).
+    reference["gradcam_scale"] = np.float32(np.percentile(cams[val_idx].max(axis=(1, 2)), 95))
+    return reference
 
 
 def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | None = None) -> dict:
