@@ -6,6 +6,7 @@ st.set_page_config(page_title="MedCore", page_icon="🫁", layout="wide")
 
 navigation = st.navigation([
     st.Page("pages/xray.py", title="Chest X-ray", icon="🩻", default=True),
+    st.Page("pages/notes.py", title="Case notes", icon="📝"),
 ])
 st.sidebar.caption("MedCore · decision support, not a diagnosis")
 navigation.run()

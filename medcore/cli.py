@@ -85,6 +85,55 @@ def cmd_predict_xray(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_notes(args: argparse.Namespace) -> int:
+    from medcore.training.train_notes import NotesTrainingOptions, train_notes
+
+    options = NotesTrainingOptions(epochs=args.epochs, seed=args.seed, hidden=args.hidden)
+    meta = train_notes(args.task_name, Path(args.data), Path(args.out), options, progress=_progress_to_stderr)
+    _emit({"model": str(Path(args.out).resolve()), "version": meta["version"],
+           "validation": meta["metrics"]["validation"], "baseline": meta["metrics"]["baseline_validation"],
+           "seconds": meta["training"]["seconds"]})
+    return 0
+
+
+def cmd_evaluate_notes(args: argparse.Namespace) -> int:
+    from medcore.notes.service import evaluate_csv, load_task_model
+
+    result = evaluate_csv(load_task_model(args.task_name, Path(args.model) if args.model else None), Path(args.data))
+    if args.json:
+        _emit(result)
+    else:
+        for key in ("n", "accuracy", "macro_f1", "ece"):
+            print(f"{key:12s} {result[key]}")
+    return 0
+
+
+def cmd_predict_notes(args: argparse.Namespace) -> int:
+    from medcore.notes.explain import explain
+    from medcore.notes.service import load_task_model, predict_note
+    from medcore.notes.text import NoteRejected, decode_upload
+
+    model = load_task_model(args.task_name, Path(args.model) if args.model else None)
+    text = args.text if args.text is not None else decode_upload(Path(args.file).read_bytes())
+    try:
+        prediction = predict_note(model, text)
+    except NoteRejected as exc:
+        _emit({"error": str(exc)})
+        return 0
+    attribution = explain(model, prediction.note)
+    top = prediction.ranked(3)
+    best = model.labels.index(top[0][0])
+    result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],
+              "top": [{"label": label, "probability": round(p, 4)} for label, p in top],
+              "attributions": [{"word": w, "shap": round(v, 4)} for w, v in attribution.top(best, args.top_words)],
+              "warnings": prediction.note.warnings}
+    if args.json:
+        _emit(result)
+    else:
+        print(f"{top[0][0]} ({top[0][1]:.1%})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--no-augmentation", action="store_true")
     xray.set_defaults(func=cmd_train_xray)
 
+    notes = train.add_parser("notes", help="case-note classifier from a CSV with label,text columns")
+    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
+    notes.add_argument("--data", required=True, help="CSV with columns label,text")
+    notes.add_argument("--out", required=True)
+    notes.add_argument("--epochs", type=int, default=40)
+    notes.add_argument("--hidden", type=int, default=128)
+    notes.add_argument("--seed", type=int, default=42)
+    notes.set_defaults(func=cmd_train_notes)
+
     evaluate = commands.add_parser("evaluate", help="metrics on labelled data").add_subparsers(
         dest="task", required=True)
     xray = evaluate.add_parser("xray", help="evaluate on NORMAL/ PNEUMONIA/ folders")
@@ -117,12 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--model", required=True)
     xray.set_defaults(func=cmd_quality_refit_xray)
 
+    notes = evaluate.add_parser("notes", help="evaluate on a CSV with label,text columns")
+    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
+    notes.add_argument("--data", required=True)
+    notes.add_argument("--model", help="model folder (default: the shipped model of the task)")
+    notes.add_argument("--json", action="store_true")
+    notes.set_defaults(func=cmd_evaluate_notes)
+
     predict = commands.add_parser("predict", help="predict files").add_subparsers(dest="task", required=True)
     xray = predict.add_parser("xray", help="pneumonia probability for radiographs")
     xray.add_argument("files", nargs="+")
     xray.add_argument("--model")
     xray.add_argument("--json", action="store_true", help="one JSON line per file")
     xray.set_defaults(func=cmd_predict_xray)
+    notes = predict.add_parser("notes", help="classes and top SHAP words for one note")
+    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
+    source = notes.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text")
+    source.add_argument("--file", help="a .txt file")
+    notes.add_argument("--model")
+    notes.add_argument("--top-words", type=int, default=10)
+    notes.add_argument("--json", action="store_true")
+    notes.set_defaults(func=cmd_predict_notes)
     return parser
 
 
@@ -134,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medcore: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a clear one-line message, not a traceback, for known failures
-        from medcore.imaging.model import ModelLoadError
+        from medcore.artifacts import ModelLoadError
         if isinstance(exc, ModelLoadError):
             print(f"medcore: {exc}", file=sys.stderr)
             return 3

@@ -43,3 +43,9 @@ def xray_model_dir() -> Path:
 MAX_UPLOAD_BYTES = int(os.environ.get("MEDCORE_MAX_UPLOAD_MB", "64")) * 1024 * 1024
 MAX_PIXELS = int(os.environ.get("MEDCORE_MAX_PIXELS", str(50_000_000)))
 MIN_SIDE = 64  # smaller images carry too little detail to read a chest film
+
+NOTES_TASKS = ("medical_abstracts", "symptom2disease")
+
+
+def notes_model_dir(task: str) -> Path:
+    return _path(f"MEDCORE_NOTES_MODEL_{task.upper()}", assets_dir() / "models" / f"notes_{task}")

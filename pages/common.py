@@ -23,3 +23,10 @@ _MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
 def escape_markdown(text: str) -> str:
     """User-supplied text (a file name) shown literally: no links, no markup, no HTML."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
+@st.cache_resource(show_spinner="Loading the case-note model…")
+def notes_model(task: str):
+    from medcore.notes.service import load_task_model
+
+    return load_task_model(task)

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from medcore.imaging.gradcam import overlay
-from medcore.imaging.model import ModelLoadError
+from medcore.artifacts import ModelLoadError
 from medcore.imaging.service import StudyResult, analyse_uploads
 from medcore.reports import study_report_html
 from pages.common import current_user, escape_markdown, xray_model

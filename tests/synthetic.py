@@ -105,3 +105,32 @@ def lesion_dataset(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, n
         labels.append(label)
         centres.append(centre)
     return np.stack(images).astype(np.float32), np.array(labels), np.array(centres)
+
+
+FILLER = ("patient reports feeling the last few days and also some mild general with after before during "
+          "morning evening night week today often sometimes rarely since when then also more less very "
+          "quite rather slightly noticed started continued stopped better worse same different around "
+          "near left right upper lower side area body home work family sleep food water walk rest").split()
+KEYWORDS = {"alpha": "zorblax", "beta": "quintessa", "gamma": "vexillum"}
+
+
+def keyword_notes(n: int, seed: int = 0, words: int = 30) -> list[tuple[str, str]]:
+    """(label, text) pairs: filler words plus one class keyword at a random position."""
+    rng = np.random.default_rng(seed)
+    labels = list(KEYWORDS)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        text = list(rng.choice(FILLER, words))
+        text.insert(int(rng.integers(0, words)), KEYWORDS[label])
+        rows.append((label, " ".join(text)))
+    return rows
+
+
+def write_notes_csv(path, rows) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text"])
+        writer.writerows(rows)

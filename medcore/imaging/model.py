@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from medcore.artifacts import ModelLoadError, save_network, write_atomically  # noqa: E402
 from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
 from medcore.training.calibrate import apply_platt  # noqa: E402
 
 LAST_CONV = "last_conv"  # Grad-CAM reads this layer's activations
-
-
-class ModelLoadError(RuntimeError):
-    """The model artifact is missing, corrupt or was made for another preprocessing contract."""
 
 
 def _conv_block(x, filters: int, name: str, convs: int = 2):
@@ -97,32 +93,22 @@ class XrayArtifact:
 def save_artifact(folder: Path, network: keras.Model, meta: dict[str, Any],
                   quality_reference: dict[str, np.ndarray], validation: dict[str, np.ndarray],
                   model_card: str = "") -> Path:
-    """Write the files into a temporary folder, then rename: never a half-written model.
+    """Write the model folder atomically.
 
     validation.npz keeps the validation labels and calibrated probabilities, so every curve
     shown for this model is recomputed from its own predictions.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    network.save(tmp / "model.keras")
-    np.savez_compressed(tmp / "quality.npz", **quality_reference)
-    np.savez_compressed(tmp / "validation.npz", **validation)
-    if model_card:
-        (tmp / "model_card.md").write_text(model_card)
-    (tmp / "meta.json").write_text(json.dumps({**meta, "preprocess_version": PREPROCESS_VERSION},
-                                              indent=2, sort_keys=True))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(folder)
-    return folder
+
+    def write(tmp: Path) -> None:
+        save_network(network, tmp / "model.keras")
+        np.savez_compressed(tmp / "quality.npz", **quality_reference)
+        np.savez_compressed(tmp / "validation.npz", **validation)
+        (tmp / "meta.json").write_text(json.dumps({**meta, "preprocess_version": PREPROCESS_VERSION},
+                                                  indent=2, sort_keys=True))
+        if model_card:
+            (tmp / "model_card.md").write_text(model_card)
+
+    return write_atomically(folder, write)
 
 
 def load_artifact(folder: Path) -> XrayArtifact:

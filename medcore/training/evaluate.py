@@ -79,3 +79,22 @@ def curves(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> dict[str, li
             "precision": precision.tolist(), "recall": recall.tolist(),
             "reliability_predicted": mean_pred, "reliability_observed": observed,
             "reliability_count": counts}
+
+
+def multiclass_metrics(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class F1, top-label ECE and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix
+
+    y_true = np.asarray(y_true, dtype=int)
+    pred = np.argmax(prob, axis=1)
+    per_class = f1_score(y_true, pred, labels=list(range(len(labels))), average=None, zero_division=0)
+    confidence = prob[np.arange(len(pred)), pred]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((pred == y_true).mean()),
+        "macro_f1": float(np.mean(per_class)),
+        "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
+        "ece": expected_calibration_error((pred == y_true).astype(int), confidence),
+        "confusion": confusion_matrix(y_true, pred, labels=list(range(len(labels)))).tolist(),
+        "labels": list(labels),
+    }

@@ -1,0 +1,65 @@
+"""What the Case notes page and the CLI call: a note in, classes with probabilities and attributions out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medcore import audit, config
+from medcore.notes.explain import Attribution, ExplanationCache
+from medcore.notes.model import NotesModel, load_notes_model
+from medcore.notes.text import Note, NoteRejected, prepare
+from medcore.training.evaluate import multiclass_metrics
+from medcore.training.train_notes import read_notes_csv
+
+
+@dataclass
+class NotePrediction:
+    note: Note
+    probabilities: np.ndarray  # (n_classes,) calibrated
+    labels: list[str]
+    model_version: str
+
+    def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities)[:k]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+
+def load_task_model(task: str, path: Path | None = None) -> NotesModel:
+    if task not in config.NOTES_TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(config.NOTES_TASKS)}.")
+    return load_notes_model(path or config.notes_model_dir(task))
+
+
+def predict_note(model: NotesModel, text: str) -> NotePrediction:
+    """Raises NoteRejected for unusable text; warnings travel on the result's note."""
+    note = prepare(text)
+    probabilities = model.predict_words([[t.text for t in note.tokens]])[0]
+    return NotePrediction(note, probabilities, model.labels, model.version)
+
+
+def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: str
+                 ) -> tuple[NotePrediction | None, Attribution | None, str | None]:
+    """Prediction + explanation for the page, audited (digest and outcome only, never the text)."""
+    digest = audit.content_digest(text.encode("utf-8", "replace")) if text else "empty"
+    try:
+        prediction = predict_note(model, text)
+    except NoteRejected as exc:
+        audit.record(user, f"predict_notes:{model.task}", "rejected", model.version, note=digest)
+        return None, None, str(exc)
+    attribution = cache.get(model, prediction.note)
+    top_label, top_probability = prediction.ranked(1)[0]
+    audit.record(user, f"predict_notes:{model.task}", top_label, model.version, note=digest,
+                 probability=round(top_probability, 4))
+    return prediction, attribution, None
+
+
+def evaluate_csv(model: NotesModel, csv_path: Path) -> dict:
+    data = read_notes_csv(Path(csv_path), label_names=model.labels)
+    if not data.words:
+        raise ValueError(f"No usable rows in {csv_path}.")
+    prob = model.predict_words(data.words)
+    return {**multiclass_metrics(data.labels, prob, model.labels), "model_version": model.version,
+            "task": model.task, "dropped_rows": data.dropped}

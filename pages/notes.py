@@ -1,0 +1,76 @@
+"""Case notes page: paste or upload a note, see the likely categories and the words behind them."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from medcore import config
+from medcore.artifacts import ModelLoadError
+from medcore.notes.explain import ExplanationCache, render_html
+from medcore.notes.service import analyse_note
+from medcore.notes.text import NoteRejected, decode_upload
+from pages.common import current_user, notes_model
+
+TASK_NAMES = {"medical_abstracts": "Condition category (5 classes, clinical text)",
+              "symptom2disease": "Disease from symptoms (24 classes, patient's words)"}
+
+st.title("Case notes")
+task = st.selectbox("Task", config.NOTES_TASKS, format_func=TASK_NAMES.get)
+try:
+    model = notes_model(task)
+except ModelLoadError as exc:
+    st.error(f"The case-note model for this task cannot be loaded: {exc}")
+    st.stop()
+deep, baseline = model.meta["metrics"]["validation"], model.meta["metrics"]["baseline_validation"]
+st.caption(f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
+           f"n = {deep['n']}); TF-IDF + logistic-regression baseline on the same notes: macro-F1 "
+           f"{baseline['macro_f1']:.3f}. Decision support only.")
+
+with st.form("note"):
+    text = st.text_area("Paste the note", height=200, max_chars=100_000,
+                        placeholder="e.g. I have had a high fever, chills and a cough for three days…")
+    upload = st.file_uploader("…or upload a .txt file", type=["txt"], max_upload_size=1)
+    submitted = st.form_submit_button("Analyse", type="primary")
+
+if submitted:
+    source = text
+    if upload is not None:
+        try:
+            source = decode_upload(upload.getvalue())
+        except NoteRejected as exc:
+            st.error(str(exc))
+            st.stop()
+    st.session_state["note_text"] = source
+source = st.session_state.get("note_text")
+if not source and not submitted:
+    st.stop()
+
+cache = st.session_state.setdefault("note_explanations", ExplanationCache(capacity=32))
+prediction, attribution, error = analyse_note(model, source or "", cache, current_user())
+if error:
+    st.error(error)
+    st.stop()
+for warning in prediction.note.warnings:
+    st.warning(warning)
+
+ranked = prediction.ranked()
+top3 = ranked[:3]
+figure = go.Figure(go.Bar(x=[p * 100 for _, p in top3][::-1], y=[label for label, _ in top3][::-1],
+                          orientation="h", text=[f"{p:.1%}" for _, p in top3][::-1], textposition="auto",
+                          marker_color=["#93c5fd", "#60a5fa", "#2563eb"][-len(top3):]))
+figure.update_layout(height=60 + 45 * len(top3), margin={"l": 10, "r": 10, "t": 10, "b": 30},
+                     xaxis={"range": [0, 100], "title": "calibrated probability (%)"})
+st.subheader(f"Most likely: {top3[0][0]} ({top3[0][1]:.1%})")
+st.plotly_chart(figure, config={"displayModeBar": False})
+
+label = st.selectbox("Explain the class", [lbl for lbl, _ in ranked],
+                     format_func=lambda lbl: f"{lbl} ({dict(ranked)[lbl]:.1%})")
+class_index = model.labels.index(label)
+st.markdown(f"Words in **:red[red]** pushed the note towards *{label}*, words in **:blue[blue]** away from "
+            "it; the stronger the colour, the larger the push. Hover a word for its SHAP value (log-odds).")
+st.html(render_html(prediction.note, attribution, class_index))
+if attribution.truncated:
+    st.caption(f"Only the first {len(attribution.tokens)} words are coloured; the rest of the note was read "
+               "and held fixed.")
+with st.expander("Top words for this class"):
+    st.dataframe([{"word": word, "SHAP (log-odds)": round(value, 4)} for word, value in attribution.top(class_index, 15)],
+                 hide_index=True)

@@ -1,0 +1,70 @@
+"""SHAP attributions must find the decisive word: a model is trained in the test on notes where one planted
+keyword decides the class, and the explanation must rank that keyword first."""
+
+import re
+from html import escape
+
+import numpy as np
+import pytest
+
+from medcore.notes.explain import explain, render_html
+from medcore.notes.model import load_notes_model
+from medcore.notes.service import predict_note
+from medcore.training.train_notes import NotesTrainingOptions, train_notes
+from tests.synthetic import KEYWORDS, keyword_notes, write_notes_csv
+
+
+@pytest.fixture(scope="module")
+def keyword_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("notes")
+    write_notes_csv(root / "train.csv", keyword_notes(300, seed=0))
+    train_notes("symptom2disease", root / "train.csv", root / "model",
+                NotesTrainingOptions(epochs=12, patience=12, hidden=32, max_features=2000))
+    return load_notes_model(root / "model")
+
+
+def test_model_learned_the_keywords(keyword_model):
+    rows = keyword_notes(60, seed=1)
+    prob = keyword_model.predict_words([text.split() for _, text in rows])
+    predicted = [keyword_model.labels[i] for i in prob.argmax(1)]
+    assert np.mean([p == label for p, (label, _) in zip(predicted, rows)]) >= 0.95
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_planted_keyword_ranks_first_for_its_class(keyword_model, seed):
+    label, text = keyword_notes(3, seed=seed, words=60)[seed % 3]
+    prediction = predict_note(keyword_model, text)
+    attribution = explain(keyword_model, prediction.note)
+    class_index = keyword_model.labels.index(label)
+    assert attribution.top(class_index, 1)[0][0] == KEYWORDS[label]
+    assert attribution.values[:, class_index].max() > 0
+    # the same word pushes the other classes down
+    position = [t.text for t in attribution.tokens].index(KEYWORDS[label])
+    others = [i for i in range(len(keyword_model.labels)) if i != class_index]
+    assert all(attribution.values[position, i] < 0 for i in others)
+
+
+def test_attributions_add_up_to_the_prediction(keyword_model):
+    """SHAP's efficiency property: base value + sum of word values = the note's log-odds, per class."""
+    _, text = keyword_notes(1, seed=5, words=40)[0]
+    prediction = predict_note(keyword_model, text)
+    attribution = explain(keyword_model, prediction.note)
+    p = np.clip(prediction.probabilities, 1e-7, 1 - 1e-7)
+    assert np.allclose(attribution.full_values, np.log(p / (1 - p)), atol=1e-3)
+    assert attribution.values.shape == (len(prediction.note.tokens), len(keyword_model.labels))
+
+
+def test_explanation_is_deterministic(keyword_model):
+    _, text = keyword_notes(1, seed=6, words=40)[0]
+    note = predict_note(keyword_model, text).note
+    assert np.array_equal(explain(keyword_model, note).values, explain(keyword_model, note).values)
+
+
+def test_rendering_escapes_the_note(keyword_model):
+    text = 'zorblax <script>alert("x")</script> <img src=x onerror=alert(1)> & "quotes"'
+    prediction = predict_note(keyword_model, text)
+    html = render_html(prediction.note, explain(keyword_model, prediction.note), 0)
+    assert "<script" not in html and "<img" not in html
+    assert html.count("<span") == len(prediction.note.tokens)
+    visible = re.sub(r"</?span[^>]*>", "", html.removeprefix(html[:html.index(">") + 1]).removesuffix("</div>"))
+    assert visible == escape(text)  # every character of the note, escaped, nothing else
