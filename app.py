@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="MedCore", page_icon="🫁", layout="wide")
+st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
 
 navigation = st.navigation([
-    st.Page("pages/xray.py", title="Chest X-ray", icon="🩻", default=True),
-    st.Page("pages/notes.py", title="Case notes", icon="📝"),
+    st.Page("views/xray.py", title="Chest X-ray", icon=":material/radiology:", default=True),
+    st.Page("views/notes.py", title="Case notes", icon=":material/clinical_notes:"),
 ])
 st.sidebar.caption("MedCore · decision support, not a diagnosis")
 navigation.run()

@@ -29,3 +29,19 @@ def xray_train_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not available at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def notes_models():
+    """The shipped case-note models, loaded once, by task."""
+    from medcore.notes.service import load_task_model
+
+    return {task: load_task_model(task) for task in config.NOTES_TASKS}
+
+
+@pytest.fixture(scope="session")
+def notes_dir() -> Path:
+    path = config.data_dir() / "case_notes"
+    if not path.is_dir():
+        pytest.skip(f"shared data not available at {path}")
+    return path

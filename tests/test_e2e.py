@@ -90,3 +90,29 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     csv = Path(download.value.path()).read_text()
     assert csv.splitlines()[0] == "file,decision,pneumonia probability,note" and "study.dcm" in csv
     page.close()
+
+
+def test_case_note_in_the_browser(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(f"{app_url}/notes")
+    page.get_by_text("Paste the note").wait_for(timeout=90_000)
+    # Reached by URL, the page still runs inside app.py's navigation (no page script runs on its own).
+    assert page.get_by_text("decision support, not a diagnosis").count() == 1
+    assert page.get_by_text("Chest X-ray").count() >= 1 and page.get_by_text("common").count() == 0
+    page.get_by_role("combobox", name="Task").click()
+    page.get_by_role("option", name="Disease from symptoms").click()
+    page.get_by_text("symptom2disease").first.wait_for()  # the model caption of the chosen task
+    note = ("I have been coughing a lot, wheezing, and I get short of breath at night, especially when it is cold. "
+            "<img src=x onerror=alert(1)>")
+    page.get_by_role("textbox").first.fill(note)
+    page.get_by_role("button", name="Analyse").click()
+    page.get_by_text("Most likely:").wait_for(timeout=60_000)
+    page.get_by_text("pushed the note towards").wait_for()
+    page.locator(".js-plotly-plot .bars path").first.wait_for()  # the top-3 bars are drawn
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "case_note.png"), full_page=True)
+    hovered = page.locator("span[title^='SHAP']")
+    assert hovered.count() >= 20
+    assert page.locator("img[src=x]").count() == 0  # the note's markup is shown as text, never run
+    assert page.get_by_text("<img src=x onerror=alert(1)>", exact=False).count() >= 1
+    page.close()

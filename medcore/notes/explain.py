@@ -93,6 +93,14 @@ def _colour(value: float, scale: float) -> str:
     return f"rgba({rgb}, {alpha:.2f})"
 
 
+def legend_html(label: str) -> str:
+    """A colour scale: blue (away from the class) through white to red (towards it)."""
+    return ('<div style="display:flex;align-items:center;gap:8px;font-size:0.85rem;margin:4px 0 10px 0">'
+            '<span>away from</span><span style="width:180px;height:12px;border-radius:3px;background:linear-'
+            'gradient(90deg, rgba(37,99,235,0.85), rgba(255,255,255,1), rgba(220,38,38,0.85))"></span>'
+            f'<span>towards <i>{html.escape(label)}</i></span></div>')
+
+
 def render_html(note: Note, attribution: Attribution, class_index: int) -> str:
     """The note with each explained word coloured by its SHAP value; every piece of user text escaped."""
     values = attribution.values[:, class_index]

@@ -5,10 +5,10 @@ import streamlit as st
 
 from medcore import config
 from medcore.artifacts import ModelLoadError
-from medcore.notes.explain import ExplanationCache, render_html
+from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
-from pages.common import current_user, notes_model
+from views.common import current_user, notes_model
 
 TASK_NAMES = {"medical_abstracts": "Condition category (5 classes, clinical text)",
               "symptom2disease": "Disease from symptoms (24 classes, patient's words)"}
@@ -67,7 +67,7 @@ label = st.selectbox("Explain the class", [lbl for lbl, _ in ranked],
 class_index = model.labels.index(label)
 st.markdown(f"Words in **:red[red]** pushed the note towards *{label}*, words in **:blue[blue]** away from "
             "it; the stronger the colour, the larger the push. Hover a word for its SHAP value (log-odds).")
-st.html(render_html(prediction.note, attribution, class_index))
+st.html(legend_html(label) + render_html(prediction.note, attribution, class_index))
 if attribution.truncated:
     st.caption(f"Only the first {len(attribution.tokens)} words are coloured; the rest of the note was read "
                "and held fixed.")

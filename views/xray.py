@@ -8,7 +8,7 @@ from medcore.imaging.gradcam import overlay
 from medcore.artifacts import ModelLoadError
 from medcore.imaging.service import StudyResult, analyse_uploads
 from medcore.reports import study_report_html
-from pages.common import current_user, escape_markdown, xray_model
+from views.common import current_user, escape_markdown, xray_model
 
 st.title("Chest X-ray: pneumonia")
 

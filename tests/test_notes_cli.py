@@ -1,0 +1,91 @@
+"""The notes command line and service on the shipped models."""
+
+import json
+
+import pytest
+
+from medcore.notes.explain import ExplanationCache
+from medcore.notes.service import analyse_note, predict_note
+from tests.synthetic import write_notes_csv
+from tests.test_cli import medcore
+
+NOTE = ("I have a high fever, chills and I sweat a lot at night. My muscles ache, I vomit and feel very "
+        "weak, and I have a bad headache.")
+
+
+def test_predict_notes_prints_classes_and_top_words():
+    done = medcore("predict", "notes", "--task", "symptom2disease", "--text", NOTE, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert len(result["top"]) == 3 and result["prediction"] == result["top"][0]["label"]
+    assert sum(t["probability"] for t in result["top"]) <= 1.0 + 1e-6
+    assert len(result["attributions"]) == 10 and all(w["word"] in NOTE.lower() for w in result["attributions"])
+
+
+def test_predict_notes_explains_an_empty_note():
+    done = medcore("predict", "notes", "--task", "medical_abstracts", "--text", "   ", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"error": "The note is empty."}
+
+
+def test_evaluate_notes_reports_macro_f1_per_class(tmp_path, notes_models):
+    labels = notes_models["symptom2disease"].labels
+    write_notes_csv(tmp_path / "test.csv", [(labels[0], "my skin has red scaly itchy patches on the elbows"),
+                                            (labels[1], "my joints are stiff and swollen in the morning"),
+                                            (labels[0], "")])
+    done = medcore("evaluate", "notes", "--task", "symptom2disease", "--data", str(tmp_path / "test.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n"] == 2 and result["dropped_rows"] == 1
+    assert set(result["per_class_f1"]) == set(labels) and 0 <= result["macro_f1"] <= 1
+    write_notes_csv(tmp_path / "bad.csv", [("Not a disease", "text")])
+    done = medcore("evaluate", "notes", "--task", "symptom2disease", "--data", str(tmp_path / "bad.csv"), "--json")
+    assert done.returncode == 2 and "labels the model does not know" in done.stderr
+
+
+def test_page_service_audits_without_the_note_text(notes_models):
+    from medcore import audit, config
+
+    cache = ExplanationCache()
+    model = notes_models["symptom2disease"]
+    prediction, attribution, error = analyse_note(model, NOTE + " Patient: John Smith", cache, "dr_notes")
+    assert error is None and attribution.values.shape[0] == len(prediction.note.tokens)
+    _, _, error = analyse_note(model, "", cache, "dr_notes")
+    assert error == "The note is empty."
+    rows = [r for r in audit.recent() if r["user"] == "dr_notes"]
+    assert [r["outcome"] for r in rows] == ["rejected", prediction.ranked(1)[0][0]]
+    assert b"John Smith" not in (config.store_dir() / "audit.sqlite").read_bytes()
+
+
+def test_shipped_models_predict_sensible_classes(notes_models):
+    ranked = predict_note(notes_models["symptom2disease"],
+                          "I have been coughing a lot, wheezing, and I get short of breath at night").ranked(3)
+    assert "Bronchial Asthma" in [label for label, _ in ranked]
+    cardio = predict_note(notes_models["medical_abstracts"], "Acute myocardial infarction and coronary artery "
+                          "stenosis treated by angioplasty; left ventricular ejection fraction improved.")
+    assert cardio.ranked(1)[0][0] == "cardiovascular diseases"
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("task", ["medical_abstracts", "symptom2disease"])
+def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_models, notes_dir, tmp_path):
+    """The recorded validation split, rebuilt from the seed, gives the recorded macro-F1."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from medcore.notes.service import evaluate_csv
+    from medcore.training.train_notes import read_notes_csv
+
+    model = notes_models[task]
+    csv = notes_dir / f"{task}_train.csv"
+    data = read_notes_csv(csv)
+    assert data.fingerprint == model.meta["data"]["fingerprint"]
+    options = model.meta["options"]
+    _, val_idx = train_test_split(np.arange(len(data.labels)), test_size=options["val_fraction"],
+                                  stratify=data.labels, random_state=options["seed"])
+    write_notes_csv(tmp_path / "val.csv", [(data.label_names[data.labels[i]], " ".join(data.words[i]))
+                                           for i in val_idx])
+    result = evaluate_csv(model, tmp_path / "val.csv")
+    recorded = model.meta["metrics"]["validation"]
+    assert result["n"] == recorded["n"]
+    assert result["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
+    assert result["macro_f1"] > model.meta["metrics"]["baseline_validation"]["macro_f1"]
