@@ -1,0 +1,69 @@
+"""Case-note speed: prediction of one note and the SHAP explanation of a 250-word note.
+
+Usage: python benchmarks/bench_notes.py [--rounds 5] [--calls 20]
+Prints medians over rounds (each round: median of --calls timed calls) as JSON. The 250-word note is built
+from the task's own vocabulary-bearing text (a fixed synthetic clinical paragraph), so no data is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medcore import config  # noqa: E402
+from medcore.notes.explain import explain  # noqa: E402
+from medcore.notes.service import load_task_model, predict_note  # noqa: E402
+
+PARAGRAPH = ("The patient is a 54 year old man admitted with chest pain radiating to the left arm, shortness of "
+             "breath and sweating. He has a history of hypertension, type 2 diabetes and smoking. Blood pressure "
+             "was elevated and the electrocardiogram showed ST elevation in the anterior leads. Troponin was "
+             "raised. He also reports intermittent headaches, fatigue, a dry cough at night and mild fever over "
+             "the past week, with itchy skin on both forearms and occasional abdominal discomfort after meals. ")
+
+
+def note_of(words: int) -> str:
+    tokens = (PARAGRAPH * (words // len(PARAGRAPH.split()) + 1)).split()
+    return " ".join(tokens[:words])
+
+
+def median_ms(fn, calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args()
+    short, long_note = note_of(60), note_of(250)
+    result = {}
+    for task in config.NOTES_TASKS:
+        model = load_task_model(task)
+        note = predict_note(model, long_note).note
+        predict_note(model, short)  # warm-up: tracing
+        explain(model, note)
+        rounds = {"predict_60_words_ms": [], "predict_250_words_ms": [], "explain_250_words_ms": []}
+        for _ in range(args.rounds):
+            rounds["predict_60_words_ms"].append(median_ms(lambda: predict_note(model, short), args.calls))
+            rounds["predict_250_words_ms"].append(median_ms(lambda: predict_note(model, long_note), args.calls))
+            rounds["explain_250_words_ms"].append(median_ms(lambda: explain(model, note), max(3, args.calls // 4)))
+        result[task] = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
+    result.update(rounds=args.rounds, calls=args.calls, cpu_threads=os.cpu_count())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
