@@ -12,11 +12,13 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import median_ms  # noqa: E402
 
 from medcore import config  # noqa: E402
 from medcore.notes.explain import explain  # noqa: E402
@@ -32,15 +34,6 @@ PARAGRAPH = ("The patient is a 54 year old man admitted with chest pain radiatin
 def note_of(words: int) -> str:
     tokens = (PARAGRAPH * (words // len(PARAGRAPH.split()) + 1)).split()
     return " ".join(tokens[:words])
-
-
-def median_ms(fn, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

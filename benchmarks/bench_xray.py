@@ -20,23 +20,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from medcore.imaging.preprocess import to_model_input  # noqa: E402
 from medcore.imaging.service import analyse_file, load_xray_model  # noqa: E402
-
-
-def median_ms(fn, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def synthetic_jpeg(model, size: int = 224, seed: int = 0) -> bytes:
@@ -64,7 +57,10 @@ def main() -> None:
     jpeg = synthetic_jpeg(model)
     one_input = to_model_input(np.zeros((224, 224), np.float32) + np.linspace(0, 1, 224), size)[None]
     batch_jpegs = [synthetic_jpeg(model, seed=i) for i in range(args.batch)]
-    from tests.synthetic import chest_like, make_dicom  # a full-size 12-bit DICOM, as a scanner sends it
+    from tests.synthetic import (  # a full-size 12-bit DICOM, as a scanner sends it
+        chest_like,
+        make_dicom,
+    )
     dicom = make_dicom((chest_like(model.artifact.quality_reference, 2500, 2048) * 4095).astype(np.uint16), bits=12)
 
     densenet = keras.applications.DenseNet121(weights=None, input_shape=(224, 224, 3), classes=1,

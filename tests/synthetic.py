@@ -36,6 +36,17 @@ def chest_like(reference: dict[str, np.ndarray], height: int = 600, width: int =
     return np.clip(pixels, 0, 1).astype(np.float32)
 
 
+def write_labelled_folder(root, reference: dict[str, np.ndarray], per_class: int, seed: int = 0):
+    """NORMAL/ and PNEUMONIA/ folders of radiograph-like PNGs, in the layout `medcore evaluate` reads."""
+    rng = np.random.default_rng(seed)
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = chest_like(reference, 256, 256, seed=i, weights=rng.normal(0, 1.5, 6))
+            (root / label / f"person{i}_{label.lower()}_1.png").write_bytes(encode(image, "PNG"))
+    return root
+
+
 def noise(size: int = 256, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((size, size)).astype(np.float32)
 
@@ -60,7 +71,11 @@ def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits: int =
                body_part: str = "CHEST", patient_name: str = "Doe^Jane", patient_id: str = "MRN-0042") -> bytes:
     """An uncompressed DICOM file with patient identifiers, as a scanner would send it."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

@@ -1,9 +1,8 @@
 """The X-ray page flow through Streamlit's AppTest: no browser, the real page script."""
 
-import numpy as np
-import pytest
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.synthetic import chest_like, encode, noise

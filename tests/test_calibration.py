@@ -4,7 +4,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from medcore.training.calibrate import apply_platt, fit_platt
-from medcore.training.evaluate import binary_metrics, choose_threshold, expected_calibration_error
+from medcore.training.evaluate import (
+    binary_metrics,
+    choose_threshold,
+    expected_calibration_error,
+)
 
 
 def _overconfident(n=4000, seed=0):

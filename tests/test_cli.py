@@ -4,28 +4,19 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from tests.synthetic import chest_like, encode, lesion_dataset
+from tests.synthetic import chest_like, encode, lesion_dataset, write_labelled_folder
 
 
-def medcore(*args: str, env_store=None) -> subprocess.CompletedProcess:
+def medcore(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "medcore.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
 @pytest.fixture(scope="module")
 def labelled_folder(tmp_path_factory, xray_model):
-    root = tmp_path_factory.mktemp("labelled")
-    reference = xray_model.artifact.quality_reference
-    rng = np.random.default_rng(0)
-    for label in ("NORMAL", "PNEUMONIA"):
-        (root / label).mkdir()
-        for i in range(3):
-            image = chest_like(reference, 256, 256, seed=i, weights=rng.normal(0, 1.5, 6))
-            (root / label / f"person{i}_{label.lower()}_1.png").write_bytes(encode(image, "PNG"))
-    return root
+    return write_labelled_folder(tmp_path_factory.mktemp("labelled"), xray_model.artifact.quality_reference, 3)
 
 
 def test_predict_prints_one_json_line_per_file_and_survives_bad_ones(tmp_path, xray_model):

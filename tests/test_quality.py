@@ -7,7 +7,14 @@ from PIL import Image
 from medcore.imaging import quality
 from medcore.imaging.io import read_radiograph
 from medcore.imaging.preprocess import to_model_input
-from tests.synthetic import chest_like, colour_photo, encode, make_dicom, noise, text_screenshot
+from tests.synthetic import (
+    chest_like,
+    colour_photo,
+    encode,
+    make_dicom,
+    noise,
+    text_screenshot,
+)
 
 
 def _check(model, data: bytes, name: str = "x.png"):

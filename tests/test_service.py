@@ -9,8 +9,13 @@ import pytest
 
 from medcore import audit, config
 from medcore.imaging.model import ModelLoadError, load_artifact
-from medcore.imaging.service import DISPLAY_MAX_SIDE, analyse_file, analyse_uploads, evaluate_folder
-from tests.synthetic import chest_like, encode, make_dicom, noise
+from medcore.imaging.service import (
+    DISPLAY_MAX_SIDE,
+    analyse_file,
+    analyse_uploads,
+    evaluate_folder,
+)
+from tests.synthetic import chest_like, encode, make_dicom, noise, write_labelled_folder
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +81,14 @@ def test_corrupt_or_mismatched_model_is_detected(xray_model, tmp_path):
     shutil.copy(xray_model.artifact.path / "model.keras", copy / "model.keras")
     meta = json.loads((copy / "meta.json").read_text())
     (copy / "meta.json").write_text(json.dumps({**meta, "preprocess_version": "old-v0"}))
-    with pytest.raises(ModelLoadError, match="preprocessing"):
+    with pytest.raises(ModelLoadError, match="preprocess_version"):
         load_artifact(copy)
     with pytest.raises(ModelLoadError, match="missing"):
         load_artifact(tmp_path / "nowhere")
 
 
 def test_evaluate_folder_reports_the_release_metrics(xray_model, tmp_path):
-    reference = xray_model.artifact.quality_reference
-    rng = np.random.default_rng(5)
-    for label in ("NORMAL", "PNEUMONIA"):
-        (tmp_path / label).mkdir()
-        for i in range(4):
-            image = chest_like(reference, 256, 256, seed=i, weights=rng.normal(0, 1.5, 6))
-            (tmp_path / label / f"person{i}_{label}.png").write_bytes(encode(image, "PNG"))
+    write_labelled_folder(tmp_path, xray_model.artifact.quality_reference, 4, seed=5)
     (tmp_path / "NORMAL" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = evaluate_folder(xray_model, tmp_path)
     for key in ("n", "auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"):

@@ -1,7 +1,6 @@
 """With ../shared/data present: the shipped model reproduces its recorded validation figures, and the
 quality gate lets real radiographs through. Skipped cleanly where the data are absent."""
 
-import numpy as np
 import pytest
 
 from medcore.imaging.service import evaluate_folder

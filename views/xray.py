@@ -4,8 +4,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from medcore.imaging.gradcam import overlay
 from medcore.artifacts import ModelLoadError
+from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult, analyse_uploads
 from medcore.reports import study_report_html
 from views.common import current_user, escape_markdown, xray_model

@@ -9,7 +9,6 @@ carry their own targets and thresholds.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medcore.artifacts import ModelLoadError, save_network, write_atomically  # noqa: E402
+from medcore.artifacts import ModelLoadError, read_model_folder, write_model_folder  # noqa: E402,F401
 from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
 from medcore.training.calibrate import apply_platt  # noqa: E402
 
@@ -98,32 +97,11 @@ def save_artifact(folder: Path, network: keras.Model, meta: dict[str, Any],
     validation.npz keeps the validation labels and calibrated probabilities, so every curve
     shown for this model is recomputed from its own predictions.
     """
-
-    def write(tmp: Path) -> None:
-        save_network(network, tmp / "model.keras")
-        np.savez_compressed(tmp / "quality.npz", **quality_reference)
-        np.savez_compressed(tmp / "validation.npz", **validation)
-        (tmp / "meta.json").write_text(json.dumps({**meta, "preprocess_version": PREPROCESS_VERSION},
-                                                  indent=2, sort_keys=True))
-        if model_card:
-            (tmp / "model_card.md").write_text(model_card)
-
-    return write_atomically(folder, write)
+    return write_model_folder(folder, network, {**meta, "preprocess_version": PREPROCESS_VERSION},
+                              {"quality": quality_reference, "validation": validation}, model_card)
 
 
 def load_artifact(folder: Path) -> XrayArtifact:
     """Load and check a model folder; raise ModelLoadError with a clear reason."""
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        network = keras.models.load_model(folder / "model.keras", compile=False)
-        with np.load(folder / "quality.npz") as npz:
-            quality_reference = {k: npz[k] for k in npz.files}
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"Model files missing in {folder}: {exc.filename}") from exc
-    except Exception as exc:  # corrupt zip / json / h5
-        raise ModelLoadError(f"Model in {folder} cannot be loaded: {exc}") from exc
-    if meta.get("preprocess_version") != PREPROCESS_VERSION:
-        raise ModelLoadError(f"Model in {folder} was trained with preprocessing "
-                             f"{meta.get('preprocess_version')!r}, this code uses {PREPROCESS_VERSION!r}.")
-    return XrayArtifact(network, meta, quality_reference, folder)
+    network, meta, arrays = read_model_folder(folder, ("quality",), "preprocess_version", PREPROCESS_VERSION)
+    return XrayArtifact(network, meta, arrays["quality"], Path(folder))

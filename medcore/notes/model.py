@@ -7,7 +7,6 @@ labels, temperature, validation and baseline metrics, data fingerprint, command)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import sparse  # noqa: E402
 
-from medcore.artifacts import ModelLoadError, save_network, write_atomically  # noqa: E402
+from medcore.artifacts import read_model_folder, write_model_folder  # noqa: E402
 from medcore.notes.features import Design, Featurizer  # noqa: E402
 from medcore.training.calibrate import softmax  # noqa: E402
 
@@ -79,32 +78,12 @@ class NotesModel:
 
 def save_notes_model(folder: Path, model: NotesModel, validation: dict[str, np.ndarray], model_card: str = "") -> Path:
     """Write the model folder atomically."""
-
-    def write(tmp: Path) -> None:
-        save_network(model.network, tmp / "model.keras")
-        np.savez_compressed(tmp / "featurizer.npz", vocabulary=np.array(model.featurizer.vocabulary),
-                            idf=model.featurizer.idf)
-        np.savez_compressed(tmp / "validation.npz", **validation)
-        (tmp / "meta.json").write_text(json.dumps({**model.meta, "features_version": FEATURES_VERSION},
-                                                  indent=2, sort_keys=True))
-        if model_card:
-            (tmp / "model_card.md").write_text(model_card)
-
-    return write_atomically(folder, write)
+    featurizer = {"vocabulary": np.array(model.featurizer.vocabulary), "idf": model.featurizer.idf}
+    return write_model_folder(folder, model.network, {**model.meta, "features_version": FEATURES_VERSION},
+                              {"featurizer": featurizer, "validation": validation}, model_card)
 
 
 def load_notes_model(folder: Path) -> NotesModel:
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        network = keras.models.load_model(folder / "model.keras", compile=False)
-        with np.load(folder / "featurizer.npz") as npz:
-            featurizer = Featurizer(npz["vocabulary"].tolist(), npz["idf"])
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"Model files missing in {folder}: {exc.filename}") from exc
-    except Exception as exc:
-        raise ModelLoadError(f"Model in {folder} cannot be loaded: {exc}") from exc
-    if meta.get("features_version") != FEATURES_VERSION:
-        raise ModelLoadError(f"Model in {folder} uses features {meta.get('features_version')!r}; "
-                             f"this code makes {FEATURES_VERSION!r}.")
-    return NotesModel(network, featurizer, meta, folder)
+    network, meta, arrays = read_model_folder(folder, ("featurizer",), "features_version", FEATURES_VERSION)
+    featurizer = Featurizer(arrays["featurizer"]["vocabulary"].tolist(), arrays["featurizer"]["idf"])
+    return NotesModel(network, featurizer, meta, Path(folder))

@@ -93,7 +93,12 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
     from sklearn.model_selection import train_test_split
 
     from medcore.model_card import notes_model_card
-    from medcore.notes.model import NotesModel, build_notes_network, save_notes_model, to_sparse_tensor
+    from medcore.notes.model import (
+        NotesModel,
+        build_notes_network,
+        save_notes_model,
+        to_sparse_tensor,
+    )
     from medcore.training import device
 
     options = options or NotesTrainingOptions()

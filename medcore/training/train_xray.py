@@ -25,7 +25,11 @@ from medcore.imaging.preprocess import PREPROCESS_VERSION
 from medcore.model_card import xray_model_card
 from medcore.training import datasets, device
 from medcore.training.calibrate import apply_platt, fit_platt
-from medcore.training.evaluate import binary_metrics, choose_threshold, expected_calibration_error
+from medcore.training.evaluate import (
+    binary_metrics,
+    choose_threshold,
+    expected_calibration_error,
+)
 
 ProgressFn = Callable[[dict], None]
 QUALITY_METHOD = ("Mahalanobis distance of pooled last-conv features + PCA residual of 32 px thumbnails; "
