@@ -45,6 +45,8 @@ MAX_PIXELS = int(os.environ.get("MEDCORE_MAX_PIXELS", str(50_000_000)))
 MIN_SIDE = 64  # smaller images carry too little detail to read a chest film
 
 NOTES_TASKS = ("medical_abstracts", "symptom2disease")
+NOTES_TASK_TITLES = {"medical_abstracts": "Condition category (5 classes, clinical text)",
+                     "symptom2disease": "Disease from symptoms (24 classes, patient's words)"}
 
 
 def notes_model_dir(task: str) -> Path:

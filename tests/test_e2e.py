@@ -116,3 +116,17 @@ def test_case_note_in_the_browser(app_url, browser):
     assert page.locator("img[src=x]").count() == 0  # the note's markup is shown as text, never run
     assert page.get_by_text("<img src=x onerror=alert(1)>", exact=False).count() >= 1
     page.close()
+
+
+def test_performance_page_in_the_browser(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(f"{app_url}/performance")
+    page.get_by_text("Model performance").first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
+    assert page.get_by_text("ROC curve").count() >= 1 and page.get_by_text("Calibration (reliability)").count() >= 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "performance_xray.png"), full_page=True)
+    page.get_by_role("tab", name="Case notes").click()
+    page.get_by_text("F1 per class").wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "performance_notes.png"), full_page=True)
+    page.close()

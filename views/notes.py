@@ -10,11 +10,8 @@ from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
 from views.common import current_user, notes_model
 
-TASK_NAMES = {"medical_abstracts": "Condition category (5 classes, clinical text)",
-              "symptom2disease": "Disease from symptoms (24 classes, patient's words)"}
-
 st.title("Case notes")
-task = st.selectbox("Task", config.NOTES_TASKS, format_func=TASK_NAMES.get)
+task = st.selectbox("Task", config.NOTES_TASKS, format_func=config.NOTES_TASK_TITLES.get)
 try:
     model = notes_model(task)
 except ModelLoadError as exc:

@@ -1,0 +1,98 @@
+"""Plotly figures of a model's validation performance, computed from its stored predictions.
+
+Every figure is recomputed by training.evaluate from the labels and probabilities saved beside the
+model (validation.npz); nothing is typed by hand. No Streamlit here: the page only shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from medcore.training.evaluate import binary_metrics, curves, multiclass_metrics
+
+LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
+
+
+def load_validation(model_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(Path(model_dir) / "validation.npz") as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def binary_report(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
+    """Metrics at the threshold, curves, and the operating point on each curve."""
+    metrics = binary_metrics(y_true, prob, threshold)
+    points = curves(y_true, prob)
+    precision_at = metrics["ppv"]
+    return {"metrics": metrics, "curves": points,
+            "operating_point": {"fpr": 1 - metrics["specificity"], "tpr": metrics["sensitivity"],
+                                "recall": metrics["sensitivity"], "precision": precision_at}}
+
+
+def roc_figure(report: dict) -> go.Figure:
+    c, op, m = report["curves"], report["operating_point"], report["metrics"]
+    figure = go.Figure([
+        go.Scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=f"ROC (AUC {m['auc']:.3f})"),
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "gray"}),
+        go.Scatter(x=[op["fpr"]], y=[op["tpr"]], mode="markers", name=f"threshold {m['threshold']:.2f}",
+                   marker={"size": 12, "color": "#c0392b", "symbol": "x"})])
+    figure.update_layout(title="ROC curve", xaxis_title="1 − specificity", yaxis_title="sensitivity", **LAYOUT)
+    return figure
+
+
+def pr_figure(report: dict) -> go.Figure:
+    c, op, m = report["curves"], report["operating_point"], report["metrics"]
+    figure = go.Figure([
+        go.Scatter(x=c["recall"], y=c["precision"], mode="lines", name="precision-recall"),
+        go.Scatter(x=[op["recall"]], y=[op["precision"]], mode="markers", name=f"threshold {m['threshold']:.2f}",
+                   marker={"size": 12, "color": "#c0392b", "symbol": "x"})])
+    figure.update_layout(title="Precision-recall curve", xaxis_title="recall (sensitivity)",
+                         yaxis_title="precision (PPV)", **LAYOUT)
+    return figure
+
+
+def reliability_figure(predicted: list[float], observed: list[float], counts: list[int], ece: float,
+                       what: str = "predicted probability") -> go.Figure:
+    figure = go.Figure([
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dot", "color": "gray"}),
+        go.Scatter(x=predicted, y=observed, mode="lines+markers", name=f"model (ECE {ece:.3f})",
+                   marker={"size": [6 + 14 * np.sqrt(c / max(counts)) for c in counts]},
+                   text=[f"{c} cases" for c in counts], hovertemplate="%{x:.2f} → %{y:.2f} (%{text})")])
+    figure.update_layout(title="Calibration (reliability)", xaxis_title=f"mean {what}",
+                         yaxis_title="observed frequency", xaxis_range=[0, 1], yaxis_range=[0, 1], **LAYOUT)
+    return figure
+
+
+def confusion_figure(matrix: list[list[int]], labels: list[str], title: str) -> go.Figure:
+    counts = np.asarray(matrix)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = go.Figure(go.Heatmap(z=share, x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                                  text=counts, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}"
+                                  "<br>%{text} cases (%{z:.0%} of the row)<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                         **{**LAYOUT, "height": max(360, 26 * len(labels) + 120)})
+    return figure
+
+
+def binary_confusion(metrics: dict) -> list[list[int]]:
+    return [[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]]
+
+
+def multiclass_report(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) -> dict:
+    metrics = multiclass_metrics(y_true, prob, labels)
+    pred = prob.argmax(1)
+    confidence = prob[np.arange(len(pred)), pred]
+    reliability = curves((pred == y_true).astype(int), confidence)
+    return {"metrics": metrics, "reliability": reliability}
+
+
+def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float]) -> go.Figure:
+    labels = list(deep)
+    figure = go.Figure([go.Bar(y=labels, x=[deep[k] for k in labels], name="MLP (shipped)", orientation="h"),
+                        go.Bar(y=labels, x=[baseline[k] for k in labels], name="TF-IDF + LR baseline",
+                               orientation="h")])
+    figure.update_layout(title="F1 per class", xaxis_range=[0, 1], barmode="group",
+                         **{**LAYOUT, "height": max(360, 34 * len(labels) + 120)})
+    return figure

@@ -1,0 +1,58 @@
+"""The performance page's numbers are recomputed from stored predictions and agree with the model's record."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medcore import charts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_xray_report_recomputes_the_recorded_validation_metrics(xray_model):
+    stored = charts.load_validation(xray_model.artifact.path)
+    report = charts.binary_report(stored["y_true"], stored["prob"], xray_model.artifact.threshold)
+    recorded = xray_model.artifact.meta["metrics"]["validation"]
+    for key in ("n", "tp", "fp", "tn", "fn"):
+        assert report["metrics"][key] == recorded[key]
+    for key in ("auc", "sensitivity", "specificity", "ece"):
+        assert report["metrics"][key] == pytest.approx(recorded[key], abs=1e-4)
+    op = report["operating_point"]
+    assert op["tpr"] == recorded["sensitivity"] and op["fpr"] == pytest.approx(1 - recorded["specificity"])
+    assert charts.binary_confusion(report["metrics"]) == [[recorded["tn"], recorded["fp"]],
+                                                           [recorded["fn"], recorded["tp"]]]
+
+
+def test_notes_report_recomputes_the_recorded_validation_metrics(notes_models):
+    for model in notes_models.values():
+        stored = charts.load_validation(model.path)
+        report = charts.multiclass_report(stored["y_true"], stored["prob"], model.labels)
+        recorded = model.meta["metrics"]["validation"]
+        assert report["metrics"]["confusion"] == recorded["confusion"]
+        assert report["metrics"]["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-9)
+        assert sum(report["reliability"]["reliability_count"]) == recorded["n"]
+
+
+def test_figures_mark_the_operating_point():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    prob = np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1)
+    report = charts.binary_report(y, prob, 0.5)
+    roc = charts.roc_figure(report)
+    assert [trace.name for trace in roc.data][-1] == "threshold 0.50"
+    assert roc.data[-1].x[0] == pytest.approx(1 - report["metrics"]["specificity"])
+
+
+def test_performance_page_renders_both_tabs():
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/performance.py").run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 7  # 4 X-ray + 3 notes figures
+    tables = at.dataframe
+    assert list(tables[0].value.columns) == ["AUC", "accuracy", "sensitivity", "specificity", "F1", "PPV", "NPV", "ECE"]
+    assert list(tables[1].value["model"]) == ["MLP (shipped)", "TF-IDF + logistic regression (baseline)"]
+    at.selectbox[0].select("symptom2disease").run()
+    assert not at.exception
