@@ -116,7 +116,7 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
     y_train, y_val = data.labels[train_idx], data.labels[val_idx]
 
     n_classes = len(data.label_names)
-    with device.training_strategy().scope():
+    with device.training_strategy(mixed_precision=False).scope():
         network = build_notes_network(featurizer.size, n_classes, options.hidden, options.dropout)
         network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
