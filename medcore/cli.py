@@ -68,8 +68,15 @@ def cmd_evaluate_xray(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_user() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def cmd_predict_xray(args: argparse.Namespace) -> int:
-    from medcore.imaging.service import analyse_file, load_xray_model
+    from medcore.audit import content_digest
+    from medcore.imaging.service import analyse_file, audit_study, load_xray_model
 
     artifact = load_xray_model(Path(args.model) if args.model else None)
     for name in args.files:
@@ -80,8 +87,12 @@ def cmd_predict_xray(args: argparse.Namespace) -> int:
             _emit({"file": name, "error": f"Cannot read the file: {exc.strerror or exc}"})
             continue
         result = analyse_file(artifact, data, path.name, with_heatmap=False)
+        audit_study(_cli_user(), result, content_digest(data))
         row = {"file": name, **result.as_dict()}
-        _emit(row) if args.json else print(f"{name}: {row.get('decision') or row.get('error')}")
+        if args.json:
+            _emit(row)
+        else:
+            print(f"{name}: {row.get('decision') or row.get('error')}")
     return 0
 
 
@@ -109,18 +120,20 @@ def cmd_evaluate_notes(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_notes(args: argparse.Namespace) -> int:
-    from medcore.notes.explain import explain
-    from medcore.notes.service import load_task_model, predict_note
+    from medcore.notes.explain import ExplanationCache
+    from medcore.notes.service import analyse_note, load_task_model
     from medcore.notes.text import NoteRejected, decode_upload
 
     model = load_task_model(args.task_name, Path(args.model) if args.model else None)
-    text = args.text if args.text is not None else decode_upload(Path(args.file).read_bytes())
     try:
-        prediction = predict_note(model, text)
+        text = args.text if args.text is not None else decode_upload(Path(args.file).read_bytes())
     except NoteRejected as exc:
         _emit({"error": str(exc)})
         return 0
-    attribution = explain(model, prediction.note)
+    prediction, attribution, error = analyse_note(model, text, ExplanationCache(capacity=1), _cli_user())
+    if error:
+        _emit({"error": error})
+        return 0
     top = prediction.ranked(3)
     best = model.labels.index(top[0][0])
     result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],

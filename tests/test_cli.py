@@ -30,6 +30,9 @@ def test_predict_prints_one_json_line_per_file_and_survives_bad_ones(tmp_path, x
     assert [row["file"] for row in rows] == [str(good), str(bad), str(tmp_path / "missing.png")]
     assert 0 <= rows[0]["probability"] <= 1 and rows[0]["decision"] in ("NORMAL", "PNEUMONIA")
     assert "corrupt" in rows[1]["error"] and "Cannot read" in rows[2]["error"]
+    from medcore import audit  # the subprocess shares this test session's store
+    logged = [r for r in audit.recent(10) if r["user"].startswith("cli:") and r["action"] == "predict_xray"]
+    assert {r["outcome"] for r in logged[:2]} == {rows[0]["decision"], "unreadable"}
 
 
 def test_evaluate_prints_one_json_object_with_the_contract_keys(labelled_folder):

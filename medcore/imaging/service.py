@@ -121,10 +121,11 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
     """
     results = []
     for index, (name, data) in enumerate(uploads):
-        key = (model.artifact.version, audit.content_digest(data), name)
+        digest = audit.content_digest(data)
+        key = (model.artifact.version, digest, name)
         if key not in cache:
             result = analyse_file(model, data, name)
-            audit_study(user, result, data)
+            audit_study(user, result, digest)
             cache[key] = result
             while len(cache) > max_cached:
                 cache.pop(next(iter(cache)))
@@ -134,14 +135,14 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
     return results
 
 
-def audit_study(user: str, result: StudyResult, data: bytes) -> None:
+def audit_study(user: str, result: StudyResult, digest: str) -> None:
     """One audit row per analysed study: digest and outcome only, never the name or pixels."""
     if result.error:
         outcome = "refused" if result.refusal_reasons else "unreadable"
     else:
         outcome = result.decision or "unknown"
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
-                 study=audit.content_digest(data), probability=result.probability)
+                 study=digest, probability=result.probability)
 
 
 def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:

@@ -86,10 +86,11 @@ def load_images(files: list[Path], image_size: int, workers: int = 4) -> np.ndar
         return np.stack(list(pool.map(one, files))).astype(np.float16)
 
 
-def load_cached(folder: ImageFolder, image_size: int, cache_dir: Path) -> np.ndarray:
-    """load_images, cached on disk by data fingerprint and preprocessing version."""
-    key = hashlib.sha256(f"{fingerprint(folder.files, folder.labels)}|{image_size}|"
-                         f"{PREPROCESS_VERSION}".encode()).hexdigest()[:16]
+def load_cached(folder: ImageFolder, image_size: int, cache_dir: Path, data_fingerprint: str | None = None
+                ) -> np.ndarray:
+    """load_images, cached on disk by data fingerprint (computed unless given) and preprocessing version."""
+    data_fingerprint = data_fingerprint or fingerprint(folder.files, folder.labels)
+    key = hashlib.sha256(f"{data_fingerprint}|{image_size}|{PREPROCESS_VERSION}".encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"images-{key}.npy"
     if cache.exists():
         return np.load(cache)

@@ -110,10 +110,12 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
     artifact = load_artifact(model_dir)
     options = artifact.meta["options"]
     folder = datasets.list_image_folder(Path(data_dir))
-    if datasets.fingerprint(folder.files, folder.labels) != artifact.meta["data"]["fingerprint"]:
+    data_fingerprint = datasets.fingerprint(folder.files, folder.labels)
+    if data_fingerprint != artifact.meta["data"]["fingerprint"]:
         raise ValueError(f"{data_dir} is not the data set this model was trained on (fingerprint differs).")
     train_idx, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
-    images = datasets.load_cached(folder, artifact.image_size, cache_dir or config.store_dir() / "cache")
+    images = datasets.load_cached(folder, artifact.image_size, cache_dir or config.store_dir() / "cache",
+                                  data_fingerprint)
     reference = fit_quality_reference(artifact.network, images, train_idx, val_idx)
     np.savez_compressed(Path(model_dir) / "quality.npz", **reference)
     return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
@@ -134,7 +136,9 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     folder = datasets.list_image_folder(Path(data_dir))
     train_idx, val_idx = datasets.split_by_patient(folder, options.val_fraction, options.seed)
     progress({"stage": "loading", "n_train": len(train_idx), "n_val": len(val_idx)})
-    images = datasets.load_cached(folder, options.image_size, cache_dir or config.store_dir() / "cache")
+    data_fingerprint = datasets.fingerprint(folder.files, folder.labels)
+    images = datasets.load_cached(folder, options.image_size, cache_dir or config.store_dir() / "cache",
+                                  data_fingerprint)
     x_train, y_train = images[train_idx], folder.labels[train_idx]
     x_val, y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
 
@@ -199,8 +203,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                            f"{options.min_sensitivity} (ties: highest sensitivity)"),
         "metrics": {"validation": metrics},
         "options": asdict(options),
-        "data": {"source": str(Path(data_dir).resolve().name), "fingerprint":
-                 datasets.fingerprint(folder.files, folder.labels),
+        "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
                  "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                  "train_counts": np.bincount(y_train).tolist(), "val_counts": np.bincount(y_val).tolist()},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
