@@ -3,8 +3,8 @@
 Flow for one study: bytes -> io.read_radiograph (validate, decode, drop identifiers) ->
 preprocess.to_model_input -> GradCam (logit, heatmap and pooled features in one pass) ->
 quality.check (rules + how unlike the training films the features are) -> Platt calibration ->
-decision at the model's own threshold; a refused study keeps no probability. A bad file becomes a result with an error,
-never an exception, so one file cannot stop a batch.
+decision at the model's own threshold; a refused study keeps no probability. A bad file becomes a
+result with an error, never an exception, so one file cannot stop a batch.
 """
 
 from __future__ import annotations

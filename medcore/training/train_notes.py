@@ -99,7 +99,7 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
         save_notes_model,
         to_sparse_tensor,
     )
-    from medcore.training import device
+    from medcore.training import datasets, device
 
     options = options or NotesTrainingOptions()
     progress = progress or (lambda event: None)
@@ -121,8 +121,7 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
         network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     counts = np.bincount(y_train, minlength=n_classes)
-    weights = {i: float(len(y_train) / (n_classes * c)) for i, c in enumerate(counts) if c} \
-        if options.class_weighting else None
+    weights = datasets.class_weights(y_train) if options.class_weighting else None
     forward = tf.function(lambda x: network(x, training=False))
     best = {"f1": -1.0, "epoch": 0, "weights": None}
     history = []
