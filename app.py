@@ -1,13 +1,41 @@
-"""MedCore: `streamlit run app.py`. Routes to the pages; every page is a thin view over medcore."""
+"""MedCore: `streamlit run app.py`. Signs the user in and routes to the pages their role may see.
+
+Pages live in views/, not pages/: Streamlit serves every file in pages/ by URL on its own, which
+would bypass this sign-in. Only the pages listed here can be reached.
+"""
 
 import streamlit as st
 
+from medcore import auth
+from views.common import escape_markdown, sign_out, signed_in
+
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
 
-navigation = st.navigation([
-    st.Page("views/xray.py", title="Chest X-ray", icon=":material/radiology:", default=True),
-    st.Page("views/notes.py", title="Case notes", icon=":material/clinical_notes:"),
-    st.Page("views/performance.py", title="Model performance", icon=":material/monitoring:"),
-])
+
+@st.cache_resource(show_spinner=False)
+def _first_start() -> str | None:
+    """Once per server process: the first admin from the environment, if there is no account yet."""
+    return auth.create_admin_from_environment()
+
+
+_first_start()
+user = signed_in()
+if user is None:
+    navigation = st.navigation([st.Page("views/signin.py", title="Sign in", icon=":material/login:")])
+else:
+    clinical = [
+        st.Page("views/xray.py", title="Chest X-ray", icon=":material/radiology:", default=True),
+        st.Page("views/notes.py", title="Case notes", icon=":material/clinical_notes:"),
+        st.Page("views/performance.py", title="Model performance", icon=":material/monitoring:"),
+    ]
+    admin = [
+        st.Page("views/admin.py", title="Models & retraining", icon=":material/model_training:"),
+        st.Page("views/audit_log.py", title="Audit log", icon=":material/policy:"),
+    ]
+    navigation = st.navigation({"Clinical": clinical, "Administration": admin} if user.is_admin else clinical)
+    st.sidebar.markdown(f"Signed in as **{escape_markdown(user.name)}** ({user.role})")
+    if st.sidebar.button("Sign out", icon=":material/logout:"):
+        sign_out()
+        st.rerun()
 st.sidebar.caption("MedCore · decision support, not a diagnosis")
 navigation.run()

@@ -1,4 +1,4 @@
-"""`medcore train | evaluate | predict`: the public command line (JSON on stdout).
+"""`medcore train | evaluate | predict | models | jobs | users`: the public command line (JSON on stdout).
 
 The release check runs `medcore evaluate xray --data DIR --json` on hidden held-out data, so the
 flags here are a contract: add, never rename. Progress and warnings go to stderr; stdout carries
@@ -55,10 +55,28 @@ def cmd_quality_refit_xray(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate_xray(args: argparse.Namespace) -> int:
-    from medcore.imaging.service import evaluate_folder, load_xray_model
+def _model(task: str, model_arg: str | None):
+    """The model in --model, or the registry's production model (warnings, e.g. a fallback, to stderr)."""
+    if model_arg:
+        if task == "xray":
+            from medcore.imaging.service import load_xray_model
 
-    artifact = load_xray_model(Path(args.model) if args.model else None)
+            return load_xray_model(Path(model_arg))
+        from medcore.notes.service import load_task_model
+
+        return load_task_model(task.removeprefix("notes_"), Path(model_arg))
+    from medcore import production
+
+    served = production.load(task)
+    for warning in served.warnings:
+        print(f"medcore: {warning}", file=sys.stderr)
+    return served.model
+
+
+def cmd_evaluate_xray(args: argparse.Namespace) -> int:
+    from medcore.imaging.service import evaluate_folder
+
+    artifact = _model("xray", args.model)
     result = evaluate_folder(artifact, Path(args.data))
     if args.json:
         _emit(result)
@@ -76,9 +94,9 @@ def _cli_user() -> str:
 
 def cmd_predict_xray(args: argparse.Namespace) -> int:
     from medcore.audit import content_digest
-    from medcore.imaging.service import analyse_file, audit_study, load_xray_model
+    from medcore.imaging.service import analyse_file, audit_study
 
-    artifact = load_xray_model(Path(args.model) if args.model else None)
+    artifact = _model("xray", args.model)
     for name in args.files:
         path = Path(name)
         try:
@@ -108,9 +126,9 @@ def cmd_train_notes(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_notes(args: argparse.Namespace) -> int:
-    from medcore.notes.service import evaluate_csv, load_task_model
+    from medcore.notes.service import evaluate_csv
 
-    result = evaluate_csv(load_task_model(args.task_name, Path(args.model) if args.model else None), Path(args.data))
+    result = evaluate_csv(_model(f"notes_{args.task_name}", args.model), Path(args.data))
     if args.json:
         _emit(result)
     else:
@@ -121,10 +139,10 @@ def cmd_evaluate_notes(args: argparse.Namespace) -> int:
 
 def cmd_predict_notes(args: argparse.Namespace) -> int:
     from medcore.notes.explain import ExplanationCache
-    from medcore.notes.service import analyse_note, load_task_model
+    from medcore.notes.service import analyse_note
     from medcore.notes.text import NoteRejected, decode_upload
 
-    model = load_task_model(args.task_name, Path(args.model) if args.model else None)
+    model = _model(f"notes_{args.task_name}", args.model)
     try:
         text = args.text if args.text is not None else decode_upload(Path(args.file).read_bytes())
     except NoteRejected as exc:
@@ -144,6 +162,123 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
         _emit(result)
     else:
         print(f"{top[0][0]} ({top[0][1]:.1%})")
+    return 0
+
+
+def _version_row(entry) -> dict:
+    metrics = entry.summary.get("metrics", {}).get("validation", {})
+    keys = ("auc", "sensitivity", "specificity", "macro_f1", "accuracy", "ece")
+    return {"task": entry.task, "version": entry.version, "status": entry.status, "origin": entry.origin,
+            "created_by": entry.created_by, "created_at": _iso(entry.created_at),
+            "data_fingerprint": entry.summary.get("data", {}).get("fingerprint"),
+            "validation": {k: metrics[k] for k in keys if k in metrics}}
+
+
+def _iso(timestamp: float | None) -> str | None:
+    import datetime
+
+    return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from medcore import registry
+
+    registry.ensure_defaults()
+    rows = [_version_row(v) for task in (args.task_name or registry.TASKS) for v in registry.list_versions(task)]
+    if args.json:
+        _emit({"versions": rows})
+    else:
+        for row in rows:
+            print(f"{row['task']:26s} {row['version']:44s} {row['status']:20s} {row['created_at']}")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from medcore import audit, registry
+
+    previous = registry.promote(args.task_name, args.version, _cli_user())
+    audit.record(_cli_user(), f"promote:{args.task_name}", "promoted", args.version, previous=previous)
+    _emit({"task": args.task_name, "production": args.version, "previous": previous})
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from medcore import audit, registry
+
+    current = registry.production(args.task_name)
+    version = registry.rollback(args.task_name, _cli_user(), to=args.to)
+    audit.record(_cli_user(), f"rollback:{args.task_name}", "rolled back", version,
+                 previous=current.version if current else None)
+    _emit({"task": args.task_name, "production": version, "previous": current.version if current else None})
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from medcore import jobs
+
+    rows = [{"id": j.id, "task": j.task, "status": j.status, "created_by": j.created_by,
+             "created_at": _iso(j.created_at), "finished_at": _iso(j.finished_at), "data": j.data_label,
+             "candidate_version": j.candidate_version, "error": j.error} for j in jobs.list_jobs(args.limit)]
+    if args.json:
+        _emit({"jobs": rows})
+    else:
+        for row in rows:
+            print(f"{row['id']:32s} {row['task']:26s} {row['status']:10s} {row['candidate_version'] or row['error'] or ''}")
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from medcore import jobs
+
+    jobs.cancel(args.job_id, _cli_user())
+    _emit({"job": args.job_id, "cancel_requested": True})
+    return 0
+
+
+def _read_new_password(name: str) -> str:
+    """From MEDCORE_NEW_PASSWORD (scripts), else typed twice without echo."""
+    import getpass
+    import os
+
+    if os.environ.get("MEDCORE_NEW_PASSWORD"):
+        return os.environ["MEDCORE_NEW_PASSWORD"]
+    password = getpass.getpass(f"Password for {name}: ")
+    if getpass.getpass("Repeat it: ") != password:
+        raise ValueError("The two passwords differ; nothing was changed.")
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from medcore import audit, auth
+
+    user = auth.add_user(args.name, _read_new_password(args.name), "admin" if args.admin else "clinician", _cli_user())
+    audit.record(_cli_user(), "user_add", "created", user=user.name, role=user.role)
+    _emit({"user": user.name, "role": user.role})
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from medcore import auth
+
+    _emit({"users": [{"name": u.name, "role": u.role, "disabled": u.disabled} for u in auth.list_users()]})
+    return 0
+
+
+def cmd_users_password(args: argparse.Namespace) -> int:
+    from medcore import audit, auth
+
+    auth.set_password(args.name, _read_new_password(args.name))
+    audit.record(_cli_user(), "user_password", "changed", user=args.name)
+    _emit({"user": args.name, "password": "changed"})
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    from medcore import audit, auth
+
+    auth.set_disabled(args.name, not args.enable)
+    audit.record(_cli_user(), "user_disable", "enabled" if args.enable else "disabled", user=args.name)
+    _emit({"user": args.name, "disabled": not args.enable})
     return 0
 
 
@@ -178,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="task", required=True)
     xray = evaluate.add_parser("xray", help="evaluate on NORMAL/ PNEUMONIA/ folders")
     xray.add_argument("--data", required=True)
-    xray.add_argument("--model", help=f"model folder (default: {config.xray_model_dir()})")
+    xray.add_argument("--model", help="model folder (default: the production model in the registry)")
     xray.add_argument("--json", action="store_true", help="print one JSON object")
     xray.set_defaults(func=cmd_evaluate_xray)
 
@@ -191,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     notes = evaluate.add_parser("notes", help="evaluate on a CSV with label,text columns")
     notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
     notes.add_argument("--data", required=True)
-    notes.add_argument("--model", help="model folder (default: the shipped model of the task)")
+    notes.add_argument("--model", help="model folder (default: the production model in the registry)")
     notes.add_argument("--json", action="store_true")
     notes.set_defaults(func=cmd_evaluate_notes)
 
@@ -210,22 +345,62 @@ def build_parser() -> argparse.ArgumentParser:
     notes.add_argument("--top-words", type=int, default=10)
     notes.add_argument("--json", action="store_true")
     notes.set_defaults(func=cmd_predict_notes)
+
+    from medcore.registry import TASKS
+    models = commands.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
+    listing = models.add_parser("list", help="every version with its status and validation metrics")
+    listing.add_argument("--task", dest="task_name", action="append", choices=TASKS)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_models_list)
+    promote = models.add_parser("promote", help="make a version the production model (atomic)")
+    promote.add_argument("task_name", choices=TASKS)
+    promote.add_argument("version")
+    promote.set_defaults(func=cmd_models_promote)
+    rollback = models.add_parser("rollback", help="put an earlier version back in production")
+    rollback.add_argument("task_name", choices=TASKS)
+    rollback.add_argument("--to", help="version to restore (default: the one production replaced)")
+    rollback.set_defaults(func=cmd_models_rollback)
+
+    job_commands = commands.add_parser("jobs", help="background training jobs").add_subparsers(
+        dest="action", required=True)
+    listing = job_commands.add_parser("list", help="recent jobs, newest first")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_jobs_list)
+    cancel = job_commands.add_parser("cancel", help="stop a running job (nothing is registered)")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(func=cmd_jobs_cancel)
+
+    users = commands.add_parser("users", help="accounts (passwords are read without echo, stored as bcrypt "
+                                              "hashes)").add_subparsers(dest="action", required=True)
+    add = users.add_parser("add", help="create an account (clinician unless --admin)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true")
+    add.set_defaults(func=cmd_users_add)
+    users.add_parser("list").set_defaults(func=cmd_users_list)
+    password = users.add_parser("password", help="set a new password (also clears a lock-out)")
+    password.add_argument("name")
+    password.set_defaults(func=cmd_users_password)
+    disable = users.add_parser("disable", help="block an account at once (its open sessions end)")
+    disable.add_argument("name")
+    disable.add_argument("--enable", action="store_true", help="unblock it instead")
+    disable.set_defaults(func=cmd_users_disable)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+    from medcore.artifacts import ModelLoadError
+    from medcore.registry import RegistryError
+
+    try:  # a clear one-line message, not a traceback, for the failures a user can fix
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except ModelLoadError as exc:
+        print(f"medcore: {exc}", file=sys.stderr)
+        return 3
+    except (FileNotFoundError, NotADirectoryError, ValueError, RegistryError) as exc:
         print(f"medcore: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a clear one-line message, not a traceback, for known failures
-        from medcore.artifacts import ModelLoadError
-        if isinstance(exc, ModelLoadError):
-            print(f"medcore: {exc}", file=sys.stderr)
-            return 3
-        raise
 
 
 if __name__ == "__main__":

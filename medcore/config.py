@@ -23,7 +23,7 @@ def data_dir() -> Path:
 
 
 def store_dir() -> Path:
-    """One directory for everything the app writes: audit log, caches, model registry."""
+    """One directory for everything the app writes: registry and model versions, jobs, users, audit log, caches."""
     path = _path("MEDCORE_STORE_DIR", REPO_ROOT / "medcore_store")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -38,6 +38,16 @@ def xray_model_dir() -> Path:
     return _path("MEDCORE_XRAY_MODEL", assets_dir() / "models" / "xray")
 
 
+def _model_variable(task: str) -> str:
+    return "MEDCORE_XRAY_MODEL" if task == "xray" else f"MEDCORE_{task.upper()}_MODEL"
+
+
+def explicit_model_dir(task: str) -> Path | None:
+    """A model folder pinned by the environment (bypasses the registry), or None."""
+    value = os.environ.get(_model_variable(task))
+    return Path(value).expanduser() if value else None
+
+
 # Upload limits. A chest radiograph DICOM is typically 5-30 MB; anything far larger is refused
 # before it is decoded, and a decoded image may not exceed MAX_PIXELS (decompression bombs).
 MAX_UPLOAD_BYTES = int(os.environ.get("MEDCORE_MAX_UPLOAD_MB", "64")) * 1024 * 1024
@@ -50,4 +60,5 @@ NOTES_TASK_TITLES = {"medical_abstracts": "Condition category (5 classes, clinic
 
 
 def notes_model_dir(task: str) -> Path:
-    return _path(f"MEDCORE_NOTES_MODEL_{task.upper()}", assets_dir() / "models" / f"notes_{task}")
+    """The shipped model of a notes task (MEDCORE_NOTES_<TASK>_MODEL pins another folder)."""
+    return _path(_model_variable(f"notes_{task}"), assets_dir() / "models" / f"notes_{task}")

@@ -1,20 +1,86 @@
-"""View helpers shared by the pages: cached model loading and the signed-in user."""
+"""View helpers shared by the pages: the signed-in user and session expiry, cached model loading."""
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
-from medcore.imaging.service import LoadedXrayModel, load_xray_model
+from medcore import audit, auth, production, registry
+from medcore.imaging.service import LoadedXrayModel
+from medcore.notes.model import NotesModel
 
 
-@st.cache_resource(show_spinner="Loading the chest X-ray model…")
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _served(task: str, version: str | None) -> production.Served:
+    """Loaded once per server process and production version, shared read-only by every session."""
+    return production.load(task)
+
+
+def production_model(task: str):
+    """The model serving `task` now; a promotion or rollback changes the cache key, so it shows at once."""
+    served = _served(task, production.current_version(task))
+    for warning in served.warnings:
+        st.warning(warning, icon=":material/warning:")
+    return served.model
+
+
 def xray_model() -> LoadedXrayModel:
-    """Loaded once per server process and shared read-only by every session."""
-    return load_xray_model()
+    return production_model("xray")
+
+
+def notes_model(task: str) -> NotesModel:
+    return production_model(registry.notes_key(task))
 
 
 def current_user() -> str:
-    return st.session_state.get("user", "anonymous")
+    state = st.session_state.get("auth")
+    return state["name"] if state else "anonymous"
+
+
+def signed_in() -> auth.User | None:
+    """The signed-in user, read again from the user table on every run (a disabled account is out at once).
+
+    Ends the session when it has been idle or open too long; the sign-in page then says why.
+    """
+    state = st.session_state.get("auth")
+    if not state:
+        return None
+    user = auth.get_user(state["name"])
+    reason = auth.session_expired(state["signed_in_at"], state["last_seen"])
+    if reason is None and (user is None or user.disabled):
+        reason = "Your account is no longer active."
+    if reason:
+        sign_out(reason)
+        return None
+    state["last_seen"] = time.time()
+    return user
+
+
+def sign_in(user: auth.User) -> None:
+    now = time.time()
+    st.session_state["auth"] = {"name": user.name, "signed_in_at": now, "last_seen": now}
+    st.session_state.pop("signed_out_reason", None)
+    audit.record(user.name, "sign_in", "success", role=user.role)
+
+
+def sign_out(reason: str | None = None) -> None:
+    """Forget everything this session held (results, notes, explanations), not only the user name."""
+    name = current_user()
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    if reason:
+        st.session_state["signed_out_reason"] = reason
+    audit.record(name, "sign_out", "expired" if reason else "signed out")
+
+
+def require_admin() -> auth.User:
+    """First line of an admin page: everyone else is stopped here, also when the page is reached by URL."""
+    user = signed_in()
+    if user is None or not user.is_admin:
+        st.error("This page is for administrators only.")
+        st.stop()
+    return user
 
 
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
@@ -24,9 +90,3 @@ def escape_markdown(text: str) -> str:
     """User-supplied text (a file name) shown literally: no links, no markup, no HTML."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
-
-@st.cache_resource(show_spinner="Loading the case-note model…")
-def notes_model(task: str):
-    from medcore.notes.service import load_task_model
-
-    return load_task_model(task)

@@ -34,6 +34,10 @@ class LoadedXrayModel:
     artifact: XrayArtifact
     explainer: GradCam
 
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
     def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities, heatmaps, pooled features) for preprocessed inputs, in batches."""
         outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
@@ -145,13 +149,13 @@ def audit_study(user: str, result: StudyResult, digest: str) -> None:
                  study=digest, probability=result.probability)
 
 
-def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:
-    """Metrics on a labelled folder at the model's own threshold: the release-check numbers.
+def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(readable mask, calibrated probabilities of the readable files, atypical flags) for image files.
 
-    Every readable image is scored, including those the quality gate would refuse (reported as
-    n_atypical): the metrics describe the model, not the gate.
+    Every readable image is scored, including those the quality gate would refuse (flagged atypical):
+    metrics describe the model, not the gate.
     """
-    folder = list_image_folder(Path(data_dir))
     artifact = model.artifact
 
     def prepare(path: Path) -> tuple[np.ndarray | None, bool]:
@@ -163,19 +167,26 @@ def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) ->
         return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph))
 
     with ThreadPoolExecutor(workers) as pool:
-        prepared = list(pool.map(prepare, folder.files))
-    readable = np.array([x is not None for x, _ in prepared])
+        prepared = list(pool.map(prepare, files))
+    readable = np.array([x is not None for x, _ in prepared], dtype=bool)
     if not readable.any():
-        raise ValueError(f"None of the {len(prepared)} images under {data_dir} could be read.")
+        raise ValueError(f"None of the {len(prepared)} images could be read.")
     inputs = np.stack([x for x, _ in prepared if x is not None])
     probs, _, features = model.predict_inputs(inputs, batch_size=128)
     rule_refused = [flag for x, flag in prepared if x is not None]
-    atypical = [refused or quality.atypicality(x, f, artifact.quality_reference) > 1.0
-                for x, f, refused in zip(inputs, features, rule_refused)]
+    atypical = np.array([refused or quality.atypicality(x, f, artifact.quality_reference) > 1.0
+                         for x, f, refused in zip(inputs, features, rule_refused)])
+    return readable, probs, atypical
+
+
+def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:
+    """Metrics on a labelled folder at the model's own threshold: the release-check numbers."""
+    folder = list_image_folder(Path(data_dir))
+    readable, probs, atypical = score_files(model, folder.files, workers)
     labels = folder.labels[readable]
-    metrics = binary_metrics(labels, probs, artifact.threshold)
-    return {**metrics, "model_version": artifact.version,
+    metrics = binary_metrics(labels, probs, model.artifact.threshold)
+    return {**metrics, "model_version": model.artifact.version,
             "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
             "n_unreadable": int((~readable).sum()),
-            "n_atypical": int(sum(atypical)),
-            "labels": artifact.labels}
+            "n_atypical": int(atypical.sum()),
+            "labels": model.artifact.labels}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -129,8 +130,10 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
         fit = network.fit(x_train, y_train, batch_size=options.batch_size, epochs=1, class_weight=weights,
                           verbose=0, shuffle=True)
         val_f1 = float(f1_score(y_val, forward(x_val).numpy().argmax(1), average="macro"))
+        elapsed = time.time() - started
         row = {"epoch": epoch, "epochs": options.epochs, "loss": float(fit.history["loss"][-1]),
-               "val_macro_f1": val_f1, "elapsed_s": round(time.time() - started, 1)}
+               "val_macro_f1": val_f1, "elapsed_s": round(elapsed, 1),
+               "eta_s": round(elapsed / epoch * (options.epochs - epoch), 1)}  # at most: early stopping may end sooner
         history.append(row)
         if val_f1 > best["f1"]:
             best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
@@ -149,7 +152,7 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
                                 data.label_names)
     meta = {
         "task": task,
-        "version": time.strftime(f"notes-{task}-%Y%m%d-%H%M%S"),
+        "version": time.strftime(f"notes-{task}-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
         "labels": data.label_names,
         "temperature": temperature,
         "metrics": {"validation": metrics, "baseline_validation": baseline},

@@ -10,6 +10,7 @@ artifact with its metrics and data fingerprint.
 from __future__ import annotations
 
 import platform
+import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -192,7 +193,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
 
     meta = {
         "task": "xray",
-        "version": time.strftime("xray-%Y%m%d-%H%M%S"),
+        "version": time.strftime("xray-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
         "labels": list(datasets.XRAY_CLASSES),
         "positive_label": datasets.XRAY_CLASSES[1],
         "image_size": options.image_size,

@@ -1,0 +1,95 @@
+"""Candidate against production on the same held-out data: the evidence an admin promotes on.
+
+The held-out data is the candidate's own validation split, rebuilt from its data set with its
+recorded seed (the split is deterministic), so the candidate never trained on it. Production is
+scored on exactly the same items. When production was trained on the same data set with the same
+split options its validation split is this very split; otherwise production may have trained on
+some of these items, which flatters it, and the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medcore.training.evaluate import binary_metrics, multiclass_metrics
+
+COMPARISON_FILE = "comparison.json"
+PREDICTIONS_FILE = "comparison.npz"
+
+
+def _same_split(candidate_meta: dict, production_meta: dict) -> bool:
+    keys = ("val_fraction", "seed")
+    return (candidate_meta["data"]["fingerprint"] == production_meta.get("data", {}).get("fingerprint")
+            and all(candidate_meta["options"].get(k) == production_meta.get("options", {}).get(k) for k in keys))
+
+
+def compare_xray(candidate_dir: Path, production_dir: Path, data_dir: Path) -> tuple[dict, dict]:
+    from medcore.imaging.service import load_xray_model, score_files
+    from medcore.training import datasets
+
+    candidate, production = load_xray_model(candidate_dir), load_xray_model(production_dir)
+    options = candidate.artifact.meta["options"]
+    folder = datasets.list_image_folder(Path(data_dir))
+    _, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
+    files, labels = [folder.files[i] for i in val_idx], folder.labels[val_idx]
+    readable_c, prob_c, _ = score_files(candidate, files)
+    readable_p, prob_p, _ = score_files(production, files)
+    if not np.array_equal(readable_c, readable_p):
+        raise ValueError("The two models could not read the same validation images.")
+    labels = labels[readable_c]
+    result = {"task": "xray", "n": int(len(labels)),
+              "candidate": binary_metrics(labels, prob_c, candidate.artifact.threshold),
+              "production": binary_metrics(labels, prob_p, production.artifact.threshold)}
+    arrays = {"y_true": labels.astype(np.int16), "prob_candidate": prob_c.astype(np.float32),
+              "prob_production": prob_p.astype(np.float32)}
+    return _describe(result, candidate.artifact.meta, production.artifact.meta), arrays
+
+
+def compare_notes(candidate_dir: Path, production_dir: Path, csv_path: Path) -> tuple[dict, dict]:
+    from sklearn.model_selection import train_test_split
+
+    from medcore.notes.model import load_notes_model
+    from medcore.training.train_notes import read_notes_csv
+
+    candidate, production = load_notes_model(candidate_dir), load_notes_model(production_dir)
+    if candidate.labels != production.labels:
+        raise ValueError("The candidate's classes differ from production's; the two cannot be compared.")
+    options = candidate.meta["options"]
+    data = read_notes_csv(Path(csv_path), label_names=candidate.labels)
+    _, val_idx = train_test_split(np.arange(len(data.labels)), test_size=options["val_fraction"],
+                                  stratify=data.labels, random_state=options["seed"])
+    words, labels = [data.words[i] for i in val_idx], data.labels[val_idx]
+    prob_c, prob_p = candidate.predict_words(words), production.predict_words(words)
+    result = {"task": candidate.task, "n": int(len(labels)),
+              "candidate": multiclass_metrics(labels, prob_c, candidate.labels),
+              "production": multiclass_metrics(labels, prob_p, production.labels)}
+    arrays = {"y_true": labels.astype(np.int16), "prob_candidate": prob_c.astype(np.float32),
+              "prob_production": prob_p.astype(np.float32)}
+    return _describe(result, candidate.meta, production.meta), arrays
+
+
+def _describe(result: dict, candidate_meta: dict, production_meta: dict) -> dict:
+    same = _same_split(candidate_meta, production_meta)
+    return {**result, "candidate_version": candidate_meta["version"], "production_version": production_meta["version"],
+            "same_split_as_production": same,
+            "held_out": ("the validation split of the candidate's data set, which is also production's own "
+                         "validation split (same data, seed and fraction)") if same else
+                        ("the validation split of the candidate's data set; production was trained on other data "
+                         "and may have seen some of these items, which would flatter it")}
+
+
+def save(folder: Path, result: dict, arrays: dict) -> None:
+    np.savez_compressed(Path(folder) / PREDICTIONS_FILE, **arrays)
+    (Path(folder) / COMPARISON_FILE).write_text(json.dumps(result, indent=2, sort_keys=True))
+
+
+def load(folder: Path) -> tuple[dict, dict] | None:
+    folder = Path(folder)
+    if not (folder / COMPARISON_FILE).is_file():
+        return None
+    with np.load(folder / PREDICTIONS_FILE) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return json.loads((folder / COMPARISON_FILE).read_text()), arrays
