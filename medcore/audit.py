@@ -63,3 +63,26 @@ def recent(limit: int = 1000) -> list[dict]:
             (limit,)).fetchall()
     keys = ("id", "at", "user", "action", "model_version", "outcome", "detail")
     return [dict(zip(keys, row)) for row in rows]
+
+
+def table(rows: list[dict]) -> list[dict]:
+    """Rows for people: local ISO time, and the detail fields spread out as text."""
+    import datetime
+
+    return [{"time": datetime.datetime.fromtimestamp(r["at"]).isoformat(timespec="seconds"), "user": r["user"],
+             "action": r["action"], "model version": r["model_version"] or "", "outcome": r["outcome"],
+             "detail": ", ".join(f"{k}={v}" for k, v in json.loads(r["detail"]).items())} for r in rows]
+
+
+def to_csv_table(rows: list[dict]) -> str:
+    """CSV of rows made by table()."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["time", "user", "action", "model version", "outcome", "detail"])
+    writer.writeheader()
+    for row in rows:
+        # A cell starting with = + - @ would run as a formula in a spreadsheet (CSV injection).
+        writer.writerow({k: "'" + v if isinstance(v, str) and v and v[0] in "=+-@" else v for k, v in row.items()})
+    return buffer.getvalue()

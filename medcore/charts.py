@@ -96,3 +96,43 @@ def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float]) -> g
     figure.update_layout(title="F1 per class", xaxis_range=[0, 1], barmode="group",
                          **{**LAYOUT, "height": max(360, 34 * len(labels) + 120)})
     return figure
+
+
+def training_curves_figure(epochs: list[dict]) -> go.Figure:
+    """Loss and the validation score per epoch, from a job's progress events, as they arrive."""
+    from plotly.subplots import make_subplots
+
+    score = "val_auc" if epochs and "val_auc" in epochs[0] else "val_macro_f1"
+    x = [e["epoch"] for e in epochs]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(go.Scatter(x=x, y=[e["loss"] for e in epochs], mode="lines+markers", name="training loss"))
+    if epochs and "auc" in epochs[0]:
+        figure.add_trace(go.Scatter(x=x, y=[e["auc"] for e in epochs], mode="lines", name="training AUC",
+                                    line={"dash": "dot"}), secondary_y=True)
+    figure.add_trace(go.Scatter(x=x, y=[e[score] for e in epochs], mode="lines+markers",
+                                name="validation " + ("AUC" if score == "val_auc" else "macro-F1")), secondary_y=True)
+    figure.update_layout(title="Training progress", xaxis_title="epoch", **LAYOUT)
+    figure.update_yaxes(title_text="loss", secondary_y=False)
+    figure.update_yaxes(title_text="score", range=[0, 1.02], secondary_y=True)
+    return figure
+
+
+def comparison_roc_figure(y_true: np.ndarray, probabilities: dict[str, np.ndarray]) -> go.Figure:
+    """Overlaid ROC curves of several models on the same items (micro-averaged one-vs-rest for classes)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    traces = []
+    multiclass = any(prob.ndim == 2 for prob in probabilities.values())
+    for name, prob in probabilities.items():
+        if prob.ndim == 2:  # multiclass: every (item, class) pair is one binary decision
+            truth = np.eye(prob.shape[1], dtype=int)[y_true].ravel()
+            prob = prob.ravel()
+        else:
+            truth = y_true
+        fpr, tpr, _ = roc_curve(truth, prob)
+        traces.append(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(truth, prob):.3f})"))
+    traces.append(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "gray"}))
+    figure = go.Figure(traces)
+    title = "ROC on the same held-out data" + (" (micro-average over classes)" if multiclass else "")
+    figure.update_layout(title=title, xaxis_title="1 − specificity", yaxis_title="sensitivity", **LAYOUT)
+    return figure

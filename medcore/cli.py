@@ -194,21 +194,18 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from medcore import audit, registry
+    from medcore import registry
 
     previous = registry.promote(args.task_name, args.version, _cli_user())
-    audit.record(_cli_user(), f"promote:{args.task_name}", "promoted", args.version, previous=previous)
     _emit({"task": args.task_name, "production": args.version, "previous": previous})
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from medcore import audit, registry
+    from medcore import registry
 
     current = registry.production(args.task_name)
     version = registry.rollback(args.task_name, _cli_user(), to=args.to)
-    audit.record(_cli_user(), f"rollback:{args.task_name}", "rolled back", version,
-                 previous=current.version if current else None)
     _emit({"task": args.task_name, "production": version, "previous": current.version if current else None})
     return 0
 
@@ -252,7 +249,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     from medcore import audit, auth
 
     user = auth.add_user(args.name, _read_new_password(args.name), "admin" if args.admin else "clinician", _cli_user())
-    audit.record(_cli_user(), "user_add", "created", user=user.name, role=user.role)
+    audit.record(_cli_user(), "user_add", "created", account=user.name, role=user.role)
     _emit({"user": user.name, "role": user.role})
     return 0
 
@@ -268,7 +265,7 @@ def cmd_users_password(args: argparse.Namespace) -> int:
     from medcore import audit, auth
 
     auth.set_password(args.name, _read_new_password(args.name))
-    audit.record(_cli_user(), "user_password", "changed", user=args.name)
+    audit.record(_cli_user(), "user_password", "changed", account=args.name)
     _emit({"user": args.name, "password": "changed"})
     return 0
 
@@ -277,7 +274,7 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
     from medcore import audit, auth
 
     auth.set_disabled(args.name, not args.enable)
-    audit.record(_cli_user(), "user_disable", "enabled" if args.enable else "disabled", user=args.name)
+    audit.record(_cli_user(), "user_disable", "enabled" if args.enable else "disabled", account=args.name)
     _emit({"user": args.name, "disabled": not args.enable})
     return 0
 

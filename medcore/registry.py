@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcore import config
+from medcore import audit, config
 from medcore.store import connect
 
 SCHEMA = """
@@ -245,7 +245,9 @@ def promote(task: str, version: str, user: str) -> str | None:
     """Make a version production (after verifying its files); return the version it replaced."""
     _check_task(task)
     verify(get(task, version))
-    return _set_production(task, version, user, "promote")
+    previous = _set_production(task, version, user, "promote")
+    audit.record(user, f"promote:{task}", "promoted", version, previous=previous)
+    return previous
 
 
 def rollback(task: str, user: str, to: str | None = None) -> str:
@@ -262,7 +264,8 @@ def rollback(task: str, user: str, to: str | None = None) -> str:
         if to is None:
             raise RegistryError(f"{task} has no earlier production version to roll back to.")
     verify(get(task, to))
-    _set_production(task, to, user, "rollback")
+    previous = _set_production(task, to, user, "rollback")
+    audit.record(user, f"rollback:{task}", "rolled back", to, previous=previous)
     return to
 
 
@@ -278,3 +281,4 @@ def discard(task: str, version: str, user: str) -> None:
             raise RegistryError(f"{task} has no candidate {version!r} to discard.")
         db.execute("INSERT INTO promotions (task, version, previous, at, by, action) VALUES (?, ?, NULL, ?, ?, ?)",
                    (task, version, time.time(), user, "discard"))
+    audit.record(user, f"discard:{task}", "discarded", version)

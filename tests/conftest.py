@@ -45,3 +45,30 @@ def notes_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not available at {path}")
     return path
+
+
+PASSWORDS = {"clinician": "correct horse battery", "admin": "staple admin battery"}
+
+
+def ensure_user(name: str, role: str) -> None:
+    """An account in the test store (created once; bcrypt makes this take a moment)."""
+    from medcore import auth
+
+    if auth.get_user(name) is None:
+        auth.add_user(name, PASSWORDS[role], role, "tests")
+
+
+def signed_in_app(role: str = "clinician", page: str | None = None):
+    """AppTest of app.py for a signed-in user of `role`, optionally switched to a page."""
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    name = f"test-{role}"
+    ensure_user(name, role)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.session_state["auth"] = {"name": name, "signed_in_at": time.time(), "last_seen": time.time()}
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at

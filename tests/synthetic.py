@@ -47,6 +47,21 @@ def write_labelled_folder(root, reference: dict[str, np.ndarray], per_class: int
     return root
 
 
+def write_opacity_folder(root, reference: dict[str, np.ndarray], per_class: int, seed: int = 0):
+    """Like write_labelled_folder, but learnable: every PNEUMONIA film carries a broad bright opacity."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:256, 0:256]
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = chest_like(reference, 256, 256, seed=seed * 1000 + i, weights=rng.normal(0, 1.0, 6))
+            if label == "PNEUMONIA":
+                cy, cx = rng.integers(80, 180), rng.choice([80, 176]) + rng.integers(-15, 15)
+                image = np.clip(image + 0.45 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 28.0 ** 2)), 0, 1)
+            (root / label / f"person{i}_{label.lower()}_1.png").write_bytes(encode(image, "PNG"))
+    return root
+
+
 def noise(size: int = 256, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((size, size)).astype(np.float32)
 
@@ -129,15 +144,17 @@ FILLER = ("patient reports feeling the last few days and also some mild general 
 KEYWORDS = {"alpha": "zorblax", "beta": "quintessa", "gamma": "vexillum"}
 
 
-def keyword_notes(n: int, seed: int = 0, words: int = 30) -> list[tuple[str, str]]:
-    """(label, text) pairs: filler words plus one class keyword at a random position."""
+def keyword_notes(n: int, seed: int = 0, words: int = 30, keywords: dict[str, str] | None = None
+                  ) -> list[tuple[str, str]]:
+    """(label, text) pairs: filler words plus one class keyword (label -> keyword) at a random position."""
     rng = np.random.default_rng(seed)
-    labels = list(KEYWORDS)
+    keywords = keywords or KEYWORDS
+    labels = list(keywords)
     rows = []
     for i in range(n):
         label = labels[i % len(labels)]
         text = list(rng.choice(FILLER, words))
-        text.insert(int(rng.integers(0, words)), KEYWORDS[label])
+        text.insert(int(rng.integers(0, words)), keywords[label])
         rows.append((label, " ".join(text)))
     return rows
 

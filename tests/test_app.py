@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import signed_in_app
 from tests.synthetic import chest_like, encode, noise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,8 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
+    at = signed_in_app("clinician")
     assert not at.exception, at.exception
     return at
 

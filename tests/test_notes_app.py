@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import signed_in_app
+
 REPO = Path(__file__).resolve().parents[1]
 NOTE = ("I have a high fever, chills and I sweat a lot at night. My muscles ache, I vomit and feel very weak. "
         '<script>alert("x")</script>')
@@ -12,9 +14,7 @@ NOTE = ("I have a high fever, chills and I sweat a lot at night. My muscles ache
 
 @pytest.fixture()
 def notes_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("views/notes.py").run()
+    at = signed_in_app("clinician", "views/notes.py")
     assert not at.exception, at.exception
     return at
 

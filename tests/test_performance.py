@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from medcore import charts
+from tests.conftest import signed_in_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,9 +46,7 @@ def test_figures_mark_the_operating_point():
 
 
 def test_performance_page_renders_both_tabs():
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("views/performance.py").run()
+    at = signed_in_app("clinician", "views/performance.py")
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 7  # 4 X-ray + 3 notes figures
     tables = at.dataframe

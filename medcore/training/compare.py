@@ -93,3 +93,21 @@ def load(folder: Path) -> tuple[dict, dict] | None:
     with np.load(folder / PREDICTIONS_FILE) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return json.loads((folder / COMPARISON_FILE).read_text()), arrays
+
+
+TABLE_KEYS = {"xray": ("auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"),
+              "notes": ("accuracy", "macro_f1", "ece")}
+LOWER_IS_BETTER = {"ece"}
+
+
+def metrics_table(result: dict) -> list[dict]:
+    """Rows of (metric, production, candidate, change) for the page and the audit of a promotion."""
+    keys = TABLE_KEYS["xray" if result["task"] == "xray" else "notes"]
+    rows = []
+    for key in keys:
+        production, candidate = result["production"][key], result["candidate"][key]
+        better = None if key == "threshold" else (candidate < production if key in LOWER_IS_BETTER
+                                                  else candidate > production)
+        rows.append({"metric": key, "production": production, "candidate": candidate,
+                     "change": candidate - production, "candidate better": better})
+    return rows

@@ -1,0 +1,151 @@
+"""Accounts and sign-in: only bcrypt hashes are stored, failures lock, sessions expire, admin pages refuse others."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bcrypt
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medcore import audit, auth
+from tests.conftest import PASSWORDS, ensure_user, signed_in_app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_only_a_bcrypt_hash_is_stored(store):
+    password = "a long secret phrase 42"
+    auth.add_user("dr.grey", password, "clinician", "tests")
+    for path in store.glob("users.sqlite*"):
+        assert password.encode() not in path.read_bytes()
+    with sqlite3.connect(store / "users.sqlite") as db:
+        stored = db.execute("SELECT password_hash FROM users WHERE name='dr.grey'").fetchone()[0]
+    assert stored.startswith("$2b$12$") and bcrypt.checkpw(password.encode(), stored.encode())
+    assert auth.authenticate("dr.grey", password)[0].role == "clinician"
+    assert auth.authenticate("dr.grey", password + "x") == (None, "Wrong user name or password.")
+    assert auth.authenticate("nobody", password) == (None, "Wrong user name or password.")
+
+
+@pytest.mark.parametrize("name, password, reason", [
+    ("dr.grey", "short", "at least 12"),
+    ("dr.grey", "dr.grey-is-my-password", "user name"),
+    ("dr.grey", "é" * 40, "at most 72 bytes"),
+    ("Dr Grey!", "a long secret phrase", "lower-case"),
+])
+def test_weak_passwords_and_odd_names_are_refused(store, name, password, reason):
+    with pytest.raises(auth.AuthError, match=reason):
+        auth.add_user(name, password, "admin", "tests")
+    assert not auth.has_users()
+
+
+def test_repeated_failures_lock_the_account_for_a_while(store):
+    auth.add_user("dr.who", "a long secret phrase", "clinician", "tests")
+    now = time.time()
+    for _ in range(auth.MAX_FAILURES):
+        assert auth.authenticate("dr.who", "wrong guess here", now)[0] is None
+    user, reason = auth.authenticate("dr.who", "a long secret phrase", now + 1)
+    assert user is None and "Too many failed attempts" in reason
+    assert auth.authenticate("dr.who", "a long secret phrase", now + auth.LOCKOUT_SECONDS + 1)[0] is not None
+
+
+def test_disabled_accounts_cannot_sign_in(store):
+    auth.add_user("dr.gone", "a long secret phrase", "clinician", "tests")
+    auth.set_disabled("dr.gone", True)
+    assert "disabled" in auth.authenticate("dr.gone", "a long secret phrase")[1]
+
+
+def test_first_admin_comes_from_the_environment_only_when_there_is_no_account(store, monkeypatch):
+    monkeypatch.setenv("MEDCORE_ADMIN_USER", "chief")
+    monkeypatch.setenv("MEDCORE_ADMIN_PASSWORD", "first start secret")
+    assert auth.create_admin_from_environment() == "chief"
+    assert auth.get_user("chief").is_admin
+    monkeypatch.setenv("MEDCORE_ADMIN_USER", "intruder")
+    assert auth.create_admin_from_environment() is None and auth.get_user("intruder") is None
+
+
+def test_sessions_expire_when_idle_and_when_old():
+    now = time.time()
+    assert auth.session_expired(now - 60, now - 10, now) is None
+    assert "without activity" in auth.session_expired(now - 3600, now - auth.session_idle_seconds() - 1, now)
+    assert "hours" in auth.session_expired(now - auth.session_max_seconds() - 1, now - 5, now)
+
+
+def test_users_cli_creates_the_first_admin_without_echoing_the_password(store):
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_NEW_PASSWORD": "cli typed secret"}
+    done = subprocess.run([sys.executable, "-m", "medcore.cli", "users", "add", "--admin", "boss"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"user": "boss", "role": "admin"} and "cli typed secret" not in done.stdout
+    assert auth.authenticate("boss", "cli typed secret")[0].is_admin
+    again = subprocess.run([sys.executable, "-m", "medcore.cli", "users", "add", "boss"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_anonymous_visitors_see_only_the_sign_in_page():
+    ensure_user("test-clinician", "clinician")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "MedCore" and at.button[0].label == "Sign in"
+    assert "Chest X-ray" not in " ".join(str(m.value) for m in at.markdown)
+
+
+def test_signing_in_through_the_form_opens_the_clinical_pages_only():
+    ensure_user("test-clinician", "clinician")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.text_input[0].input("test-clinician")
+    at.text_input[1].input("wrong password here")
+    at.button[0].click().run()
+    assert at.error[0].value == "Wrong user name or password."
+    at.text_input[1].input(PASSWORDS["clinician"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Chest X-ray: pneumonia"
+    assert "Signed in as **test\\-clinician** (clinician)" in [m.value for m in at.sidebar.markdown]
+    assert [r["outcome"] for r in audit.recent(2) if r["action"] == "sign_in"] == ["success", "refused"]
+    with pytest.raises(ValueError, match="Known pages: .*xray.py.*notes.py.*performance.py'\\]"):
+        at.switch_page("views/admin.py").run()  # not in a clinician's navigation at all
+
+
+@pytest.mark.parametrize("role", [None, "clinician"])
+def test_admin_pages_refuse_everyone_else_even_when_run_directly(role):
+    for page in ("views/admin.py", "views/audit_log.py"):
+        at = AppTest.from_file(str(REPO / page), default_timeout=60)
+        if role:
+            ensure_user("test-clinician", role)
+            at.session_state["auth"] = {"name": "test-clinician", "signed_in_at": time.time(),
+                                        "last_seen": time.time()}
+        at.run()
+        assert [e.value for e in at.error] == ["This page is for administrators only."]
+        assert len(at.button) == 0 and len(at.dataframe) == 0
+
+
+def test_an_idle_session_ends_and_forgets_the_session_state():
+    ensure_user("test-clinician", "clinician")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    long_ago = time.time() - auth.session_idle_seconds() - 5
+    at.session_state["auth"] = {"name": "test-clinician", "signed_in_at": long_ago, "last_seen": long_ago}
+    at.session_state["xray_results"] = {"cached": "result"}
+    at.run()
+    assert at.button[0].label == "Sign in"
+    assert "without activity" in at.info[0].value
+    assert "xray_results" not in at.session_state
+
+
+def test_admins_see_the_administration_pages():
+    at = signed_in_app("admin")
+    assert not at.exception, at.exception
+    at.switch_page("views/audit_log.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Audit log"

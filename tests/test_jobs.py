@@ -1,0 +1,143 @@
+"""Retraining through the admin page's code path: a real background run, comparison, promotion, faults."""
+
+import io
+import os
+import signal
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from medcore import audit, jobs, production, registry
+from medcore.training import compare
+from medcore.training.uploads import UploadRejected, save_upload
+from tests.synthetic import keyword_notes, write_notes_csv, write_opacity_folder
+
+TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e-3}
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
+    registry.ensure_defaults()
+    return tmp_path / "store"
+
+
+@pytest.fixture(scope="module")
+def opacity_films(tmp_path_factory, xray_model):
+    """40 synthetic films; the PNEUMONIA ones carry an opacity the shipped model has never been taught."""
+    return write_opacity_folder(tmp_path_factory.mktemp("films"), xray_model.artifact.quality_reference, 20)
+
+
+def wait(job_id: str, until=lambda job, events: not job.active, timeout: float = 240) -> jobs.Job:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = jobs.get(job_id)
+        if until(job, jobs.events(job_id)):
+            return job
+        time.sleep(0.5)
+    pytest.fail(f"job {job_id} did not get there in {timeout} s: {jobs.get(job_id)}")
+
+
+def test_xray_retraining_runs_in_the_background_and_can_be_promoted_and_rolled_back(store, opacity_films):
+    shipped = registry.production("xray").version
+    job = jobs.start("xray", opacity_films, TINY_XRAY, "admin-test")
+    assert job.status in ("queued", "running") and job.pid != os.getpid()
+    job = wait(job.id)
+    assert job.status == "succeeded", (job.error, (job.folder / "log.txt").read_text()[-2000:])
+    epochs = [e for e in jobs.events(job.id) if e["stage"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 9)) and all("eta_s" in e for e in epochs)
+
+    candidate = registry.get("xray", job.candidate_version)
+    assert candidate.status == "candidate" and registry.production("xray").version == shipped
+    assert candidate.summary["options"]["image_size"] == 64 and candidate.summary["data"]["fingerprint"]
+    result, arrays = compare.load(candidate.path)
+    assert result["production_version"] == shipped and not result["same_split_as_production"]
+    assert result["n"] == len(arrays["y_true"]) == len(arrays["prob_production"]) >= 8
+    # The candidate learned the opacity; production was never taught it. Same held-out films for both.
+    assert result["candidate"]["auc"] >= 0.9 > result["production"]["auc"]
+    assert {r["metric"] for r in compare.metrics_table(result)} >= {"auc", "sensitivity", "specificity", "ece"}
+
+    registry.promote("xray", candidate.version, "admin-test")
+    assert production.load("xray").version == candidate.version
+    registry.rollback("xray", "admin-test")
+    assert production.load("xray").version == shipped
+    actions = [r["action"] for r in audit.recent(20)]
+    assert {"train_start:xray", "train:xray", "promote:xray", "rollback:xray"} <= set(actions)
+
+
+def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(store, tmp_path):
+    labels = registry.production("notes_medical_abstracts").summary["labels"]
+    keywords = dict(zip(labels, ["zorblax", "quintessa", "vexillum", "murbleth", "plonkite"]))
+    csv = tmp_path / "notes.csv"
+    write_notes_csv(csv, keyword_notes(150, seed=3, keywords=keywords))
+    job = wait(jobs.start("notes_medical_abstracts", csv, {"epochs": 15}, "admin-test").id)
+    assert job.status == "succeeded", job.error
+    result, _ = compare.load(registry.get("notes_medical_abstracts", job.candidate_version).path)
+    assert result["candidate"]["macro_f1"] >= 0.9 > result["production"]["macro_f1"]
+
+    wrong = tmp_path / "wrong.csv"
+    write_notes_csv(wrong, keyword_notes(60))
+    with pytest.raises(jobs.JobError, match="exactly the classes of the production model"):
+        jobs.start("notes_medical_abstracts", wrong, {}, "admin-test")
+
+
+def test_killing_the_training_process_mid_run_leaves_production_and_the_registry_intact(store, opacity_films):
+    before = {task: [v.version for v in registry.list_versions(task)] for task in registry.TASKS}
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
+    os.killpg(jobs.get(job.id).pid, signal.SIGKILL)  # as the OOM killer or a power cut would
+    job = wait(job.id, timeout=30)
+    assert job.status == "failed" and "ended unexpectedly" in job.error
+    assert {task: [v.version for v in registry.list_versions(task)] for task in registry.TASKS} == before
+    served = production.load("xray")
+    assert served.version == before["xray"][0] and not served.warnings
+    # and the next run starts normally
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 1}, "admin-test")
+    assert wait(job.id).status == "succeeded"
+
+
+def test_a_cancelled_run_stops_and_registers_nothing(store, opacity_films):
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    with pytest.raises(jobs.JobError, match="still running"):
+        jobs.start("xray", opacity_films, TINY_XRAY, "admin-test")
+    wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
+    jobs.cancel(job.id, "admin-test")
+    job = wait(job.id, timeout=60)
+    assert job.status == "cancelled" and job.candidate_version is None
+    assert len(registry.list_versions("xray")) == 1 and not (job.folder / "model").exists()
+
+
+@pytest.mark.parametrize("options, message", [({"epochs": 2, "learning_rat": 1.0}, "Unknown training option")])
+def test_bad_requests_start_nothing(store, tmp_path, opacity_films, options, message):
+    with pytest.raises(jobs.JobError, match=message):
+        jobs.start("xray", opacity_films, options, "admin-test")
+    with pytest.raises(jobs.JobError, match="NORMAL"):
+        jobs.start("xray", tmp_path, {}, "admin-test")
+    assert jobs.list_jobs() == []
+
+
+def _zip(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_uploaded_data_sets_are_unpacked_safely(store, opacity_films):
+    entries = {f"set/{p.parent.name}/{p.name}": p.read_bytes() for p in opacity_films.rglob("*.png")}
+    root = save_upload("xray", "films.zip", _zip(entries))
+    assert (root / "NORMAL").is_dir() and root.is_relative_to(store / "uploads")
+    assert jobs.validate_data("xray", root).startswith("20 NORMAL and 20 PNEUMONIA images")
+    with pytest.raises(UploadRejected, match="outside its folder"):
+        save_upload("xray", "evil.zip", _zip({"../../escape.png": b"x"}))
+    with pytest.raises(UploadRejected, match="decompression bomb"):
+        save_upload("xray", "bomb.zip", _zip({"NORMAL/a.png": bytes(60 * 1024**2)}))
+    with pytest.raises(UploadRejected, match="corrupt|Upload a .zip"):
+        save_upload("xray", "broken.zip", b"PK\x03\x04 not really")
+    with pytest.raises(UploadRejected, match="exactly one CSV"):
+        save_upload("notes_symptom2disease", "two.zip", _zip({"a.csv": b"label,text\n", "b.csv": b"label,text\n"}))
+    assert not list((store / "uploads").glob("*.tmp"))
+    assert np.all([not p.name.endswith(".tmp") for p in (store / "uploads").iterdir()])

@@ -1,0 +1,134 @@
+"""Registry: shipped models installed once, atomic promote/rollback, corrupt versions detected and skipped."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from medcore import audit, config, production, registry
+from medcore.artifacts import ModelLoadError
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """An empty store of its own for each test."""
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
+    registry.ensure_defaults()
+    return tmp_path / "store"
+
+
+def retrained_copy(task: str, tmp_path, version: str) -> registry.ModelVersion:
+    """A second version of a task: the shipped files under a new version name, registered as a retrain."""
+    folder = tmp_path / version
+    shutil.copytree(registry.shipped_dir(task), folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["version"] = version
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return registry.register(task, folder, "tester")
+
+
+def test_shipped_models_are_installed_once_as_production(store):
+    registry.ensure_defaults()  # a second call changes nothing
+    for task in registry.TASKS:
+        versions = registry.list_versions(task)
+        shipped = json.loads((registry.shipped_dir(task) / "meta.json").read_text())["version"]
+        assert [(v.version, v.status, v.origin) for v in versions] == [(shipped, "production", "shipped")]
+        assert versions[0].path.is_relative_to(store)  # a copy: the repo's assets are never served from the store
+        registry.verify(versions[0])
+
+
+def test_promote_and_rollback_move_the_production_pointer(store, tmp_path):
+    shipped = registry.production("xray").version
+    candidate = retrained_copy("xray", tmp_path, "xray-candidate-1")
+    assert candidate.status == "candidate" and registry.production("xray").version == shipped
+    assert registry.promote("xray", candidate.version, "admin") == shipped
+    assert registry.production("xray").version == candidate.version
+    assert production.load("xray").version == candidate.version
+    assert registry.rollback("xray", "admin") == shipped
+    assert registry.production("xray").version == shipped
+    assert registry.get("xray", candidate.version).status == "previous production"
+    with pytest.raises(registry.RegistryError, match="no earlier production version"):
+        registry.rollback("xray", "admin")
+    assert registry.rollback("xray", "admin", to=candidate.version) == candidate.version  # any earlier version
+    actions = [(h["action"], h["version"]) for h in registry.history("xray")]
+    assert actions[:3] == [("rollback", candidate.version), ("rollback", shipped), ("promote", candidate.version)]
+
+
+def test_discarded_candidates_cannot_reach_production(store, tmp_path):
+    candidate = retrained_copy("notes_symptom2disease", tmp_path, "notes-symptom2disease-c1")
+    registry.discard("notes_symptom2disease", candidate.version, "admin")
+    assert registry.get("notes_symptom2disease", candidate.version).status == "discarded"
+    with pytest.raises(registry.RegistryError, match="discarded"):
+        registry.promote("notes_symptom2disease", candidate.version, "admin")
+    with pytest.raises(registry.RegistryError, match="in production"):
+        registry.discard("notes_symptom2disease", registry.production("notes_symptom2disease").version, "admin")
+
+
+def test_a_version_is_registered_once_and_for_its_own_task(store, tmp_path):
+    retrained_copy("xray", tmp_path, "xray-twice")
+    folder = tmp_path / "again"
+    shutil.copytree(registry.get("xray", "xray-twice").path, folder)
+    with pytest.raises(registry.RegistryError, match="already registered"):
+        registry.register("xray", folder, "tester")
+    with pytest.raises(registry.RegistryError, match="not 'medical_abstracts'"):
+        registry.register("notes_medical_abstracts", folder, "tester")
+
+
+def test_a_corrupt_production_model_is_detected_and_the_previous_good_version_serves(store, tmp_path):
+    shipped = registry.production("xray").version
+    candidate = retrained_copy("xray", tmp_path, "xray-to-corrupt")
+    registry.promote("xray", candidate.version, "admin")
+    weights = candidate.path / "model.keras"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated write, a bad disk
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        registry.verify(registry.get("xray", candidate.version))
+    served = production.load("xray")
+    assert served.version == shipped and served.model.artifact.version == shipped
+    assert "corrupt" in served.warnings[0] and f"previous good version {shipped}" in served.warnings[-1]
+    assert audit.recent(1)[0]["action"] == "model_fallback:xray"
+    with pytest.raises(ModelLoadError):  # and it cannot be promoted again while broken
+        registry.promote("xray", candidate.version, "admin")
+
+
+def test_with_every_registered_version_broken_the_shipped_model_still_serves(store):
+    entry = registry.production("notes_medical_abstracts")
+    (entry.path / "featurizer.npz").unlink()
+    served = production.load("notes_medical_abstracts")
+    assert served.version == entry.version  # the shipped files in assets/, outside the store
+    assert "missing" in served.warnings[0] and "shipped model" in served.warnings[-1]
+
+
+def test_an_unreadable_registry_falls_back_to_the_shipped_model(store):
+    (store / "registry.sqlite").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (store / f"registry.sqlite{suffix}").unlink(missing_ok=True)
+    served = production.load("notes_symptom2disease")
+    assert served.model.task == "symptom2disease" and "cannot be read" in served.warnings[0]
+
+
+def test_an_environment_pin_bypasses_the_registry(store, monkeypatch):
+    monkeypatch.setenv("MEDCORE_NOTES_SYMPTOM2DISEASE_MODEL", str(config.notes_model_dir("symptom2disease")))
+    assert production.current_version("notes_symptom2disease").startswith("path:")
+
+
+def test_models_cli_lists_promotes_and_rolls_back(store, tmp_path):
+    candidate = retrained_copy("xray", tmp_path, "xray-cli-candidate")
+    env = {"MEDCORE_STORE_DIR": str(store)}
+
+    def medcore(*args):
+        import os
+
+        return subprocess.run([sys.executable, "-m", "medcore.cli", *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120)
+
+    listed = json.loads(medcore("models", "list", "--task", "xray", "--json").stdout)["versions"]
+    assert [(v["version"], v["status"]) for v in listed][0] == (candidate.version, "candidate")
+    assert listed[1]["validation"]["auc"] > 0.99 and listed[1]["data_fingerprint"]
+    promoted = medcore("models", "promote", "xray", candidate.version)
+    assert promoted.returncode == 0 and json.loads(promoted.stdout)["production"] == candidate.version
+    rolled = medcore("models", "rollback", "xray")
+    assert json.loads(rolled.stdout)["production"] == listed[1]["version"]
+    missing = medcore("models", "promote", "xray", "no-such-version")
+    assert missing.returncode == 2 and "no version" in missing.stderr and "Traceback" not in missing.stderr

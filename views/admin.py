@@ -1,0 +1,182 @@
+"""Models & retraining (admin): retrain in the background, compare with production, promote, discard or roll back."""
+
+import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from medcore import charts, jobs, registry
+from medcore.artifacts import ModelLoadError
+from medcore.training import compare
+from medcore.training.uploads import UploadRejected, save_upload
+from views.common import escape_markdown, require_admin
+
+admin = require_admin()
+STAGES = {"starting": "Starting the training process…", "loading": "Reading and preprocessing the images "
+          "(cached for later runs)…", "features": "Building text features…", "epoch": "Training…",
+          "calibrating": "Calibrating on the validation split…", "done": "Trained; comparing with production…",
+          "comparing": "Scoring candidate and production on the same held-out data…",
+          "registered": "Candidate registered."}
+
+
+def when(timestamp: float | None) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "–"
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+@st.fragment(run_every=2)
+def live_progress(job_id: str) -> None:
+    """Redrawn every 2 s from the store, so a reload or another browser shows the same run."""
+    job = jobs.get(job_id)
+    if not job.active:
+        st.rerun()  # the whole page: show the result
+    events = jobs.events(job_id)
+    epochs = [e for e in events if e.get("stage") == "epoch"]
+    stage = events[-1]["stage"] if events else "starting"
+    st.subheader(f"Training: {registry.TASK_TITLES[job.task]}")
+    st.caption(f"Job `{job.id}` started {when(job.created_at)} by {escape_markdown(job.created_by)} on "
+               f"{escape_markdown(job.data_label)}. It runs in its own process: closing this page does not stop it.")
+    if epochs:
+        last = epochs[-1]
+        text = (f"Epoch {last['epoch']} of {last['epochs']} · elapsed {duration(last['elapsed_s'])} · "
+                f"about {duration(last['eta_s'])} left" if stage == "epoch" else STAGES.get(stage, stage))
+        st.progress(last["epoch"] / last["epochs"], text=text)
+        st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
+    else:
+        st.progress(0.0, text=STAGES.get(stage, stage))
+    if st.button("Cancel training", icon=":material/cancel:", disabled=job.cancel_requested):
+        jobs.cancel(job.id, admin.name)
+        st.rerun()
+
+
+def start_form(task: str) -> None:
+    with st.form("retrain"):
+        st.markdown("**Labelled data set.** X-ray: a folder with `NORMAL/` and `PNEUMONIA/` sub-folders. "
+                    "Case notes: a CSV with `label,text` columns and the production model's classes.")
+        path = st.text_input("Path on the server", placeholder="../shared/data/chest_xray/train" if task == "xray"
+                             else f"../shared/data/case_notes/{task.removeprefix('notes_')}_train.csv")
+        upload = st.file_uploader("…or upload it (a .zip" + (")" if task == "xray" else ", or a .csv)"),
+                                  type=["zip"] if task == "xray" else ["zip", "csv"], max_upload_size=64)
+        st.markdown("**Training options**")
+        left, middle, right = st.columns(3)
+        if task == "xray":
+            options = {"epochs": left.number_input("Epochs", 1, 200, 24),
+                       "image_size": middle.selectbox("Image size (px)", [64, 96, 128, 160, 192, 224], index=2),
+                       "seed": right.number_input("Seed", 0, 2**31 - 1, 42),
+                       "class_weighting": left.checkbox("Class weighting", True),
+                       "augmentation": middle.checkbox("Augmentation", True)}
+        else:
+            options = {"epochs": left.number_input("Epochs (at most; early stopping)", 1, 500, 40),
+                       "hidden": middle.selectbox("Hidden units", [64, 128, 256, 512], index=1),
+                       "seed": right.number_input("Seed", 0, 2**31 - 1, 42),
+                       "class_weighting": left.checkbox("Class weighting", True)}
+        submitted = st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:")
+    if not submitted:
+        return
+    try:
+        if upload is not None:
+            data_path, label = save_upload(task, upload.name, upload.getvalue()), f"upload {upload.name}"
+        elif path.strip():
+            data_path, label = Path(path.strip()).expanduser(), path.strip()
+        else:
+            raise UploadRejected("Give a path on the server or upload the data set.")
+        jobs.start(task, data_path, options, admin.name, data_label=label)
+    except (jobs.JobError, UploadRejected) as exc:
+        st.error(str(exc))
+    else:
+        st.rerun()
+
+
+def show_result(job: jobs.Job) -> None:
+    """The last finished run of this task: why it stopped, or the candidate against production."""
+    if job.status != "succeeded":
+        st.warning(f"Last run `{job.id}` ({when(job.finished_at)}): **{job.status}**. {job.error or ''}")
+        return
+    entry = registry.get(job.task, job.candidate_version)
+    st.subheader(f"Candidate `{entry.version}`")
+    st.caption(f"Trained by job `{job.id}` on {escape_markdown(job.data_label)} in "
+               f"{duration(entry.summary.get('seconds') or 0)}; status: **{entry.status}**.")
+    stored = compare.load(entry.path)
+    if stored is None or "error" in stored[0]:
+        st.warning("No comparison with production" + (f": {stored[0]['error']}" if stored else "."))
+    else:
+        result, arrays = stored
+        st.markdown(f"Both models scored on the same **{result['n']}** held-out items: {result['held_out']}.")
+        table = pd.DataFrame(compare.metrics_table(result))
+        st.dataframe(table.round(4), hide_index=True)
+        st.plotly_chart(charts.comparison_roc_figure(arrays["y_true"], {
+            f"production {result['production_version']}": arrays["prob_production"],
+            f"candidate {result['candidate_version']}": arrays["prob_candidate"]}), key="comparison-roc")
+    if entry.status == "candidate":
+        left, right = st.columns(2)
+        if left.button("Promote to production", type="primary", icon=":material/publish:"):
+            try:
+                registry.promote(job.task, entry.version, admin.name)
+            except (registry.RegistryError, ModelLoadError) as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+        if right.button("Discard candidate", icon=":material/delete:"):
+            registry.discard(job.task, entry.version, admin.name)
+            st.rerun()
+
+
+def versions_table(versions: list[registry.ModelVersion]) -> pd.DataFrame:
+    rows = []
+    for v in versions:
+        metrics = v.summary.get("metrics", {}).get("validation", {})
+        data = v.summary.get("data", {})
+        rows.append({"version": v.version, "status": v.status, "origin": v.origin, "created": when(v.created_at),
+                     "by": v.created_by, "validation": ", ".join(f"{k} {metrics[k]:.3f}" for k in
+                                                                 ("auc", "sensitivity", "specificity", "macro_f1")
+                                                                 if k in metrics),
+                     "data": f"{data.get('source', '?')} · {str(data.get('fingerprint', ''))[:12]}",
+                     "options": ", ".join(f"{k}={value}" for k, value in v.summary.get("options", {}).items())})
+    return pd.DataFrame(rows)
+
+
+st.title("Models & retraining")
+registry.ensure_defaults()
+task = st.selectbox("Model", registry.TASKS, format_func=registry.TASK_TITLES.get, key="admin-task")
+current = registry.production(task)
+if current is not None:
+    st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
+                f"by {escape_markdown(current.created_by)}).")
+retrain_tab, versions_tab = st.tabs(["Retrain", "Versions and rollback"])
+
+with retrain_tab:
+    all_jobs = jobs.list_jobs()
+    running = next((j for j in all_jobs if j.active), None)
+    if running is not None:
+        live_progress(running.id)
+    else:
+        start_form(task)
+    finished = next((j for j in all_jobs if j.task == task and not j.active), None)
+    if finished is not None and running is None:
+        show_result(finished)
+
+with versions_tab:
+    versions = registry.list_versions(task)
+    st.dataframe(versions_table(versions), hide_index=True, width="stretch")
+    choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
+    if choices:
+        chosen = st.selectbox("Version to put in production", choices)
+        if st.button("Put in production", icon=":material/history:"):
+            entry = registry.get(task, chosen)
+            try:
+                if entry.ever_promoted:
+                    registry.rollback(task, admin.name, to=chosen)
+                else:
+                    registry.promote(task, chosen, admin.name)
+            except (registry.RegistryError, ModelLoadError) as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    st.markdown("**History**")
+    st.dataframe(pd.DataFrame([{"when": when(h["at"]), "action": h["action"], "version": h["version"],
+                                "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task)]),
+                 hide_index=True, width="stretch")

@@ -1,0 +1,33 @@
+"""Audit log (admin): every prediction, explanation, training run, promotion and sign-in; CSV export."""
+
+import pandas as pd
+import streamlit as st
+
+from medcore import audit
+from views.common import require_admin
+
+admin = require_admin()
+st.title("Audit log")
+st.caption("Who did what, when, with which model version, and the outcome. Studies and notes appear only as a "
+           "short digest of their content: no images, no note text, no file names, no DICOM identifiers.")
+
+limit = st.select_slider("Most recent events", [100, 1000, 10_000, 100_000], value=1000)
+frame = pd.DataFrame(audit.table(audit.recent(limit)),
+                     columns=["time", "user", "action", "model version", "outcome", "detail"])
+left, middle, right = st.columns(3)
+users = left.multiselect("User", sorted(frame["user"].unique()))
+kinds = middle.multiselect("Action", sorted(frame["action"].str.split(":").str[0].unique()))
+outcomes = right.multiselect("Outcome", sorted(frame["outcome"].unique()))
+keep = pd.Series(True, index=frame.index)
+if users:
+    keep &= frame["user"].isin(users)
+if kinds:
+    keep &= frame["action"].str.split(":").str[0].isin(kinds)
+if outcomes:
+    keep &= frame["outcome"].isin(outcomes)
+shown = frame[keep]
+st.markdown(f"**{len(shown)}** of the {len(frame)} most recent events")
+st.dataframe(shown, hide_index=True, width="stretch")
+st.download_button("Download these events (CSV)", audit.to_csv_table(shown.to_dict("records")),
+                   file_name="medcore-audit.csv", mime="text/csv", icon=":material/download:",
+                   on_click=lambda: audit.record(admin.name, "audit_export", "downloaded", rows=len(shown)))
