@@ -21,7 +21,11 @@ def _first_start() -> str | None:
 _first_start()
 user = signed_in()
 if user is None:
-    navigation = st.navigation([st.Page("views/signin.py", title="Sign in", icon=":material/login:")])
+    # Every address of a page answers with the sign-in form, so a bookmarked /notes opens after sign-in.
+    addresses = ("notes", "performance", "admin", "audit_log")
+    navigation = st.navigation([st.Page("views/signin.py", title="Sign in", icon=":material/login:", default=True)]
+                               + [st.Page("views/signin.py", title="Sign in", url_path=a) for a in addresses],
+                               position="hidden")
 else:
     clinical = [
         st.Page("views/xray.py", title="Chest X-ray", icon=":material/radiology:", default=True),

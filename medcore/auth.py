@@ -149,9 +149,12 @@ def authenticate(name: str, password: str, now: float | None = None) -> tuple[Us
 
 
 def create_admin_from_environment() -> str | None:
-    """At first start only (no users yet): create the admin named in MEDCORE_ADMIN_USER, if set."""
+    """At first start only (no admin yet): create the admin named in MEDCORE_ADMIN_USER, if set.
+
+    Once any admin exists the variables are ignored, so a leaked or stale value cannot add another.
+    """
     name, password = os.environ.get("MEDCORE_ADMIN_USER"), os.environ.get("MEDCORE_ADMIN_PASSWORD")
-    if not name or not password or has_users():
+    if not name or not password or any(user.is_admin for user in list_users()):
         return None
     add_user(name, password, "admin", "environment")
     return name

@@ -65,7 +65,8 @@ def test_disabled_accounts_cannot_sign_in(store):
     assert "disabled" in auth.authenticate("dr.gone", "a long secret phrase")[1]
 
 
-def test_first_admin_comes_from_the_environment_only_when_there_is_no_account(store, monkeypatch):
+def test_first_admin_comes_from_the_environment_only_while_there_is_no_admin(store, monkeypatch):
+    auth.add_user("dr.early", "a long secret phrase", "clinician", "tests")
     monkeypatch.setenv("MEDCORE_ADMIN_USER", "chief")
     monkeypatch.setenv("MEDCORE_ADMIN_PASSWORD", "first start secret")
     assert auth.create_admin_from_environment() == "chief"

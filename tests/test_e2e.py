@@ -6,6 +6,7 @@ Screenshots are written to MEDCORE_SCREENSHOT_DIR (default: screenshots/) for a 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,10 +30,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+ADMIN = ("chief", "e2e admin secret")  # created by the app at first start, from the environment
+CLINICIAN = ("dr.e2e", "e2e clinician secret")  # created with `medcore users add`
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, "MEDCORE_STORE_DIR": str(tmp_path_factory.mktemp("store"))}
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(tmp_path_factory.mktemp("store")),
+           "MEDCORE_ADMIN_USER": ADMIN[0], "MEDCORE_ADMIN_PASSWORD": ADMIN[1]}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -48,6 +54,9 @@ def app_url(tmp_path_factory):
     else:
         server.kill()
         pytest.fail("the app did not start within 90 s")
+    added = subprocess.run([sys.executable, "-m", "medcore.cli", "users", "add", CLINICIAN[0]], capture_output=True,
+                           text=True, env={**env, "MEDCORE_NEW_PASSWORD": CLINICIAN[1]}, timeout=60)
+    assert added.returncode == 0, added.stderr
     yield url
     server.terminate()
     server.wait(timeout=20)
@@ -66,11 +75,21 @@ def browser():
         chromium.close()
 
 
+def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, path: str = ""):
+    """A fresh browser session (its own cookies and Streamlit session), signed in through the form."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url + path)
+    page.get_by_role("textbox", name="User name").fill(account[0])
+    page.get_by_role("textbox", name="Password").fill(account[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for(timeout=90_000)
+    return page
+
+
 def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     reference = xray_model.artifact.quality_reference
     film = chest_like(reference, 700, 600, seed=7)
-    page = browser.new_page(viewport={"width": 1400, "height": 2600})
-    page.goto(app_url)
+    page = sign_in(browser, app_url, CLINICIAN, 2600)
     page.get_by_text("Operating threshold").wait_for(timeout=90_000)
     page.locator("input[type=file]").set_input_files([
         {"name": "film.png", "mimeType": "image/png", "buffer": encode(film, "PNG")},
@@ -93,12 +112,19 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
 
 
 def test_case_note_in_the_browser(app_url, browser):
+    # Reached by URL without signing in, the page does not run: app.py shows the sign-in form instead.
+    # After signing in there, the bookmarked page opens.
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     page.goto(f"{app_url}/notes")
+    page.get_by_role("button", name="Sign in").wait_for(timeout=90_000)
+    assert page.get_by_text("Paste the note").count() == 0 and page.get_by_text("common").count() == 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "sign_in.png"))
+    page.close()
+    page = sign_in(browser, app_url, CLINICIAN, 1800, path="/notes")
     page.get_by_text("Paste the note").wait_for(timeout=90_000)
-    # Reached by URL, the page still runs inside app.py's navigation (no page script runs on its own).
     assert page.get_by_text("decision support, not a diagnosis").count() == 1
-    assert page.get_by_text("Chest X-ray").count() >= 1 and page.get_by_text("common").count() == 0
+    assert page.get_by_role("link", name="Models & retraining").count() == 0  # not for clinicians
     page.get_by_role("combobox", name="Task").click()
     page.get_by_role("option", name="Disease from symptoms").click()
     page.get_by_text("symptom2disease").first.wait_for()  # the model caption of the chosen task
@@ -119,8 +145,8 @@ def test_case_note_in_the_browser(app_url, browser):
 
 
 def test_performance_page_in_the_browser(app_url, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
-    page.goto(f"{app_url}/performance")
+    page = sign_in(browser, app_url, CLINICIAN)
+    page.get_by_role("link", name="Model performance").click()
     page.get_by_text("Model performance").first.wait_for(timeout=90_000)
     page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
     assert page.get_by_text("ROC curve").count() >= 1 and page.get_by_text("Calibration (reliability)").count() >= 1
@@ -129,4 +155,74 @@ def test_performance_page_in_the_browser(app_url, browser):
     page.get_by_role("tab", name="Case notes").click()
     page.get_by_text("F1 per class").wait_for(timeout=30_000)
     page.screenshot(path=str(SCREENSHOTS / "performance_notes.png"), full_page=True)
+    page.close()
+
+
+def test_admin_pages_are_refused_to_clinicians_even_by_url(app_url, browser):
+    for path in ("/admin", "/audit_log"):
+        page = sign_in(browser, app_url, CLINICIAN, path=path)
+        page.get_by_text("Operating threshold").wait_for(timeout=60_000)  # the default page, nothing else
+        assert page.get_by_text("Start retraining").count() == 0 and page.get_by_text("most recent events").count() == 0
+        assert page.get_by_role("link", name="Audit log").count() == 0
+        page.screenshot(path=str(SCREENSHOTS / f"clinician_at_{path[1:]}.png"))
+        page.close()
+
+
+def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser, xray_model, tmp_path):
+    from tests.synthetic import write_opacity_folder
+
+    films = write_opacity_folder(tmp_path / "films", xray_model.artifact.quality_reference, 20)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = sign_in(browser, app_url, ADMIN, 1900)
+    page.get_by_role("link", name="Models & retraining").click()
+    page.get_by_text("In production:").wait_for(timeout=60_000)
+    shipped = xray_model.artifact.version
+    assert page.get_by_text(shipped).count() >= 1
+    page.get_by_label("Path on the server").fill(str(films))
+    page.get_by_label("Epochs").fill("60")
+    page.get_by_role("combobox", name="Image size (px)").click()
+    page.get_by_role("option", name="64", exact=True).click()
+    page.get_by_role("button", name="Start retraining").click()
+    page.get_by_text("about").filter(has_text="left").first.wait_for(timeout=120_000)  # live epoch progress
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "admin_training_live.png"), full_page=True)
+
+    # Another browser (or a reload) sees the same run, from the store.
+    other = sign_in(browser, app_url, ADMIN, 1900)
+    other.get_by_role("link", name="Models & retraining").click()
+    other.get_by_text("Candidate `xray-").or_(other.get_by_text("Training: Chest X-ray")).first.wait_for(timeout=60_000)
+    other.close()
+
+    page.get_by_text("Both models scored on the same").wait_for(timeout=240_000)
+    page.get_by_text("ROC on the same held-out data").wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "admin_candidate.png"), full_page=True)
+    page.get_by_role("button", name="Promote to production").click()
+    page.get_by_text("status: production").wait_for(timeout=60_000)
+    candidate = page.get_by_text("In production:").inner_text()
+    assert shipped not in candidate
+
+    page.get_by_role("tab", name="Versions and rollback").click()
+    page.get_by_text("History", exact=True).wait_for()
+    page.get_by_role("combobox", name="Version to put in production").click()
+    try:
+        page.get_by_role("option", name=shipped).click()
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "debug_versions.png"), full_page=True)
+        raise
+    page.get_by_role("button", name="Put in production").click()
+    page.get_by_text(f"In production: {shipped}").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Versions and rollback").click()
+    page.screenshot(path=str(SCREENSHOTS / "admin_versions.png"), full_page=True)
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_text(re.compile(r"of the \d+ most recent events")).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Download these events (CSV)").wait_for(timeout=30_000)
+    page.get_by_text("Outcome", exact=True).wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "audit_log.png"), full_page=True)
+    with page.expect_download() as download:
+        page.get_by_text("Download these events (CSV)").click()
+    csv = Path(download.value.path()).read_text()
+    for action in ("sign_in", "train_start:xray", "train:xray", "promote:xray", "rollback:xray"):
+        assert action in csv, action
+    assert "film.png" not in csv and "study.dcm" not in csv and "onerror" not in csv  # no patient content
     page.close()
