@@ -312,7 +312,22 @@ def _train_compare_register(job: Job, out: Path) -> str:
         compare.save(out, result, arrays)
     entry = registry.register(job.task, out, job.created_by)
     progress({"stage": "registered", "version": entry.version})
+    _mirror(entry, job.id, progress)
     return entry.version
+
+
+def _mirror(entry: registry.ModelVersion, job_id: str, progress) -> None:
+    """Log the new version to MLflow when a tracking URI is configured; a failure is reported, not fatal."""
+    from medcore import tracking
+
+    try:
+        run_id = tracking.mirror_version(entry, job_id)
+    except Exception as exc:
+        traceback.print_exc()
+        progress({"stage": "mlflow", "error": f"Not logged to MLflow ({tracking.tracking_uri()}): {exc}"})
+    else:
+        if run_id:
+            progress({"stage": "mlflow", "run_id": run_id})
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ def test_case_note_in_the_browser(app_url, browser):
     page.goto(f"{app_url}/notes")
     page.get_by_role("button", name="Sign in").wait_for(timeout=90_000)
     assert page.get_by_text("Paste the note").count() == 0 and page.get_by_text("common").count() == 0
+    page.get_by_role("textbox", name="Password").wait_for()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "sign_in.png"))
     page.close()

@@ -30,6 +30,14 @@ def opacity_films(tmp_path_factory, xray_model):
     return write_opacity_folder(tmp_path_factory.mktemp("films"), xray_model.artifact.quality_reference, 20)
 
 
+def _optional_mlflow():
+    try:
+        import mlflow
+    except ImportError:
+        return None
+    return mlflow
+
+
 def wait(job_id: str, until=lambda job, events: not job.active, timeout: float = 240) -> jobs.Job:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -67,7 +75,11 @@ def test_xray_retraining_runs_in_the_background_and_can_be_promoted_and_rolled_b
     assert {"train_start:xray", "train:xray", "promote:xray", "rollback:xray"} <= set(actions)
 
 
-def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(store, tmp_path):
+def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(store, tmp_path, monkeypatch):
+    mlflow = _optional_mlflow()
+    if mlflow:  # the [test] extra installs it, so the optional MLflow mirror is exercised too
+        monkeypatch.setenv("MEDCORE_MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a local stand-in for a tracking server
     labels = registry.production("notes_medical_abstracts").summary["labels"]
     keywords = dict(zip(labels, ["zorblax", "quintessa", "vexillum", "murbleth", "plonkite"]))
     csv = tmp_path / "notes.csv"
@@ -76,6 +88,11 @@ def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(sto
     assert job.status == "succeeded", job.error
     result, _ = compare.load(registry.get("notes_medical_abstracts", job.candidate_version).path)
     assert result["candidate"]["macro_f1"] >= 0.9 > result["production"]["macro_f1"]
+    if mlflow:
+        run_id = next(e["run_id"] for e in jobs.events(job.id) if e["stage"] == "mlflow")
+        run = mlflow.MlflowClient((tmp_path / "mlruns").as_uri()).get_run(run_id)
+        assert run.data.tags["medcore.version"] == job.candidate_version and run.data.params["epochs"] == "15"
+        assert run.data.metrics["validation_macro_f1"] >= 0.9
 
     wrong = tmp_path / "wrong.csv"
     write_notes_csv(wrong, keyword_notes(60))
