@@ -14,13 +14,22 @@ st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", lay
 
 @st.cache_resource(show_spinner=False)
 def _first_start() -> str | None:
-    """Once per server process: the first admin from the environment, if there is no account yet."""
-    return auth.create_admin_from_environment()
+    """Once per server process: the first admin from the environment, if there is no admin yet.
+
+    Returns why the variables were refused (e.g. a too short password), for the sign-in page.
+    """
+    try:
+        auth.create_admin_from_environment()
+    except auth.AuthError as exc:
+        return f"MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD were not used: {exc}"
+    return None
 
 
-_first_start()
+first_start_problem = _first_start()
 user = signed_in()
 if user is None:
+    if first_start_problem:
+        st.error(first_start_problem)
     # Every address of a page answers with the sign-in form, so a bookmarked /notes opens after sign-in.
     addresses = ("notes", "performance", "admin", "audit_log")
     navigation = st.navigation([st.Page("views/signin.py", title="Sign in", icon=":material/login:", default=True)]

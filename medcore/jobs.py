@@ -310,6 +310,7 @@ def _train_compare_register(job: Job, out: Path) -> str:
             traceback.print_exc()
             result, arrays = {"error": f"{type(exc).__name__}: {exc}"}, {}
         compare.save(out, result, arrays)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
     entry = registry.register(job.task, out, job.created_by)
     progress({"stage": "registered", "version": entry.version})
     _mirror(entry, job.id, progress)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from medcore import audit, auth
@@ -150,3 +151,13 @@ def test_admins_see_the_administration_pages():
     at.switch_page("views/audit_log.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Audit log"
+
+
+def test_a_weak_first_admin_password_is_refused_with_a_message(store, monkeypatch):
+    monkeypatch.setenv("MEDCORE_ADMIN_USER", "chief")
+    monkeypatch.setenv("MEDCORE_ADMIN_PASSWORD", "admin")
+    st.cache_resource.clear()  # as a fresh server start: the first-start step runs once per process
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert "were not used: The password needs at least 12 characters" in at.error[0].value
+    assert auth.get_user("chief") is None

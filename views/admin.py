@@ -10,7 +10,7 @@ from medcore import charts, jobs, registry
 from medcore.artifacts import ModelLoadError
 from medcore.training import compare
 from medcore.training.uploads import UploadRejected, save_upload
-from views.common import escape_markdown, require_admin
+from views.common import escape_markdown, require_admin, session_active
 
 admin = require_admin()
 STAGES = {"starting": "Starting the training process…", "loading": "Reading and preprocessing the images "
@@ -32,8 +32,8 @@ def duration(seconds: float) -> str:
 def live_progress(job_id: str) -> None:
     """Redrawn every 2 s from the store, so a reload or another browser shows the same run."""
     job = jobs.get(job_id)
-    if not job.active:
-        st.rerun()  # the whole page: show the result
+    if not job.active or not session_active():
+        st.rerun()  # the whole page: show the result, or the sign-in form once the session has ended
     events = jobs.events(job_id)
     epochs = [e for e in events if e.get("stage") == "epoch"]
     stage = events[-1]["stage"] if events else "starting"

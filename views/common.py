@@ -57,6 +57,12 @@ def signed_in() -> auth.User | None:
     return user
 
 
+def session_active() -> bool:
+    """Still signed in, without counting this check as activity (for pages that refresh themselves)."""
+    state = st.session_state.get("auth")
+    return bool(state) and auth.session_expired(state["signed_in_at"], state["last_seen"]) is None
+
+
 def sign_in(user: auth.User) -> None:
     now = time.time()
     st.session_state["auth"] = {"name": user.name, "signed_in_at": now, "last_seen": now}
