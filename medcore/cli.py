@@ -185,11 +185,17 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     registry.ensure_defaults()
     rows = [_version_row(v) for task in (args.task_name or registry.TASKS) for v in registry.list_versions(task)]
-    if args.json:
-        _emit({"versions": rows})
+    return _listing("versions", rows, args.json,
+                    lambda row: f"{row['task']:26s} {row['version']:44s} {row['status']:20s} {row['created_at']}")
+
+
+def _listing(key: str, rows: list[dict], as_json: bool, line) -> int:
+    """One JSON object {key: rows}, or one text line per row."""
+    if as_json:
+        _emit({key: rows})
     else:
         for row in rows:
-            print(f"{row['task']:26s} {row['version']:44s} {row['status']:20s} {row['created_at']}")
+            print(line(row))
     return 0
 
 
@@ -216,12 +222,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     rows = [{"id": j.id, "task": j.task, "status": j.status, "created_by": j.created_by,
              "created_at": _iso(j.created_at), "finished_at": _iso(j.finished_at), "data": j.data_label,
              "candidate_version": j.candidate_version, "error": j.error} for j in jobs.list_jobs(args.limit)]
-    if args.json:
-        _emit({"jobs": rows})
-    else:
-        for row in rows:
-            print(f"{row['id']:32s} {row['task']:26s} {row['status']:10s} {row['candidate_version'] or row['error'] or ''}")
-    return 0
+    return _listing("jobs", rows, args.json, lambda row: f"{row['id']:32s} {row['task']:26s} {row['status']:10s} "
+                                                         f"{row['candidate_version'] or row['error'] or ''}")
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
