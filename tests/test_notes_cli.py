@@ -53,6 +53,7 @@ def test_page_service_audits_without_the_note_text(notes_models):
     assert error == "The note is empty."
     rows = [r for r in audit.recent() if r["user"] == "dr_notes"]
     assert [r["outcome"] for r in rows] == ["rejected", prediction.ranked(1)[0][0]]
+    assert json.loads(rows[1]["detail"])["explanation"] == "shap"
     assert b"John Smith" not in (config.store_dir() / "audit.sqlite").read_bytes()
 
 

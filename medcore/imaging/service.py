@@ -146,7 +146,8 @@ def audit_study(user: str, result: StudyResult, digest: str) -> None:
     else:
         outcome = result.decision or "unknown"
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
-                 study=digest, probability=result.probability)
+                 study=digest, probability=result.probability,
+                 explanation="grad-cam" if result.heatmap is not None else None)
 
 
 def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4

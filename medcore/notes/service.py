@@ -52,7 +52,7 @@ def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: st
     attribution = cache.get(model, prediction.note)
     top_label, top_probability = prediction.ranked(1)[0]
     audit.record(user, f"predict_notes:{model.task}", top_label, model.version, note=digest,
-                 probability=round(top_probability, 4))
+                 probability=round(top_probability, 4), explanation="shap")
     return prediction, attribution, None
 
 
