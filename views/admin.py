@@ -161,7 +161,9 @@ with retrain_tab:
 
 with versions_tab:
     versions = registry.list_versions(task)
-    st.dataframe(versions_table(versions), hide_index=True, width="stretch")
+    st.dataframe(versions_table(versions), hide_index=True, width="stretch",
+                 column_config={"version": st.column_config.TextColumn(width="large"),
+                                "status": st.column_config.TextColumn(width="medium")})
     choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
     if choices:
         chosen = st.selectbox("Version to put in production", choices)
