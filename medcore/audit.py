@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from contextlib import closing
-from pathlib import Path
 
-from medcore import config
+from medcore.store import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -33,16 +30,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
-def _db_path() -> Path:
-    return config.store_dir() / "audit.sqlite"
-
-
-def _connect() -> sqlite3.Connection:
-    connection = sqlite3.connect(_db_path(), timeout=10)
-    connection.executescript(SCHEMA)
-    return connection
-
-
 def content_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -50,19 +37,18 @@ def content_digest(data: bytes) -> str:
 def record(user: str, action: str, outcome: str, model_version: str | None = None,
            **detail: str | float | int | None) -> None:
     """Append one event. detail must hold only non-identifying values (digests, numbers, codes)."""
-    with closing(_connect()) as connection, connection:
+    with connect("audit", SCHEMA) as connection:
         connection.execute(
             "INSERT INTO audit (at, user, action, model_version, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), user, action, model_version, outcome, json.dumps(detail, sort_keys=True)))
 
 
 def recent(limit: int = 1000) -> list[dict]:
-    with closing(_connect()) as connection:
+    with connect("audit", SCHEMA) as connection:
         rows = connection.execute(
             "SELECT id, at, user, action, model_version, outcome, detail FROM audit ORDER BY id DESC LIMIT ?",
             (limit,)).fetchall()
-    keys = ("id", "at", "user", "action", "model_version", "outcome", "detail")
-    return [dict(zip(keys, row)) for row in rows]
+    return [dict(row) for row in rows]
 
 
 def table(rows: list[dict]) -> list[dict]:
