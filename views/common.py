@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from medcore import audit, auth, production, registry
-from medcore.imaging.service import LoadedXrayModel
-from medcore.notes.model import NotesModel
+
+if TYPE_CHECKING:  # TensorFlow is imported when a model is first loaded, not for the sign-in page
+    from medcore.imaging.service import LoadedXrayModel
+    from medcore.notes.model import NotesModel
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
