@@ -221,8 +221,9 @@ def start(task: str, data_path: Path, options: dict, user: str, data_label: str 
                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT)
     with connect("jobs", SCHEMA) as db:
         db.execute("UPDATE jobs SET pid=? WHERE id=?", (process.pid, job_id))
-    audit.record(user, f"train_start:{task}", "started", registry.production(task).version
-                 if registry.production(task) else None, job=job_id, data=description)
+    current = registry.production(task)
+    audit.record(user, f"train_start:{task}", "started", current.version if current else None,
+                 job=job_id, data=description)
     return get(job_id)
 
 
