@@ -158,3 +158,18 @@ def test_uploaded_data_sets_are_unpacked_safely(store, opacity_films):
         save_upload("notes_symptom2disease", "two.zip", _zip({"a.csv": b"label,text\n", "b.csv": b"label,text\n"}))
     assert not list((store / "uploads").glob("*.tmp"))
     assert np.all([not p.name.endswith(".tmp") for p in (store / "uploads").iterdir()])
+
+
+def test_the_admin_page_shows_a_running_job_and_cancels_it(store, opacity_films):
+    from tests.conftest import signed_in_app
+
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
+    page = signed_in_app("admin", "views/admin.py")
+    assert not page.exception, page.exception
+    assert page.subheader[0].value == "Training: Chest X-ray (pneumonia)"
+    assert "Epoch" in page.get("progress")[0].proto.text and len(page.get("plotly_chart")) == 1
+    assert not [b for b in page.button if b.label == "Start retraining"]  # one run at a time
+    next(b for b in page.button if b.label == "Cancel training").click().run()
+    assert wait(job.id, timeout=60).status == "cancelled"
+    assert [r["outcome"] for r in audit.recent(5) if r["action"] == "train_cancel:xray"] == ["requested"]
