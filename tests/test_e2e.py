@@ -86,6 +86,13 @@ def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, pat
     return page
 
 
+def settled(page):
+    """Wait until Streamlit has finished the current run (its "Running…" indicator is gone)."""
+    time.sleep(0.5)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60_000)
+    return page
+
+
 def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     reference = xray_model.artifact.quality_reference
     film = chest_like(reference, 700, 600, seed=7)
@@ -198,7 +205,7 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
 
     page.get_by_text("Both models scored on the same").wait_for(timeout=240_000)
     page.get_by_text("ROC on the same held-out data").wait_for(timeout=30_000)
-    page.screenshot(path=str(SCREENSHOTS / "admin_candidate.png"), full_page=True)
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_candidate.png"), full_page=True)
     page.get_by_role("button", name="Promote to production").click()
     page.get_by_text("status: production").wait_for(timeout=60_000)
     candidate = page.get_by_text("In production:").inner_text()
@@ -210,7 +217,7 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     expect(page.get_by_role("combobox", name="Version to put in production")).to_have_value(shipped)
     page.get_by_role("button", name="Put in production").click()
     page.get_by_text(f"In production: {shipped}").wait_for(timeout=60_000)
-    page.get_by_role("tab", name="Versions and rollback").click()
+    settled(page).get_by_role("tab", name="Versions and rollback").click()
     page.screenshot(path=str(SCREENSHOTS / "admin_versions.png"), full_page=True)
 
     page.get_by_role("link", name="Audit log").click()
