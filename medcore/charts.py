@@ -113,8 +113,9 @@ def training_curves_figure(epochs: list[dict]) -> go.Figure:
                                 name="validation " + ("AUC" if score == "val_auc" else "macro-F1")), secondary_y=True)
     figure.update_layout(title="Training progress", xaxis_title="epoch", **LAYOUT)
     figure.update_yaxes(title_text="loss", secondary_y=False)
-    figure.update_yaxes(title_text="score", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False,
-                        secondary_y=True)
+    scores = [e[k] for e in epochs for k in ("auc", score) if k in e]
+    low = max(0.0, min(scores, default=0.0) - 0.05)  # zoomed in: late epochs differ in the third decimal
+    figure.update_yaxes(title_text="score", range=[low, 1.005], showgrid=False, secondary_y=True)
     return figure
 
 
