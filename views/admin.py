@@ -94,7 +94,7 @@ def start_form(task: str) -> None:
 def show_result(job: jobs.Job) -> None:
     """The last finished run of this task: why it stopped, or the candidate against production."""
     if job.status != "succeeded":
-        st.warning(f"Last run `{job.id}` ({when(job.finished_at)}): **{job.status}**. {job.error or ''}")
+        st.warning(f"Last run `{job.id}` ({when(job.finished_at)}): **{job.status}**. {escape_markdown(job.error or '')}")
         return
     entry = registry.get(job.task, job.candidate_version)
     st.subheader(f"Candidate `{entry.version}`")
@@ -102,7 +102,7 @@ def show_result(job: jobs.Job) -> None:
                f"{duration(entry.summary.get('seconds') or 0)}; status: **{entry.status}**.")
     stored = compare.load(entry.path)
     if stored is None or "error" in stored[0]:
-        st.warning("No comparison with production" + (f": {stored[0]['error']}" if stored else "."))
+        st.warning("No comparison with production" + (f": {escape_markdown(stored[0]['error'])}" if stored else "."))
     else:
         result, arrays = stored
         st.markdown(f"Both models scored on the same **{result['n']}** held-out items: {result['held_out']}.")
