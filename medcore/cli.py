@@ -57,16 +57,10 @@ def cmd_quality_refit_xray(args: argparse.Namespace) -> int:
 
 def _model(task: str, model_arg: str | None):
     """The model in --model, or the registry's production model (warnings, e.g. a fallback, to stderr)."""
-    if model_arg:
-        if task == "xray":
-            from medcore.imaging.service import load_xray_model
-
-            return load_xray_model(Path(model_arg))
-        from medcore.notes.service import load_task_model
-
-        return load_task_model(task.removeprefix("notes_"), Path(model_arg))
     from medcore import production
 
+    if model_arg:
+        return production.folder_loader(task)(Path(model_arg))
     served = production.load(task)
     for warning in served.warnings:
         print(f"medcore: {warning}", file=sys.stderr)

@@ -23,7 +23,8 @@ class Served:
     warnings: list[str] = field(default_factory=list)
 
 
-def _loader(task: str) -> Callable[[Path], Any]:
+def folder_loader(task: str) -> Callable[[Path], Any]:
+    """The function that loads a model folder of `task` (X-ray artifact or notes model)."""
     if task == "xray":
         from medcore.imaging.service import load_xray_model
 
@@ -48,7 +49,7 @@ def current_version(task: str) -> str | None:
 
 def load(task: str) -> Served:
     """Load the model serving `task`; ModelLoadError only if no version at all can be loaded."""
-    load_folder = _loader(task)
+    load_folder = folder_loader(task)
     explicit = config.explicit_model_dir(task)
     if explicit is not None:
         model = load_folder(explicit)
