@@ -6,7 +6,7 @@ would bypass this sign-in. Only the pages listed here can be reached.
 
 import streamlit as st
 
-from medcore import auth
+from medcore import auth, registry
 from views.common import escape_markdown, sign_out, signed_in
 
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
@@ -14,10 +14,12 @@ st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", lay
 
 @st.cache_resource(show_spinner=False)
 def _first_start() -> str | None:
-    """Once per server process: the first admin from the environment, if there is no admin yet.
+    """Once per server process: the shipped models into a new store, and the first admin from the
+    environment if there is no admin yet. Page runs never write to the registry.
 
     Returns why the variables were refused (e.g. a too short password), for the sign-in page.
     """
+    registry.ensure_defaults()
     try:
         auth.create_admin_from_environment()
     except auth.AuthError as exc:

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import median_ms  # noqa: E402
 
-from medcore import config  # noqa: E402
+from medcore import tasks  # noqa: E402
 from medcore.notes.explain import explain  # noqa: E402
-from medcore.notes.service import load_task_model, predict_note  # noqa: E402
+from medcore.notes.service import predict_note  # noqa: E402
 
 PARAGRAPH = ("The patient is a 54 year old man admitted with chest pain radiating to the left arm, shortness of "
              "breath and sweating. He has a history of hypertension, type 2 diabetes and smoking. Blood pressure "
@@ -43,8 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     short, long_note = note_of(60), note_of(250)
     result = {}
-    for task in config.NOTES_TASKS:
-        model = load_task_model(task)
+    for task in tasks.notes_tasks():
+        model = task.load(task.shipped_dir)
         note = predict_note(model, long_note).note
         predict_note(model, short)  # warm-up: tracing
         explain(model, note)
@@ -53,7 +53,7 @@ def main() -> None:
             rounds["predict_60_words_ms"].append(median_ms(lambda: predict_note(model, short), args.calls))
             rounds["predict_250_words_ms"].append(median_ms(lambda: predict_note(model, long_note), args.calls))
             rounds["explain_250_words_ms"].append(median_ms(lambda: explain(model, note), max(3, args.calls // 4)))
-        result[task] = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
+        result[task.name] = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
     result.update(rounds=args.rounds, calls=args.calls, cpu_threads=os.cpu_count())
     print(json.dumps(result, indent=2))
 

@@ -14,9 +14,79 @@ from typing import Any, Callable
 
 import numpy as np
 
+VALIDATION_FILE = "validation.npz"
+MODEL_CARD_FILE = "model_card.md"
+
 
 class ModelLoadError(RuntimeError):
     """A model artifact is missing, corrupt or made for another preprocessing contract."""
+
+
+class ModelInfo:
+    """The one face of a loaded model of any task, read from its own folder: what pages and charts use.
+
+    A subclass provides `meta` (the folder's meta.json) and `path` (the folder). No page opens a
+    model's files or reads its metadata keys; they ask here.
+    """
+
+    meta: dict[str, Any]
+    path: Path | None
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", "unknown"))
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def positive_label(self) -> str | None:
+        """The class a binary model flags (e.g. PNEUMONIA); None for a multi-class model."""
+        return self.meta.get("positive_label")
+
+    @property
+    def negative_label(self) -> str | None:
+        positive = self.positive_label
+        return None if positive is None else next(label for label in self.labels if label != positive)
+
+    @property
+    def threshold(self) -> float | None:
+        """The operating threshold on the positive class's calibrated probability (binary models)."""
+        value = self.meta.get("threshold")
+        return None if value is None else float(value)
+
+    @property
+    def threshold_rule(self) -> str | None:
+        return self.meta.get("threshold_rule")
+
+    @property
+    def validation_metrics(self) -> dict[str, Any]:
+        """Metrics on the model's own validation split (internal validation: same source as training)."""
+        return self.meta["metrics"]["validation"]
+
+    @property
+    def baseline_metrics(self) -> dict[str, Any] | None:
+        """The reference model's metrics on the same validation split, where training recorded one."""
+        return self.meta["metrics"].get("baseline_validation")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The training options the model was made with."""
+        return self.meta.get("options", {})
+
+    def validation_predictions(self) -> dict[str, np.ndarray]:
+        """The stored validation labels (`y_true`) and calibrated probabilities (`prob`)."""
+        with np.load(Path(self.path) / VALIDATION_FILE) as npz:
+            return {key: npz[key] for key in npz.files}
+
+    def model_card(self) -> str:
+        card = Path(self.path) / MODEL_CARD_FILE
+        return card.read_text() if card.is_file() else ""
 
 
 def save_network(network, path: Path) -> None:
@@ -52,7 +122,7 @@ def write_model_folder(folder: Path, network, meta: dict[str, Any], arrays: dict
             np.savez_compressed(tmp / f"{name}.npz", **content)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         if model_card:
-            (tmp / "model_card.md").write_text(model_card)
+            (tmp / MODEL_CARD_FILE).write_text(model_card)
 
     return write_atomically(folder, write)
 

@@ -7,13 +7,13 @@ NAME` or, once, from MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD at first start.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
 
 import bcrypt
 
+from medcore import config
 from medcore.store import connect
 
 SCHEMA = """
@@ -53,14 +53,6 @@ class User:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-
-def session_idle_seconds() -> float:
-    return float(os.environ.get("MEDCORE_SESSION_IDLE_MINUTES", "30")) * 60
-
-
-def session_max_seconds() -> float:
-    return float(os.environ.get("MEDCORE_SESSION_MAX_HOURS", "12")) * 3600
 
 
 def check_password_policy(name: str, password: str) -> None:
@@ -153,7 +145,7 @@ def create_admin_from_environment() -> str | None:
 
     Once any admin exists the variables are ignored, so a leaked or stale value cannot add another.
     """
-    name, password = os.environ.get("MEDCORE_ADMIN_USER"), os.environ.get("MEDCORE_ADMIN_PASSWORD")
+    name, password = config.first_admin()
     if not name or not password or any(user.is_admin for user in list_users()):
         return None
     add_user(name, password, "admin", "environment")
@@ -163,8 +155,8 @@ def create_admin_from_environment() -> str | None:
 def session_expired(signed_in_at: float, last_seen: float, now: float | None = None) -> str | None:
     """Why a session has ended (idle too long, or too old), or None while it is valid."""
     now = time.time() if now is None else now
-    if now - last_seen > session_idle_seconds():
-        return f"Your session ended after {session_idle_seconds() / 60:.0f} minutes without activity."
-    if now - signed_in_at > session_max_seconds():
-        return f"Your session ended after {session_max_seconds() / 3600:.0f} hours."
+    if now - last_seen > config.session_idle_seconds():
+        return f"Your session ended after {config.session_idle_seconds() / 60:.0f} minutes without activity."
+    if now - signed_in_at > config.session_max_seconds():
+        return f"Your session ended after {config.session_max_seconds() / 3600:.0f} hours."
     return None

@@ -1,24 +1,17 @@
 """Plotly figures of a model's validation performance, computed from its stored predictions.
 
-Every figure is recomputed by training.evaluate from the labels and probabilities saved beside the
-model (validation.npz); nothing is typed by hand. No Streamlit here: the page only shows them.
+Every figure is recomputed by medcore.metrics from the labels and probabilities saved with the model
+(ModelInfo.validation_predictions); nothing is typed by hand. No Streamlit here: the page only shows them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import plotly.graph_objects as go
 
-from medcore.training.evaluate import binary_metrics, curves, multiclass_metrics
+from medcore.metrics import binary_metrics, curves, multiclass_metrics
 
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
-
-
-def load_validation(model_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(Path(model_dir) / "validation.npz") as npz:
-        return {key: npz[key] for key in npz.files}
 
 
 def binary_report(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:

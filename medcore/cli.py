@@ -13,7 +13,8 @@ import math
 import sys
 from pathlib import Path
 
-from medcore import config
+from medcore import config, tasks
+from medcore.training.options import add_cli_flags, from_cli
 
 
 def _emit(obj: dict) -> None:
@@ -35,16 +36,15 @@ def _progress_to_stderr(event: dict) -> None:
     print(json.dumps(_finite(event)), file=sys.stderr, flush=True)
 
 
-def cmd_train_xray(args: argparse.Namespace) -> int:
-    from medcore.training.train_xray import XrayTrainingOptions, train_xray
-
-    options = XrayTrainingOptions(image_size=args.image_size, epochs=args.epochs, seed=args.seed,
-                                  batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                  width=args.width, class_weighting=not args.no_class_weights,
-                                  augmentation=not args.no_augmentation)
-    meta = train_xray(Path(args.data), Path(args.out), options, progress=_progress_to_stderr)
-    _emit({"model": str(Path(args.out).resolve()), "version": meta["version"],
-           "validation": meta["metrics"]["validation"], "seconds": meta["training"]["seconds"]})
+def cmd_train(args: argparse.Namespace) -> int:
+    """`medcore train xray|notes`: the same trainer the admin page's jobs run."""
+    task = tasks.get(args.task_name)
+    options = from_cli(task.family.options.resolve(), args)
+    meta = task.train(Path(args.data), Path(args.out), options, progress=_progress_to_stderr)
+    metrics = meta["metrics"]
+    _emit({"model": str(Path(args.out).resolve()), "version": meta["version"], "validation": metrics["validation"],
+           **({"baseline": metrics["baseline_validation"]} if "baseline_validation" in metrics else {}),
+           "seconds": meta["training"]["seconds"]})
     return 0
 
 
@@ -60,22 +60,22 @@ def _model(task: str, model_arg: str | None):
     from medcore import production
 
     if model_arg:
-        return production.folder_loader(task)(Path(model_arg))
+        return tasks.get(task).load(Path(model_arg))
     served = production.load(task)
     for warning in served.warnings:
         print(f"medcore: {warning}", file=sys.stderr)
     return served.model
 
 
-def cmd_evaluate_xray(args: argparse.Namespace) -> int:
-    from medcore.imaging.service import evaluate_folder
-
-    artifact = _model("xray", args.model)
-    result = evaluate_folder(artifact, Path(args.data))
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`medcore evaluate xray|notes`: metrics on labelled data (the release check runs this)."""
+    task = tasks.get(args.task_name)
+    result = task.evaluate(_model(task.key, args.model), Path(args.data))
     if args.json:
         _emit(result)
     else:
-        for key in ("n", "auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"):
+        keys = ("n", "auc", "accuracy", "sensitivity", "specificity", "f1", "macro_f1", "ece", "threshold")
+        for key in (k for k in keys if k in result):
             print(f"{key:12s} {result[key]}")
     return 0
 
@@ -108,37 +108,19 @@ def cmd_predict_xray(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_notes(args: argparse.Namespace) -> int:
-    from medcore.training.train_notes import NotesTrainingOptions, train_notes
-
-    options = NotesTrainingOptions(epochs=args.epochs, seed=args.seed, hidden=args.hidden)
-    meta = train_notes(args.task_name, Path(args.data), Path(args.out), options, progress=_progress_to_stderr)
-    _emit({"model": str(Path(args.out).resolve()), "version": meta["version"],
-           "validation": meta["metrics"]["validation"], "baseline": meta["metrics"]["baseline_validation"],
-           "seconds": meta["training"]["seconds"]})
-    return 0
-
-
-def cmd_evaluate_notes(args: argparse.Namespace) -> int:
-    from medcore.notes.service import evaluate_csv
-
-    result = evaluate_csv(_model(f"notes_{args.task_name}", args.model), Path(args.data))
-    if args.json:
-        _emit(result)
-    else:
-        for key in ("n", "accuracy", "macro_f1", "ece"):
-            print(f"{key:12s} {result[key]}")
-    return 0
-
-
 def cmd_predict_notes(args: argparse.Namespace) -> int:
     from medcore.notes.explain import ExplanationCache
     from medcore.notes.service import analyse_note
     from medcore.notes.text import NoteRejected, decode_upload
 
-    model = _model(f"notes_{args.task_name}", args.model)
+    model = _model(args.task_name, args.model)
     try:
-        text = args.text if args.text is not None else decode_upload(Path(args.file).read_bytes())
+        if args.text is not None:
+            text = args.text
+        elif args.file and args.file != "-":
+            text = decode_upload(Path(args.file).read_bytes())
+        else:  # standard input: the note stays out of the process list and the shell history
+            text = decode_upload(sys.stdin.buffer.read())
     except NoteRejected as exc:
         _emit({"error": str(exc)})
         return 0
@@ -177,8 +159,8 @@ def _iso(timestamp: float | None) -> str | None:
 def cmd_models_list(args: argparse.Namespace) -> int:
     from medcore import registry
 
-    registry.ensure_defaults()
-    rows = [_version_row(v) for task in (args.task_name or registry.TASKS) for v in registry.list_versions(task)]
+    keys = [tasks.get(name).key for name in args.task_name] if args.task_name else tasks.KEYS
+    rows = [_version_row(v) for task in keys for v in registry.list_versions(task)]
     return _listing("versions", rows, args.json,
                     lambda row: f"{row['task']:26s} {row['version']:44s} {row['status']:20s} {row['created_at']}")
 
@@ -196,17 +178,19 @@ def _listing(key: str, rows: list[dict], as_json: bool, line) -> int:
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from medcore import registry
 
-    previous = registry.promote(args.task_name, args.version, _cli_user())
-    _emit({"task": args.task_name, "production": args.version, "previous": previous})
+    task = tasks.get(args.task_name).key
+    previous = registry.promote(task, args.version, _cli_user())
+    _emit({"task": task, "production": args.version, "previous": previous})
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     from medcore import registry
 
-    current = registry.production(args.task_name)
-    version = registry.rollback(args.task_name, _cli_user(), to=args.to)
-    _emit({"task": args.task_name, "production": version, "previous": current.version if current else None})
+    task = tasks.get(args.task_name).key
+    current = registry.production(task)
+    version = registry.rollback(task, _cli_user(), to=args.to)
+    _emit({"task": task, "production": version, "previous": current.version if current else None})
     return 0
 
 
@@ -231,10 +215,9 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
 def _read_new_password(name: str) -> str:
     """From MEDCORE_NEW_PASSWORD (scripts), else typed twice without echo."""
     import getpass
-    import os
 
-    if os.environ.get("MEDCORE_NEW_PASSWORD"):
-        return os.environ["MEDCORE_NEW_PASSWORD"]
+    if config.new_password_from_environment():
+        return config.new_password_from_environment()
     password = getpass.getpass(f"Password for {name}: ")
     if getpass.getpass("Repeat it: ") != password:
         raise ValueError("The two passwords differ; nothing was changed.")
@@ -279,36 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    xray_task, notes_names = tasks.get("xray"), tasks.names(tasks.notes_tasks())
     train = commands.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
-    xray = train.add_parser("xray", help="chest X-ray pneumonia model from NORMAL/ PNEUMONIA/ folders")
-    xray.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/ sub-folders")
-    xray.add_argument("--out", required=True, help="folder to write the model artifact to")
-    xray.add_argument("--epochs", type=int, default=24)
-    xray.add_argument("--image-size", type=int, default=128)
-    xray.add_argument("--batch-size", type=int, default=32)
-    xray.add_argument("--learning-rate", type=float, default=2e-3)
-    xray.add_argument("--width", type=int, default=16, help="filters in the first conv layer")
-    xray.add_argument("--seed", type=int, default=42)
-    xray.add_argument("--no-class-weights", action="store_true")
-    xray.add_argument("--no-augmentation", action="store_true")
-    xray.set_defaults(func=cmd_train_xray)
-
-    notes = train.add_parser("notes", help="case-note classifier from a CSV with label,text columns")
-    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
-    notes.add_argument("--data", required=True, help="CSV with columns label,text")
-    notes.add_argument("--out", required=True)
-    notes.add_argument("--epochs", type=int, default=40)
-    notes.add_argument("--hidden", type=int, default=128)
-    notes.add_argument("--seed", type=int, default=42)
-    notes.set_defaults(func=cmd_train_notes)
+    xray = train.add_parser("xray", help=f"{xray_task.title} from {xray_task.family.data_help}")
+    xray.set_defaults(func=cmd_train, task_name="xray")
+    notes = train.add_parser("notes", help=f"case-note classifier from {tasks.NOTES.data_help}")
+    notes.add_argument("--task", dest="task_name", required=True, choices=notes_names)
+    notes.set_defaults(func=cmd_train)
+    for parser_, family in ((xray, tasks.XRAY), (notes, tasks.NOTES)):
+        parser_.add_argument("--data", required=True, help=family.data_help)
+        parser_.add_argument("--out", required=True, help="folder to write the model to")
+        add_cli_flags(parser_, family.options.resolve())
 
     evaluate = commands.add_parser("evaluate", help="metrics on labelled data").add_subparsers(
         dest="task", required=True)
     xray = evaluate.add_parser("xray", help="evaluate on NORMAL/ PNEUMONIA/ folders")
-    xray.add_argument("--data", required=True)
-    xray.add_argument("--model", help="model folder (default: the production model in the registry)")
-    xray.add_argument("--json", action="store_true", help="print one JSON object")
-    xray.set_defaults(func=cmd_evaluate_xray)
+    xray.set_defaults(func=cmd_evaluate, task_name="xray")
+    notes = evaluate.add_parser("notes", help="evaluate on a CSV with label,text columns")
+    notes.add_argument("--task", dest="task_name", required=True, choices=notes_names)
+    notes.set_defaults(func=cmd_evaluate)
+    for parser_ in (xray, notes):
+        parser_.add_argument("--data", required=True)
+        parser_.add_argument("--model", help="model folder (default: the production model in the registry)")
+        parser_.add_argument("--json", action="store_true", help="print one JSON object")
 
     refit = commands.add_parser("quality-refit", help="recompute a model's out-of-distribution reference")
     xray = refit.add_subparsers(dest="task", required=True).add_parser("xray")
@@ -316,41 +292,34 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--model", required=True)
     xray.set_defaults(func=cmd_quality_refit_xray)
 
-    notes = evaluate.add_parser("notes", help="evaluate on a CSV with label,text columns")
-    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
-    notes.add_argument("--data", required=True)
-    notes.add_argument("--model", help="model folder (default: the production model in the registry)")
-    notes.add_argument("--json", action="store_true")
-    notes.set_defaults(func=cmd_evaluate_notes)
-
     predict = commands.add_parser("predict", help="predict files").add_subparsers(dest="task", required=True)
     xray = predict.add_parser("xray", help="pneumonia probability for radiographs")
     xray.add_argument("files", nargs="+")
     xray.add_argument("--model")
     xray.add_argument("--json", action="store_true", help="one JSON line per file")
     xray.set_defaults(func=cmd_predict_xray)
-    notes = predict.add_parser("notes", help="classes and top SHAP words for one note")
-    notes.add_argument("--task", dest="task_name", required=True, choices=config.NOTES_TASKS)
-    source = notes.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text")
-    source.add_argument("--file", help="a .txt file")
+    notes = predict.add_parser("notes", help="classes and top SHAP words for one note (from --file, or standard "
+                                             "input when neither --file nor --text is given)")
+    notes.add_argument("--task", dest="task_name", required=True, choices=notes_names)
+    source = notes.add_mutually_exclusive_group()
+    source.add_argument("--text", help="the note itself (visible in the process list: prefer --file or stdin)")
+    source.add_argument("--file", help="a .txt file, or - for standard input")
     notes.add_argument("--model")
     notes.add_argument("--top-words", type=int, default=10)
     notes.add_argument("--json", action="store_true")
     notes.set_defaults(func=cmd_predict_notes)
 
-    from medcore.registry import TASKS
     models = commands.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
     listing = models.add_parser("list", help="every version with its status and validation metrics")
-    listing.add_argument("--task", dest="task_name", action="append", choices=TASKS)
+    listing.add_argument("--task", dest="task_name", action="append", choices=tasks.names())
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_models_list)
     promote = models.add_parser("promote", help="make a version the production model (atomic)")
-    promote.add_argument("task_name", choices=TASKS)
+    promote.add_argument("task_name", choices=tasks.names())
     promote.add_argument("version")
     promote.set_defaults(func=cmd_models_promote)
     rollback = models.add_parser("rollback", help="put an earlier version back in production")
-    rollback.add_argument("task_name", choices=TASKS)
+    rollback.add_argument("task_name", choices=tasks.names())
     rollback.add_argument("--to", help="version to restore (default: the one production replaced)")
     rollback.set_defaults(func=cmd_models_rollback)
 
@@ -381,12 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+WITHOUT_REGISTRY = {"train", "quality-refit", "users"}  # commands that neither read nor serve registered models
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from medcore import registry
     from medcore.artifacts import ModelLoadError
     from medcore.registry import RegistryError
 
     try:  # a clear one-line message, not a traceback, for the failures a user can fix
+        if args.command not in WITHOUT_REGISTRY:
+            registry.ensure_defaults()  # once, at start: installs the shipped models into a new store
         return args.func(args)
     except ModelLoadError as exc:
         print(f"medcore: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""Paths and limits in one place, each overridable by an environment variable (MEDCORE_*).
+"""Paths, limits and settings in one place, each overridable by an environment variable (MEDCORE_*).
 
 Nothing else in the package reads the environment, so a test or a deployment changes behaviour
-by setting a variable, never by editing code.
+by setting a variable, never by editing code. Values are read when asked for, so a test can set a
+variable and see it take effect.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ REPO_ROOT = PACKAGE_ROOT.parent
 
 def _path(var: str, default: Path) -> Path:
     return Path(os.environ.get(var, str(default))).expanduser()
+
+
+def _float(var: str, default: float) -> float:
+    return float(os.environ.get(var, str(default)))
 
 
 def data_dir() -> Path:
@@ -34,18 +39,36 @@ def assets_dir() -> Path:
     return _path("MEDCORE_ASSETS_DIR", REPO_ROOT / "assets")
 
 
-def xray_model_dir() -> Path:
-    return _path("MEDCORE_XRAY_MODEL", assets_dir() / "models" / "xray")
+def model_pin(task_key: str) -> Path | None:
+    """A model folder pinned for a task by MEDCORE_<TASK KEY>_MODEL (bypasses the registry), or None.
 
-
-def _model_variable(task: str) -> str:
-    return "MEDCORE_XRAY_MODEL" if task == "xray" else f"MEDCORE_{task.upper()}_MODEL"
-
-
-def explicit_model_dir(task: str) -> Path | None:
-    """A model folder pinned by the environment (bypasses the registry), or None."""
-    value = os.environ.get(_model_variable(task))
+    E.g. MEDCORE_XRAY_MODEL, MEDCORE_NOTES_MEDICAL_ABSTRACTS_MODEL.
+    """
+    value = os.environ.get(f"MEDCORE_{task_key.upper()}_MODEL")
     return Path(value).expanduser() if value else None
+
+
+def session_idle_seconds() -> float:
+    return _float("MEDCORE_SESSION_IDLE_MINUTES", 30) * 60
+
+
+def session_max_seconds() -> float:
+    return _float("MEDCORE_SESSION_MAX_HOURS", 12) * 3600
+
+
+def first_admin() -> tuple[str | None, str | None]:
+    """(name, password) for the first admin account, from MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD."""
+    return os.environ.get("MEDCORE_ADMIN_USER") or None, os.environ.get("MEDCORE_ADMIN_PASSWORD") or None
+
+
+def new_password_from_environment() -> str | None:
+    """MEDCORE_NEW_PASSWORD: lets scripts set a password with `medcore users add|password`."""
+    return os.environ.get("MEDCORE_NEW_PASSWORD") or None
+
+
+def mlflow_tracking_uri() -> str | None:
+    """MEDCORE_MLFLOW_TRACKING_URI: mirror every registered version to this MLflow server."""
+    return os.environ.get("MEDCORE_MLFLOW_TRACKING_URI") or None
 
 
 # Upload limits. A chest radiograph DICOM is typically 5-30 MB; anything far larger is refused
@@ -53,12 +76,3 @@ def explicit_model_dir(task: str) -> Path | None:
 MAX_UPLOAD_BYTES = int(os.environ.get("MEDCORE_MAX_UPLOAD_MB", "64")) * 1024 * 1024
 MAX_PIXELS = int(os.environ.get("MEDCORE_MAX_PIXELS", str(50_000_000)))
 MIN_SIDE = 64  # smaller images carry too little detail to read a chest film
-
-NOTES_TASKS = ("medical_abstracts", "symptom2disease")
-NOTES_TASK_TITLES = {"medical_abstracts": "Condition category (5 classes, clinical text)",
-                     "symptom2disease": "Disease from symptoms (24 classes, patient's words)"}
-
-
-def notes_model_dir(task: str) -> Path:
-    """The shipped model of a notes task (MEDCORE_NOTES_<TASK>_MODEL pins another folder)."""
-    return _path(_model_variable(f"notes_{task}"), assets_dir() / "models" / f"notes_{task}")

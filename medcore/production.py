@@ -2,17 +2,18 @@
 
 A corrupt or missing production model must not take the service down: it is reported with a clear
 reason and the most recently promoted earlier version that loads is used instead, and the event is
-audited. An explicit model folder (MEDCORE_XRAY_MODEL, `--model`) bypasses the registry.
+audited. An explicit model folder (MEDCORE_<TASK>_MODEL, `--model`) bypasses the registry. Nothing
+here writes to the registry: the shipped models are installed once at start (registry.ensure_defaults),
+and an empty registry simply serves the shipped model.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from medcore import audit, config, registry
+from medcore import audit, config, registry, tasks
 from medcore.artifacts import ModelLoadError
 
 
@@ -23,41 +24,29 @@ class Served:
     warnings: list[str] = field(default_factory=list)
 
 
-def folder_loader(task: str) -> Callable[[Path], Any]:
-    """The function that loads a model folder of `task` (X-ray artifact or notes model)."""
-    if task == "xray":
-        from medcore.imaging.service import load_xray_model
-
-        return load_xray_model
-    from medcore.notes.service import load_task_model
-
-    return lambda path: load_task_model(task.removeprefix("notes_"), path)
-
-
 def current_version(task: str) -> str | None:
     """The production version's name (a cheap read, used as a cache key by the app)."""
-    explicit = config.explicit_model_dir(task)
+    task = tasks.get(task)
+    explicit = config.model_pin(task.key)
     if explicit is not None:
         return f"path:{explicit}"
     try:
-        registry.ensure_defaults()
-        entry = registry.production(task)
+        entry = registry.production(task.key)
     except Exception:  # an unusable store must not stop predictions: load() falls back to the shipped model
         return None
     return entry.version if entry else None
 
 
 def load(task: str) -> Served:
-    """Load the model serving `task`; ModelLoadError only if no version at all can be loaded."""
-    load_folder = folder_loader(task)
-    explicit = config.explicit_model_dir(task)
+    """Load the model serving `task` (a key or alias); ModelLoadError only if no version at all can be loaded."""
+    task = tasks.get(task)
+    explicit = config.model_pin(task.key)
     if explicit is not None:
-        model = load_folder(explicit)
+        model = task.load(explicit)
         return Served(model, model.version)
     warnings: list[str] = []
     try:
-        registry.ensure_defaults()
-        order = registry.fallback_order(task)
+        order = registry.fallback_order(task.key)
     except Exception as exc:
         warnings.append(f"The model registry in {config.store_dir()} cannot be read ({exc}); "
                         "using the shipped model.")
@@ -65,19 +54,19 @@ def load(task: str) -> Served:
     for entry in order:
         try:
             registry.verify(entry)
-            model = load_folder(entry.path)
+            model = task.load(entry.path)
         except ModelLoadError as exc:
             warnings.append(f"Version {entry.version} cannot be used: {exc}")
             continue
         if warnings:
             warnings.append(f"Serving the previous good version {entry.version} instead.")
-            _audit_fallback(task, entry.version, len(warnings) - 1)
+            _audit_fallback(task.key, entry.version, len(warnings) - 1)
         return Served(model, entry.version, warnings)
-    model = load_folder(registry.shipped_dir(task))  # raises ModelLoadError with its reason if this fails too
+    model = task.load(task.shipped_dir)  # raises ModelLoadError with its reason if this fails too
     version = model.version
     if order:
         warnings.append(f"Serving the shipped model {version} instead.")
-        _audit_fallback(task, version, len(order))
+        _audit_fallback(task.key, version, len(order))
     return Served(model, version, warnings)
 
 

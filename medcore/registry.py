@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcore import audit, config
+from medcore import audit, config, tasks
 from medcore.store import connect
 
 SCHEMA = """
@@ -49,9 +49,6 @@ CREATE TABLE IF NOT EXISTS promotions (
 """
 
 PRODUCTION_ACTIONS = ("install shipped model", "promote", "rollback")  # rows that moved the pointer
-TASKS = ("xray",) + tuple(f"notes_{task}" for task in config.NOTES_TASKS)
-TASK_TITLES = {"xray": "Chest X-ray (pneumonia)",
-               **{f"notes_{t}": f"Case notes: {title}" for t, title in config.NOTES_TASK_TITLES.items()}}
 
 
 class RegistryError(RuntimeError):
@@ -81,21 +78,16 @@ class ModelVersion:
         return "previous production" if self.ever_promoted else "candidate"
 
 
-def notes_key(task: str) -> str:
-    return f"notes_{task}"
-
-
 def models_dir() -> Path:
     return config.store_dir() / "models"
 
 
-def shipped_dir(task: str) -> Path:
-    return config.xray_model_dir() if task == "xray" else config.notes_model_dir(task.removeprefix("notes_"))
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise RegistryError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+def _key(task: str) -> str:
+    """The task's key, for a key or an alias (`medical_abstracts` -> `notes_medical_abstracts`)."""
+    try:
+        return tasks.get(task).key
+    except tasks.UnknownTask as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def file_manifest(folder: Path) -> dict[str, str]:
@@ -129,11 +121,11 @@ def register(task: str, folder: Path, created_by: str, origin: str = "retrained"
     the row is inserted last, so a crash in between leaves an unregistered folder, never a
     registered version with missing files.
     """
-    _check_task(task)
+    task = _key(task)
     folder = Path(folder)
     meta = json.loads((folder / "meta.json").read_text())
     version = str(meta["version"])
-    expected = task if task == "xray" else task.removeprefix("notes_")
+    expected = tasks.get(task).name
     if meta.get("task") != expected:
         raise RegistryError(f"{folder} holds a {meta.get('task')!r} model, not {expected!r}.")
     destination = models_dir() / task / version
@@ -154,12 +146,15 @@ def register(task: str, folder: Path, created_by: str, origin: str = "retrained"
 
 
 def ensure_defaults() -> None:
-    """Register and promote the shipped model of every task that has no production version yet."""
-    for task in TASKS:
+    """Register and promote the shipped model of every task that has no production version yet.
+
+    Called once when the app or the CLI starts, never on a page run: serving does not write.
+    """
+    for task in tasks.KEYS:
         with connect("registry", SCHEMA) as db:
             if db.execute("SELECT 1 FROM production WHERE task=?", (task,)).fetchone():
                 continue
-        source = shipped_dir(task)
+        source = tasks.get(task).shipped_dir
         if not (source / "meta.json").is_file():
             continue
         version = json.loads((source / "meta.json").read_text())["version"]
@@ -180,7 +175,7 @@ def _row_to_version(row, production: str | None, promoted: set[str]) -> ModelVer
 
 def list_versions(task: str) -> list[ModelVersion]:
     """All versions of a task, newest first."""
-    _check_task(task)
+    task = _key(task)
     with connect("registry", SCHEMA) as db:
         rows = db.execute("SELECT * FROM versions WHERE task=? ORDER BY created_at DESC", (task,)).fetchall()
         production = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
@@ -202,6 +197,7 @@ def production(task: str) -> ModelVersion | None:
 
 def fallback_order(task: str) -> list[ModelVersion]:
     """Production first, then earlier production versions, most recently promoted first."""
+    task = _key(task)
     versions = {v.version: v for v in list_versions(task)}
     with connect("registry", SCHEMA) as db:
         history = [r[0] for r in db.execute(
@@ -215,6 +211,7 @@ def fallback_order(task: str) -> list[ModelVersion]:
 
 
 def history(task: str) -> list[dict]:
+    task = _key(task)
     with connect("registry", SCHEMA) as db:
         rows = db.execute("SELECT * FROM promotions WHERE task=? ORDER BY id DESC", (task,)).fetchall()
     return [dict(r) for r in rows]
@@ -243,7 +240,7 @@ def _set_production(task: str, version: str, user: str, action: str, only_if_uns
 
 def promote(task: str, version: str, user: str) -> str | None:
     """Make a version production (after verifying its files); return the version it replaced."""
-    _check_task(task)
+    task = _key(task)
     verify(get(task, version))
     previous = _set_production(task, version, user, "promote")
     audit.record(user, f"promote:{task}", "promoted", version, previous=previous)
@@ -255,7 +252,7 @@ def rollback(task: str, user: str, to: str | None = None) -> str:
 
     Without `to`, repeated rollbacks walk back along the chain of promotions.
     """
-    _check_task(task)
+    task = _key(task)
     if to is None:
         current = production(task)
         promoted = [h for h in history(task) if current and h["version"] == current.version
@@ -271,6 +268,7 @@ def rollback(task: str, user: str, to: str | None = None) -> str:
 
 def discard(task: str, version: str, user: str) -> None:
     """Mark a candidate as not to be used; its files stay for the record."""
+    task = _key(task)
     with connect("registry", SCHEMA) as db:
         current = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
         if current and current[0] == version:

@@ -9,14 +9,14 @@ A failure to reach the server is reported, never allowed to fail a training run.
 
 from __future__ import annotations
 
-import os
 from numbers import Number
 
+from medcore import config
 from medcore.registry import ModelVersion
 
 
 def tracking_uri() -> str | None:
-    return os.environ.get("MEDCORE_MLFLOW_TRACKING_URI") or None
+    return config.mlflow_tracking_uri()
 
 
 def mirror_version(entry: ModelVersion, job_id: str | None = None) -> str | None:

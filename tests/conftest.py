@@ -33,10 +33,10 @@ def xray_train_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def notes_models():
-    """The shipped case-note models, loaded once, by task."""
-    from medcore.notes.service import load_task_model
+    """The shipped case-note models, loaded once, by the name their folders record (e.g. medical_abstracts)."""
+    from medcore import tasks
 
-    return {task: load_task_model(task) for task in config.NOTES_TASKS}
+    return {task.name: task.load(task.shipped_dir) for task in tasks.notes_tasks()}
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from medcore import audit, auth
+from medcore import audit, auth, config
 from tests.conftest import PASSWORDS, ensure_user, signed_in_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def test_first_admin_comes_from_the_environment_only_while_there_is_no_admin(sto
 def test_sessions_expire_when_idle_and_when_old():
     now = time.time()
     assert auth.session_expired(now - 60, now - 10, now) is None
-    assert "without activity" in auth.session_expired(now - 3600, now - auth.session_idle_seconds() - 1, now)
-    assert "hours" in auth.session_expired(now - auth.session_max_seconds() - 1, now - 5, now)
+    assert "without activity" in auth.session_expired(now - 3600, now - config.session_idle_seconds() - 1, now)
+    assert "hours" in auth.session_expired(now - config.session_max_seconds() - 1, now - 5, now)
 
 
 def test_users_cli_creates_the_first_admin_without_echoing_the_password(store):
@@ -136,7 +136,7 @@ def test_admin_pages_refuse_everyone_else_even_when_run_directly(role):
 def test_an_idle_session_ends_and_forgets_the_session_state():
     ensure_user("test-clinician", "clinician")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    long_ago = time.time() - auth.session_idle_seconds() - 5
+    long_ago = time.time() - config.session_idle_seconds() - 5
     at.session_state["auth"] = {"name": "test-clinician", "signed_in_at": long_ago, "last_seen": long_ago}
     at.session_state["xray_results"] = {"cached": "result"}
     at.run()

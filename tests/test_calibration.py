@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from medcore.training.calibrate import apply_platt, fit_platt
-from medcore.training.evaluate import (
+from medcore.calibration import apply_platt, fit_platt
+from medcore.metrics import (
     binary_metrics,
     choose_threshold,
     expected_calibration_error,

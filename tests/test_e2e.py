@@ -189,7 +189,7 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     shipped = xray_model.artifact.version
     assert page.get_by_text(shipped).count() >= 1
     page.get_by_label("Path on the server").fill(str(films))
-    page.get_by_label("Epochs").fill("60")
+    page.get_by_role("spinbutton", name="Epochs").fill("60")
     page.get_by_role("combobox", name="Image size (px)").click()
     page.get_by_role("option", name="64", exact=True).click()
     page.get_by_role("button", name="Start retraining").click()

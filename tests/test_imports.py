@@ -62,8 +62,9 @@ def test_every_import_of_every_view_resolves(path: Path) -> None:
 def test_declared_dependencies_cover_every_third_party_import() -> None:
     """Each third-party import of the product code belongs to a distribution pyproject.toml declares."""
     import re
-    import tomllib
     from importlib import metadata
+
+    import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from medcore import audit, jobs, production, registry
+from medcore import audit, jobs, production, registry, tasks
 from medcore.training import compare
 from medcore.training.uploads import UploadRejected, save_upload
 from tests.synthetic import keyword_notes, write_notes_csv, write_opacity_folder
@@ -101,13 +101,13 @@ def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(sto
 
 
 def test_killing_the_training_process_mid_run_leaves_production_and_the_registry_intact(store, opacity_films):
-    before = {task: [v.version for v in registry.list_versions(task)] for task in registry.TASKS}
+    before = {task: [v.version for v in registry.list_versions(task)] for task in tasks.KEYS}
     job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
     wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
     os.killpg(jobs.get(job.id).pid, signal.SIGKILL)  # as the OOM killer or a power cut would
     job = wait(job.id, timeout=30)
     assert job.status == "failed" and "ended unexpectedly" in job.error
-    assert {task: [v.version for v in registry.list_versions(task)] for task in registry.TASKS} == before
+    assert {task: [v.version for v in registry.list_versions(task)] for task in tasks.KEYS} == before
     served = production.load("xray")
     assert served.version == before["xray"][0] and not served.warnings
     # and the next run starts normally

@@ -71,19 +71,15 @@ def test_shipped_models_predict_sensible_classes(notes_models):
 @pytest.mark.parametrize("task", ["medical_abstracts", "symptom2disease"])
 def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_models, notes_dir, tmp_path):
     """The recorded validation split, rebuilt from the seed, gives the recorded macro-F1."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
+    from medcore.notes.data import read_labelled_notes, split_notes
     from medcore.notes.service import evaluate_csv
-    from medcore.training.train_notes import read_notes_csv
 
     model = notes_models[task]
     csv = notes_dir / f"{task}_train.csv"
-    data = read_notes_csv(csv)
+    data = read_labelled_notes(csv)
     assert data.fingerprint == model.meta["data"]["fingerprint"]
     options = model.meta["options"]
-    _, val_idx = train_test_split(np.arange(len(data.labels)), test_size=options["val_fraction"],
-                                  stratify=data.labels, random_state=options["seed"])
+    _, val_idx = split_notes(data.labels, options["val_fraction"], options["seed"])
     write_notes_csv(tmp_path / "val.csv", [(data.label_names[data.labels[i]], " ".join(data.words[i]))
                                            for i in val_idx])
     result = evaluate_csv(model, tmp_path / "val.csv")

@@ -10,7 +10,8 @@ import pytest
 from medcore.notes.explain import explain, render_html
 from medcore.notes.model import load_notes_model
 from medcore.notes.service import predict_note
-from medcore.training.train_notes import NotesTrainingOptions, train_notes
+from medcore.training.options import NotesTrainingOptions
+from medcore.training.train_notes import train_notes
 from tests.synthetic import KEYWORDS, keyword_notes, write_notes_csv
 
 
@@ -18,8 +19,8 @@ from tests.synthetic import KEYWORDS, keyword_notes, write_notes_csv
 def keyword_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("notes")
     write_notes_csv(root / "train.csv", keyword_notes(300, seed=0))
-    train_notes("symptom2disease", root / "train.csv", root / "model",
-                NotesTrainingOptions(epochs=12, patience=12, hidden=32, max_features=2000))
+    train_notes(root / "train.csv", root / "model",
+                NotesTrainingOptions(epochs=12, patience=12, hidden=32, max_features=2000), task="symptom2disease")
     return load_notes_model(root / "model")
 
 

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_xray_report_recomputes_the_recorded_validation_metrics(xray_model):
-    stored = charts.load_validation(xray_model.artifact.path)
+    stored = xray_model.validation_predictions()
     report = charts.binary_report(stored["y_true"], stored["prob"], xray_model.artifact.threshold)
     recorded = xray_model.artifact.meta["metrics"]["validation"]
     for key in ("n", "tp", "fp", "tn", "fn"):
@@ -27,7 +27,7 @@ def test_xray_report_recomputes_the_recorded_validation_metrics(xray_model):
 
 def test_notes_report_recomputes_the_recorded_validation_metrics(notes_models):
     for model in notes_models.values():
-        stored = charts.load_validation(model.path)
+        stored = model.validation_predictions()
         report = charts.multiclass_report(stored["y_true"], stored["prob"], model.labels)
         recorded = model.meta["metrics"]["validation"]
         assert report["metrics"]["confusion"] == recorded["confusion"]

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from medcore.imaging import folders
 from medcore.imaging.io import read_radiograph
 from medcore.imaging.preprocess import to_model_input
 from medcore.training import datasets
@@ -10,7 +11,7 @@ from tests.synthetic import encode, make_dicom
 
 def _write_folder(root, rng):
     files = {}
-    for label in datasets.XRAY_CLASSES:
+    for label in folders.XRAY_CLASSES:
         (root / label).mkdir(parents=True)
         for i in range(3):
             image = rng.random((300 + 40 * i, 240)).astype(np.float32)
@@ -24,7 +25,7 @@ def _write_folder(root, rng):
 
 def test_training_loader_matches_serving_path(tmp_path):
     _write_folder(tmp_path, np.random.default_rng(0))
-    folder = datasets.list_image_folder(tmp_path)
+    folder = folders.list_image_folder(tmp_path)
     trained_on = datasets.load_images(folder.files, 64)
     for path, array in zip(folder.files, trained_on):
         served = to_model_input(read_radiograph(path.read_bytes(), path.name).pixels, 64)
@@ -34,7 +35,7 @@ def test_training_loader_matches_serving_path(tmp_path):
 def test_cache_is_reused_and_keyed_by_content(tmp_path):
     data = tmp_path / "data"
     _write_folder(data, np.random.default_rng(1))
-    folder = datasets.list_image_folder(data)
+    folder = folders.list_image_folder(data)
     first = datasets.load_cached(folder, 32, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     second = datasets.load_cached(folder, 32, tmp_path / "cache")
@@ -59,11 +60,11 @@ def test_patient_split_never_shares_a_child_and_is_stratified():
     names = [f"person{i // 3}_bacteria_{i}.jpeg" for i in range(300)] + [f"IM-{i // 2:04d}-000{i % 2}.jpeg"
                                                                          for i in range(100)]
     from pathlib import Path
-    folder = datasets.ImageFolder([Path(n) for n in names], np.array([1] * 300 + [0] * 100),
-                                  [datasets.patient_id(Path(n)) for n in names])
-    train, val = datasets.split_by_patient(folder, 0.2, seed=42)
+    folder = folders.ImageFolder([Path(n) for n in names], np.array([1] * 300 + [0] * 100),
+                                  [folders.patient_id(Path(n)) for n in names])
+    train, val = folders.split_by_patient(folder, 0.2, seed=42)
     assert not {folder.groups[i] for i in train} & {folder.groups[i] for i in val}
     assert abs(folder.labels[val].mean() - 0.75) < 0.05
-    again = datasets.split_by_patient(folder, 0.2, seed=42)
+    again = folders.split_by_patient(folder, 0.2, seed=42)
     assert np.array_equal(again[1], val)
-    assert datasets.patient_id(Path("NORMAL2-IM-0383-0001.jpeg")) == "NORMAL2-IM-0383"
+    assert folders.patient_id(Path("NORMAL2-IM-0383-0001.jpeg")) == "NORMAL2-IM-0383"

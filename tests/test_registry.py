@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from medcore import audit, config, production, registry
+from medcore import audit, production, registry, tasks
 from medcore.artifacts import ModelLoadError
 
 
@@ -22,7 +22,7 @@ def store(tmp_path, monkeypatch):
 def retrained_copy(task: str, tmp_path, version: str) -> registry.ModelVersion:
     """A second version of a task: the shipped files under a new version name, registered as a retrain."""
     folder = tmp_path / version
-    shutil.copytree(registry.shipped_dir(task), folder)
+    shutil.copytree(tasks.get(task).shipped_dir, folder)
     meta = json.loads((folder / "meta.json").read_text())
     meta["version"] = version
     (folder / "meta.json").write_text(json.dumps(meta))
@@ -31,9 +31,9 @@ def retrained_copy(task: str, tmp_path, version: str) -> registry.ModelVersion:
 
 def test_shipped_models_are_installed_once_as_production(store):
     registry.ensure_defaults()  # a second call changes nothing
-    for task in registry.TASKS:
+    for task in tasks.KEYS:
         versions = registry.list_versions(task)
-        shipped = json.loads((registry.shipped_dir(task) / "meta.json").read_text())["version"]
+        shipped = json.loads((tasks.get(task).shipped_dir / "meta.json").read_text())["version"]
         assert [(v.version, v.status, v.origin) for v in versions] == [(shipped, "production", "shipped")]
         assert versions[0].path.is_relative_to(store)  # a copy: the repo's assets are never served from the store
         registry.verify(versions[0])
@@ -109,7 +109,7 @@ def test_an_unreadable_registry_falls_back_to_the_shipped_model(store):
 
 
 def test_an_environment_pin_bypasses_the_registry(store, monkeypatch):
-    monkeypatch.setenv("MEDCORE_NOTES_SYMPTOM2DISEASE_MODEL", str(config.notes_model_dir("symptom2disease")))
+    monkeypatch.setenv("MEDCORE_NOTES_SYMPTOM2DISEASE_MODEL", str(tasks.get("notes_symptom2disease").shipped_dir))
     assert production.current_version("notes_symptom2disease").startswith("path:")
 
 

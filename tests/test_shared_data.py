@@ -3,8 +3,8 @@ quality gate lets real radiographs through. Skipped cleanly where the data are a
 
 import pytest
 
+from medcore.imaging import folders
 from medcore.imaging.service import evaluate_folder
-from medcore.training import datasets
 
 pytestmark = pytest.mark.shared_data
 
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.shared_data
 def validation_folder(xray_model, xray_train_dir, tmp_path_factory):
     """The shipped model's own validation split, rebuilt from its recorded seed, as symlinks."""
     options = xray_model.artifact.meta["options"]
-    folder = datasets.list_image_folder(xray_train_dir)
-    _, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
+    folder = folders.list_image_folder(xray_train_dir)
+    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
     root = tmp_path_factory.mktemp("val")
     for i in val_idx:
         target = root / folder.files[i].parent.name
@@ -25,7 +25,7 @@ def validation_folder(xray_model, xray_train_dir, tmp_path_factory):
 
 def test_data_is_the_data_the_model_was_trained_on(xray_model, validation_folder):
     _, folder = validation_folder
-    assert datasets.fingerprint(folder.files, folder.labels) == xray_model.artifact.meta["data"]["fingerprint"]
+    assert folders.fingerprint(folder.files, folder.labels) == xray_model.artifact.meta["data"]["fingerprint"]
 
 
 def test_shipped_model_reproduces_its_validation_metrics(xray_model, validation_folder):

@@ -6,18 +6,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from medcore import charts, jobs, registry
+from medcore import charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
 from medcore.training import compare
+from medcore.training.options import form_specs
+from medcore.training.progress import Stage
 from medcore.training.uploads import UploadRejected, save_upload
 from views.common import escape_markdown, require_admin, session_active
 
 admin = require_admin()
-STAGES = {"starting": "Starting the training process…", "loading": "Reading and preprocessing the images "
-          "(cached for later runs)…", "features": "Building text features…", "epoch": "Training…",
-          "calibrating": "Calibrating on the validation split…", "done": "Trained; comparing with production…",
-          "comparing": "Scoring candidate and production on the same held-out data…",
-          "registered": "Candidate registered."}
 
 
 def when(timestamp: float | None) -> str:
@@ -35,56 +32,57 @@ def live_progress(job_id: str) -> None:
     if not job.active or not session_active():
         st.rerun()  # the whole page: show the result, or the sign-in form once the session has ended
     events = jobs.events(job_id)
-    epochs = [e for e in events if e.get("stage") == "epoch"]
-    stage = events[-1]["stage"] if events else "starting"
-    st.subheader(f"Training: {registry.TASK_TITLES[job.task]}")
+    epochs = [e for e in events if e.get("stage") == Stage.EPOCH]
+    stage = events[-1]["stage"] if events else Stage.STARTING
+    st.subheader(f"Training: {tasks.get(job.task).title}")
     st.caption(f"Job `{job.id}` started {when(job.created_at)} by {escape_markdown(job.created_by)} on "
                f"{escape_markdown(job.data_label)}. It runs in its own process: closing this page does not stop it.")
     if epochs:
         last = epochs[-1]
         text = (f"Epoch {last['epoch']} of {last['epochs']} · elapsed {duration(last['elapsed_s'])} · "
-                f"about {duration(last['eta_s'])} left" if stage == "epoch" else STAGES.get(stage, stage))
+                f"about {duration(last['eta_s'])} left" if stage == Stage.EPOCH else Stage.describe(stage))
         st.progress(last["epoch"] / last["epochs"], text=text)
         st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
     else:
-        st.progress(0.0, text=STAGES.get(stage, stage))
+        st.progress(0.0, text=Stage.describe(stage))
     if st.button("Cancel training", icon=":material/cancel:", disabled=job.cancel_requested):
         jobs.cancel(job.id, admin.name)
         st.rerun()
 
 
-def start_form(task: str) -> None:
+def option_widget(column, name: str, default, spec):
+    """The form widget of one training option, built from its declaration (training.options)."""
+    if isinstance(default, bool):
+        return column.checkbox(spec.label, default, help=spec.help, key=f"option-{name}")
+    if spec.choices:
+        return column.selectbox(spec.label, spec.choices, index=spec.choices.index(default), help=spec.help,
+                                key=f"option-{name}")
+    return column.number_input(spec.label, type(default)(spec.minimum), type(default)(spec.maximum), default,
+                               help=spec.help, key=f"option-{name}")
+
+
+def start_form(task: tasks.Task) -> None:
     with st.form("retrain"):
-        st.markdown("**Labelled data set.** X-ray: a folder with `NORMAL/` and `PNEUMONIA/` sub-folders. "
-                    "Case notes: a CSV with `label,text` columns and the production model's classes.")
-        path = st.text_input("Path on the server", placeholder="../shared/data/chest_xray/train" if task == "xray"
-                             else f"../shared/data/case_notes/{task.removeprefix('notes_')}_train.csv")
-        upload = st.file_uploader("…or upload it (a .zip" + (")" if task == "xray" else ", or a .csv)"),
-                                  type=["zip"] if task == "xray" else ["zip", "csv"], max_upload_size=64)
+        st.markdown(f"**Labelled data set**: {task.family.data_help}"
+                    + (", with exactly the production model's classes." if task.is_notes else "."))
+        path = st.text_input("Path on the server", placeholder=str(config.data_dir() / task.example_data))
+        upload = st.file_uploader(f"…or upload it ({' or '.join('.' + t for t in task.family.upload_types)})",
+                                  type=list(task.family.upload_types), max_upload_size=64)
         st.markdown("**Training options**")
-        left, middle, right = st.columns(3)
-        if task == "xray":
-            options = {"epochs": left.number_input("Epochs", 1, 200, 24),
-                       "image_size": middle.selectbox("Image size (px)", [64, 96, 128, 160, 192, 224], index=2),
-                       "seed": right.number_input("Seed", 0, 2**31 - 1, 42),
-                       "class_weighting": left.checkbox("Class weighting", True),
-                       "augmentation": middle.checkbox("Augmentation", True)}
-        else:
-            options = {"epochs": left.number_input("Epochs (at most; early stopping)", 1, 500, 40),
-                       "hidden": middle.selectbox("Hidden units", [64, 128, 256, 512], index=1),
-                       "seed": right.number_input("Seed", 0, 2**31 - 1, 42),
-                       "class_weighting": left.checkbox("Class weighting", True)}
+        columns = st.columns(3)
+        options = {name: option_widget(columns[i % 3], name, default, spec)
+                   for i, (name, default, spec) in enumerate(form_specs(task.family.options.resolve()))}
         submitted = st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
     try:
         if upload is not None:
-            data_path, label = save_upload(task, upload.name, upload.getvalue()), f"upload {upload.name}"
+            data_path, label = save_upload(task.key, upload.name, upload.getvalue()), f"upload {upload.name}"
         elif path.strip():
             data_path, label = Path(path.strip()).expanduser(), path.strip()
         else:
             raise UploadRejected("Give a path on the server or upload the data set.")
-        jobs.start(task, data_path, options, admin.name, data_label=label)
+        jobs.start(task.key, data_path, options, admin.name, data_label=label)
     except (jobs.JobError, UploadRejected) as exc:
         st.error(str(exc))
     else:
@@ -125,24 +123,22 @@ def show_result(job: jobs.Job) -> None:
             st.rerun()
 
 
-def versions_table(versions: list[registry.ModelVersion]) -> pd.DataFrame:
+def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> pd.DataFrame:
     rows = []
     for v in versions:
         metrics = v.summary.get("metrics", {}).get("validation", {})
         data = v.summary.get("data", {})
         rows.append({"version": v.version, "status": v.status, "origin": v.origin, "created": when(v.created_at),
                      "by": v.created_by, "validation": ", ".join(f"{k} {metrics[k]:.3f}" for k in
-                                                                 ("auc", "sensitivity", "specificity", "macro_f1")
-                                                                 if k in metrics),
+                                                                 task.family.listing_metrics if k in metrics),
                      "data": f"{data.get('source', '?')} · {str(data.get('fingerprint', ''))[:12]}",
                      "options": ", ".join(f"{k}={value}" for k, value in v.summary.get("options", {}).items())})
     return pd.DataFrame(rows)
 
 
 st.title("Models & retraining")
-registry.ensure_defaults()
-task = st.selectbox("Model", registry.TASKS, format_func=registry.TASK_TITLES.get, key="admin-task")
-current = registry.production(task)
+task = tasks.get(st.selectbox("Model", tasks.KEYS, format_func=lambda key: tasks.get(key).title, key="admin-task"))
+current = registry.production(task.key)
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
@@ -155,30 +151,30 @@ with retrain_tab:
         live_progress(running.id)
     else:
         start_form(task)
-    finished = next((j for j in all_jobs if j.task == task and not j.active), None)
+    finished = next((j for j in all_jobs if j.task == task.key and not j.active), None)
     if finished is not None and running is None:
         show_result(finished)
 
 with versions_tab:
-    versions = registry.list_versions(task)
-    st.dataframe(versions_table(versions), hide_index=True, width="stretch",
+    versions = registry.list_versions(task.key)
+    st.dataframe(versions_table(task, versions), hide_index=True, width="stretch",
                  column_config={"version": st.column_config.TextColumn(width="large"),
                                 "status": st.column_config.TextColumn(width="medium")})
     choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
     if choices:
         chosen = st.selectbox("Version to put in production", choices)
         if st.button("Put in production", icon=":material/history:"):
-            entry = registry.get(task, chosen)
+            entry = registry.get(task.key, chosen)
             try:
                 if entry.ever_promoted:
-                    registry.rollback(task, admin.name, to=chosen)
+                    registry.rollback(task.key, admin.name, to=chosen)
                 else:
-                    registry.promote(task, chosen, admin.name)
+                    registry.promote(task.key, chosen, admin.name)
             except (registry.RegistryError, ModelLoadError) as exc:
                 st.error(str(exc))
             else:
                 st.rerun()
     st.markdown("**History**")
     st.dataframe(pd.DataFrame([{"when": when(h["at"]), "action": h["action"], "version": h["version"],
-                                "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task)]),
+                                "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),
                  hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from medcore import audit, auth, production, registry
+from medcore import audit, auth, production
 
 if TYPE_CHECKING:  # TensorFlow is imported when a model is first loaded, not for the sign-in page
     from medcore.imaging.service import LoadedXrayModel
@@ -20,8 +20,11 @@ def _served(task: str, version: str | None) -> production.Served:
     return production.load(task)
 
 
-def production_model(task: str):
-    """The model serving `task` now; a promotion or rollback changes the cache key, so it shows at once."""
+def production_model(task: str) -> LoadedXrayModel | NotesModel:
+    """The model serving `task` (a task key) now; a promotion or rollback changes the cache key, so it shows at once.
+
+    Every model offers the same face (artifacts.ModelInfo): version, labels, validation metrics and predictions.
+    """
     served = _served(task, production.current_version(task))
     for warning in served.warnings:
         st.warning(warning, icon=":material/warning:")
@@ -31,9 +34,6 @@ def production_model(task: str):
 def xray_model() -> LoadedXrayModel:
     return production_model("xray")
 
-
-def notes_model(task: str) -> NotesModel:
-    return production_model(registry.notes_key(task))
 
 
 def current_user() -> str:

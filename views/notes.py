@@ -3,24 +3,24 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from medcore import config
+from medcore import tasks
 from medcore.artifacts import ModelLoadError
 from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
-from views.common import current_user, notes_model
+from views.common import current_user, production_model
 
 st.title("Case notes")
-task = st.selectbox("Task", config.NOTES_TASKS, format_func=config.NOTES_TASK_TITLES.get)
+task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title)
 try:
-    model = notes_model(task)
+    model = production_model(task)
 except ModelLoadError as exc:
     st.error(f"The case-note model for this task cannot be loaded: {exc}")
     st.stop()
-deep, baseline = model.meta["metrics"]["validation"], model.meta["metrics"]["baseline_validation"]
+deep, baseline = model.validation_metrics, model.baseline_metrics
 st.caption(f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
-           f"n = {deep['n']}); TF-IDF + logistic-regression baseline on the same notes: macro-F1 "
-           f"{baseline['macro_f1']:.3f}. Decision support only.")
+           f"n = {deep['n']})" + (f"; TF-IDF + logistic-regression baseline on the same notes: macro-F1 "
+                                  f"{baseline['macro_f1']:.3f}" if baseline else "") + ". Decision support only.")
 
 with st.form("note"):
     text = st.text_area("Paste the note", height=200, max_chars=100_000,

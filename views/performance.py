@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from medcore import charts, config
+from medcore import charts, tasks
 from medcore.artifacts import ModelLoadError
-from views.common import notes_model, xray_model
+from views.common import production_model, xray_model
 
 st.title("Model performance")
 st.caption("Every number and curve is recomputed by MedCore's evaluation code from the validation predictions "
@@ -19,11 +19,11 @@ with xray_tab:
     except ModelLoadError as exc:
         st.error(f"The chest X-ray model cannot be loaded: {exc}")
     else:
-        stored = charts.load_validation(model.artifact.path)
-        report = charts.binary_report(stored["y_true"], stored["prob"], model.artifact.threshold)
+        stored = model.validation_predictions()
+        report = charts.binary_report(stored["y_true"], stored["prob"], model.threshold)
         m = report["metrics"]
-        st.markdown(f"Model `{model.artifact.version}` · {m['n']} validation films · operating threshold "
-                    f"**{m['threshold']:.1%}** ({model.artifact.meta['threshold_rule']})")
+        st.markdown(f"Model `{model.version}` · {m['n']} validation films · operating threshold "
+                    f"**{m['threshold']:.1%}** ({model.threshold_rule})")
         st.dataframe(pd.DataFrame([{"AUC": m["auc"], "accuracy": m["accuracy"], "sensitivity": m["sensitivity"],
                                     "specificity": m["specificity"], "F1": m["f1"], "PPV": m["ppv"],
                                     "NPV": m["npv"], "ECE": m["ece"]}]).round(4), hide_index=True)
@@ -34,19 +34,20 @@ with xray_tab:
         c = report["curves"]
         left.plotly_chart(charts.reliability_figure(c["reliability_predicted"], c["reliability_observed"],
                                                     c["reliability_count"], m["ece"]), key="xray-cal")
-        right.plotly_chart(charts.confusion_figure(charts.binary_confusion(m), model.artifact.labels,
+        right.plotly_chart(charts.confusion_figure(charts.binary_confusion(m), model.labels,
                                                    "Confusion matrix at the operating threshold"), key="xray-cm")
 
 with notes_tab:
-    task = st.selectbox("Task", config.NOTES_TASKS, format_func=config.NOTES_TASK_TITLES.get, key="performance-task")
+    task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title,
+                        key="performance-task")
     try:
-        model = notes_model(task)
+        model = production_model(task)
     except ModelLoadError as exc:
         st.error(f"The case-note model cannot be loaded: {exc}")
         st.stop()
-    stored = charts.load_validation(model.path)
+    stored = model.validation_predictions()
     report = charts.multiclass_report(stored["y_true"], stored["prob"], model.labels)
-    m, baseline = report["metrics"], model.meta["metrics"]["baseline_validation"]
+    m, baseline = report["metrics"], model.baseline_metrics
     st.markdown(f"Model `{model.version}` · {m['n']} validation notes")
     st.dataframe(pd.DataFrame([
         {"model": "MLP (shipped)", "accuracy": m["accuracy"], "macro-F1": m["macro_f1"], "ECE": m["ece"]},

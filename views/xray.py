@@ -18,14 +18,13 @@ except ModelLoadError as exc:
     st.error(f"The chest X-ray model cannot be loaded, so no prediction is possible: {exc}")
     st.stop()
 
-meta = model.artifact.meta
-validation = meta["metrics"]["validation"]
-threshold = model.artifact.threshold
+validation, threshold = model.validation_metrics, model.threshold
+positive, negative = model.positive_label, model.negative_label
 st.info(
-    f"**Operating threshold {threshold:.1%}.** A study whose calibrated pneumonia probability is at or "
-    f"above it is flagged **PNEUMONIA**. On {validation['n']} validation films from children not seen in "
+    f"**Operating threshold {threshold:.1%}.** A study whose calibrated {positive.lower()} probability is at or "
+    f"above it is flagged **{positive}**. On {validation['n']} validation films from children not seen in "
     f"training, this threshold gave **sensitivity {validation['sensitivity']:.1%}** and **specificity "
-    f"{validation['specificity']:.1%}** (AUC {validation['auc']:.3f}). Model `{model.artifact.version}`, "
+    f"{validation['specificity']:.1%}** (AUC {validation['auc']:.3f}). Model `{model.version}`, "
     "trained on paediatric frontal films: decision support, not a diagnosis."
 )
 
@@ -47,19 +46,21 @@ results = analyse_uploads(
 bar.empty()
 
 
+probability_column = f"{positive.lower()} probability"
+
+
 def summary_row(result: StudyResult) -> dict:
     return {"file": result.filename, "decision": result.decision or "no prediction",
-            "pneumonia probability": None if result.probability is None else round(result.probability, 4),
+            probability_column: None if result.probability is None else round(result.probability, 4),
             "note": result.error or ""}
 
 
 summary = pd.DataFrame([summary_row(r) for r in results])
-flagged = int((summary["decision"] == "PNEUMONIA").sum())
-st.subheader(f"{len(results)} studies: {flagged} flagged PNEUMONIA, "
-             f"{int((summary['decision'] == 'NORMAL').sum())} NORMAL, "
+st.subheader(f"{len(results)} studies: {int((summary['decision'] == positive).sum())} flagged {positive}, "
+             f"{int((summary['decision'] == negative).sum())} {negative}, "
              f"{int((summary['decision'] == 'no prediction').sum())} without a prediction")
 st.dataframe(summary, hide_index=True, column_config={
-    "pneumonia probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    probability_column: st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
 st.download_button("Download summary (CSV)", summary.to_csv(index=False), "medcore_xray_summary.csv", "text/csv")
 
 
@@ -82,10 +83,9 @@ for index, result in enumerate(results):
             continue
         left, middle, right = st.columns([1, 2, 2])
         with left:
-            verdict = "PNEUMONIA" if result.decision == "PNEUMONIA" else "NORMAL"
-            (st.error if verdict == "PNEUMONIA" else st.success)(
-                f"**{verdict}**: probability {result.probability:.1%} "
-                f"{'≥' if verdict == 'PNEUMONIA' else '<'} threshold {threshold:.1%}")
+            (st.error if result.flagged else st.success)(
+                f"**{result.decision}**: probability {result.probability:.1%} "
+                f"{'≥' if result.flagged else '<'} threshold {threshold:.1%}")
             st.plotly_chart(gauge(result.probability), key=f"gauge-{index}", config={"displayModeBar": False})
             if result.technical:
                 st.caption(" · ".join(f"{k}: {escape_markdown(v)}" for k, v in result.technical.items()))
@@ -93,4 +93,4 @@ for index, result in enumerate(results):
                                 f"medcore_report_{index + 1}.html", "text/html", key=f"report-{index}")
         middle.image(result.display, caption="Original", width="stretch", clamp=True)
         right.image(overlay(result.display, result.heatmap, opacity),
-                    caption="Grad-CAM: regions that raised the pneumonia score", width="stretch")
+                    caption=f"Grad-CAM: regions that raised the {positive.lower()} score", width="stretch")

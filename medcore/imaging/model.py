@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medcore.artifacts import ModelLoadError, read_model_folder, write_model_folder  # noqa: E402,F401
+from medcore.artifacts import ModelInfo, ModelLoadError, read_model_folder, write_model_folder  # noqa: E402,F401
+from medcore.calibration import apply_platt  # noqa: E402
 from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
-from medcore.training.calibrate import apply_platt  # noqa: E402
 
 LAST_CONV = "last_conv"  # Grad-CAM reads this layer's activations
 
@@ -60,7 +60,7 @@ def build_xray_network(image_size: int = 128, width: int = 16, dropout: float = 
 
 
 @dataclass
-class XrayArtifact:
+class XrayArtifact(ModelInfo):
     """A loaded model with everything needed to use it correctly."""
 
     network: keras.Model
@@ -71,18 +71,6 @@ class XrayArtifact:
     @property
     def image_size(self) -> int:
         return int(self.meta["image_size"])
-
-    @property
-    def threshold(self) -> float:
-        return float(self.meta["threshold"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.meta["labels"])
-
-    @property
-    def version(self) -> str:
-        return str(self.meta.get("version", "unknown"))
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         """Platt scaling fitted on validation data: p = sigmoid(a * logit + b)."""

@@ -17,26 +17,33 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from medcore import audit, config
+from medcore import audit, tasks
+from medcore.artifacts import ModelInfo
 from medcore.imaging import quality
+from medcore.imaging.folders import list_image_folder
 from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.io import UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.preprocess import to_model_input
-from medcore.training.datasets import list_image_folder
-from medcore.training.evaluate import binary_metrics
+from medcore.metrics import binary_metrics
 
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
 
 
 @dataclass
-class LoadedXrayModel:
+class LoadedXrayModel(ModelInfo):
+    """The artifact with its compiled Grad-CAM pass: what the page, the CLI and the registry serve."""
+
     artifact: XrayArtifact
     explainer: GradCam
 
     @property
-    def version(self) -> str:
-        return self.artifact.version
+    def meta(self) -> dict:
+        return self.artifact.meta
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
 
     def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities, heatmaps, pooled features) for preprocessed inputs, in batches."""
@@ -51,6 +58,7 @@ class StudyResult:
     filename: str
     model_version: str
     threshold: float
+    labels: tuple[str, str]  # (negative, positive), as the model records them
     probability: float | None = None
     error: str | None = None
     refusal_reasons: list[str] = field(default_factory=list)
@@ -63,7 +71,12 @@ class StudyResult:
     def decision(self) -> str | None:
         if self.probability is None:
             return None
-        return "PNEUMONIA" if self.probability >= self.threshold else "NORMAL"
+        return self.labels[1] if self.probability >= self.threshold else self.labels[0]
+
+    @property
+    def flagged(self) -> bool:
+        """At or above the threshold: the model flags the positive class."""
+        return self.probability is not None and self.probability >= self.threshold
 
     def as_dict(self) -> dict:
         """JSON-safe summary (no pixels)."""
@@ -75,7 +88,7 @@ class StudyResult:
 
 
 def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
-    artifact = load_artifact(path or config.xray_model_dir())
+    artifact = load_artifact(path or tasks.get("xray").shipped_dir)
     explainer = GradCam(artifact.network)
     explainer(np.zeros((1, artifact.image_size, artifact.image_size, 1), np.float32))  # trace once
     return LoadedXrayModel(artifact, explainer)
@@ -84,7 +97,8 @@ def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
 def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True) -> StudyResult:
     """Validate, check and predict one upload. Never raises for a bad file."""
     artifact = model.artifact
-    result = StudyResult(filename=filename, model_version=artifact.version, threshold=artifact.threshold)
+    result = StudyResult(filename=filename, model_version=model.version, threshold=model.threshold,
+                         labels=(model.negative_label, model.positive_label))
     try:
         radiograph = read_radiograph(data, filename)
     except UnreadableImage as exc:
@@ -126,7 +140,7 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
     results = []
     for index, (name, data) in enumerate(uploads):
         digest = audit.content_digest(data)
-        key = (model.artifact.version, digest, name)
+        key = (model.version, digest, name)
         if key not in cache:
             result = analyse_file(model, data, name)
             audit_study(user, result, digest)
@@ -182,12 +196,12 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4
 
 def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:
     """Metrics on a labelled folder at the model's own threshold: the release-check numbers."""
-    folder = list_image_folder(Path(data_dir))
+    folder = list_image_folder(Path(data_dir), tuple(model.labels))
     readable, probs, atypical = score_files(model, folder.files, workers)
     labels = folder.labels[readable]
-    metrics = binary_metrics(labels, probs, model.artifact.threshold)
-    return {**metrics, "model_version": model.artifact.version,
+    metrics = binary_metrics(labels, probs, model.threshold)
+    return {**metrics, "model_version": model.version,
             "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
             "n_unreadable": int((~readable).sum()),
             "n_atypical": int(atypical.sum()),
-            "labels": model.artifact.labels}
+            "labels": model.labels}

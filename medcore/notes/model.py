@@ -19,9 +19,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import sparse  # noqa: E402
 
-from medcore.artifacts import read_model_folder, write_model_folder  # noqa: E402
+from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
+from medcore.calibration import softmax  # noqa: E402
 from medcore.notes.features import Design, Featurizer  # noqa: E402
-from medcore.training.calibrate import softmax  # noqa: E402
 
 FEATURES_VERSION = "words12-chars35-sublinear-tfidf-v1"
 
@@ -42,7 +42,7 @@ def to_sparse_tensor(matrix: sparse.spmatrix) -> tf.SparseTensor:
 
 
 @dataclass
-class NotesModel:
+class NotesModel(ModelInfo):
     network: keras.Model
     featurizer: Featurizer
     meta: dict[str, Any]
@@ -50,18 +50,6 @@ class NotesModel:
 
     def __post_init__(self) -> None:
         self._forward = tf.function(lambda x: self.network(x, training=False), reduce_retracing=True)
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.meta["labels"])
-
-    @property
-    def version(self) -> str:
-        return str(self.meta.get("version", "unknown"))
-
-    @property
-    def task(self) -> str:
-        return str(self.meta["task"])
 
     def logits(self, features: sparse.spmatrix) -> np.ndarray:
         return self._forward(to_sparse_tensor(features)).numpy()

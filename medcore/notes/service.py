@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medcore import audit, config
+from medcore import audit
+from medcore.metrics import multiclass_metrics
+from medcore.notes.data import read_labelled_notes
 from medcore.notes.explain import Attribution, ExplanationCache
-from medcore.notes.model import NotesModel, load_notes_model
+from medcore.notes.model import NotesModel
 from medcore.notes.text import Note, NoteRejected, prepare
-from medcore.training.evaluate import multiclass_metrics
-from medcore.training.train_notes import read_notes_csv
 
 
 @dataclass
@@ -25,12 +25,6 @@ class NotePrediction:
     def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
-
-
-def load_task_model(task: str, path: Path | None = None) -> NotesModel:
-    if task not in config.NOTES_TASKS:
-        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(config.NOTES_TASKS)}.")
-    return load_notes_model(path or config.notes_model_dir(task))
 
 
 def predict_note(model: NotesModel, text: str) -> NotePrediction:
@@ -57,7 +51,7 @@ def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: st
 
 
 def evaluate_csv(model: NotesModel, csv_path: Path) -> dict:
-    data = read_notes_csv(Path(csv_path), label_names=model.labels)
+    data = read_labelled_notes(Path(csv_path), label_names=model.labels)
     if not data.words:
         raise ValueError(f"No usable rows in {csv_path}.")
     prob = model.predict_words(data.words)

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medcore.training.evaluate import binary_metrics, multiclass_metrics
+from medcore import tasks
+from medcore.artifacts import ModelInfo
+from medcore.imaging import folders
+from medcore.metrics import binary_metrics, multiclass_metrics
+from medcore.notes.data import read_labelled_notes, split_notes
 
 COMPARISON_FILE = "comparison.json"
 PREDICTIONS_FILE = "comparison.npz"
@@ -28,57 +32,51 @@ def _same_split(candidate_meta: dict, production_meta: dict) -> bool:
 
 def compare_xray(candidate_dir: Path, production_dir: Path, data_dir: Path) -> tuple[dict, dict]:
     from medcore.imaging.service import load_xray_model, score_files
-    from medcore.training import datasets
 
     candidate, production = load_xray_model(candidate_dir), load_xray_model(production_dir)
-    options = candidate.artifact.meta["options"]
-    folder = datasets.list_image_folder(Path(data_dir))
-    _, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
+    options = candidate.options
+    folder = folders.list_image_folder(Path(data_dir))
+    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
     files, labels = [folder.files[i] for i in val_idx], folder.labels[val_idx]
     readable_c, prob_c, _ = score_files(candidate, files)
     readable_p, prob_p, _ = score_files(production, files)
     if not np.array_equal(readable_c, readable_p):
         raise ValueError("The two models could not read the same validation images.")
     labels = labels[readable_c]
-    result = {"task": "xray", "n": int(len(labels)),
-              "candidate": binary_metrics(labels, prob_c, candidate.artifact.threshold),
-              "production": binary_metrics(labels, prob_p, production.artifact.threshold)}
-    arrays = {"y_true": labels.astype(np.int16), "prob_candidate": prob_c.astype(np.float32),
-              "prob_production": prob_p.astype(np.float32)}
-    return _describe(result, candidate.artifact.meta, production.artifact.meta), arrays
+    return _result(candidate, production, labels, prob_c, prob_p,
+                   binary_metrics(labels, prob_c, candidate.threshold),
+                   binary_metrics(labels, prob_p, production.threshold))
 
 
 def compare_notes(candidate_dir: Path, production_dir: Path, csv_path: Path) -> tuple[dict, dict]:
-    from sklearn.model_selection import train_test_split
-
     from medcore.notes.model import load_notes_model
-    from medcore.training.train_notes import read_notes_csv
 
     candidate, production = load_notes_model(candidate_dir), load_notes_model(production_dir)
     if candidate.labels != production.labels:
         raise ValueError("The candidate's classes differ from production's; the two cannot be compared.")
-    options = candidate.meta["options"]
-    data = read_notes_csv(Path(csv_path), label_names=candidate.labels)
-    _, val_idx = train_test_split(np.arange(len(data.labels)), test_size=options["val_fraction"],
-                                  stratify=data.labels, random_state=options["seed"])
+    options = candidate.options
+    data = read_labelled_notes(Path(csv_path), label_names=candidate.labels)
+    _, val_idx = split_notes(data.labels, options["val_fraction"], options["seed"])
     words, labels = [data.words[i] for i in val_idx], data.labels[val_idx]
     prob_c, prob_p = candidate.predict_words(words), production.predict_words(words)
-    result = {"task": candidate.task, "n": int(len(labels)),
-              "candidate": multiclass_metrics(labels, prob_c, candidate.labels),
-              "production": multiclass_metrics(labels, prob_p, production.labels)}
+    return _result(candidate, production, labels, prob_c, prob_p,
+                   multiclass_metrics(labels, prob_c, candidate.labels),
+                   multiclass_metrics(labels, prob_p, production.labels))
+
+
+def _result(candidate: ModelInfo, production: ModelInfo, labels: np.ndarray, prob_c: np.ndarray,
+            prob_p: np.ndarray, metrics_c: dict, metrics_p: dict) -> tuple[dict, dict]:
+    """The comparison (metrics of both on the same items, and how the items were chosen) and its arrays."""
+    same = _same_split(candidate.meta, production.meta)
     arrays = {"y_true": labels.astype(np.int16), "prob_candidate": prob_c.astype(np.float32),
               "prob_production": prob_p.astype(np.float32)}
-    return _describe(result, candidate.meta, production.meta), arrays
-
-
-def _describe(result: dict, candidate_meta: dict, production_meta: dict) -> dict:
-    same = _same_split(candidate_meta, production_meta)
-    return {**result, "candidate_version": candidate_meta["version"], "production_version": production_meta["version"],
+    return {"task": candidate.task, "n": int(len(labels)), "candidate": metrics_c, "production": metrics_p,
+            "candidate_version": candidate.version, "production_version": production.version,
             "same_split_as_production": same,
             "held_out": ("the validation split of the candidate's data set, which is also production's own "
                          "validation split (same data, seed and fraction)") if same else
                         ("the validation split of the candidate's data set; production was trained on other data "
-                         "and may have seen some of these items, which would flatter it")}
+                         "and may have seen some of these items, which would flatter it")}, arrays
 
 
 def save(folder: Path, result: dict, arrays: dict) -> None:
@@ -95,14 +93,12 @@ def load(folder: Path) -> tuple[dict, dict] | None:
     return json.loads((folder / COMPARISON_FILE).read_text()), arrays
 
 
-TABLE_KEYS = {"xray": ("auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"),
-              "notes": ("accuracy", "macro_f1", "ece")}
 LOWER_IS_BETTER = {"ece"}
 
 
 def metrics_table(result: dict) -> list[dict]:
     """Rows of (metric, production, candidate, change) for the page and the audit of a promotion."""
-    keys = TABLE_KEYS["xray" if result["task"] == "xray" else "notes"]
+    keys = tasks.get(result["task"]).family.comparison_metrics
     rows = []
     for key in keys:
         production, candidate = result["production"][key], result["candidate"][key]

@@ -7,68 +7,22 @@ logits -> metrics, next to a TF-IDF(1-2-gram) + logistic-regression baseline on 
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 
+from medcore.calibration import fit_temperature, softmax
+from medcore.metrics import multiclass_metrics
+from medcore.notes.data import read_labelled_notes, split_notes
 from medcore.notes.features import Featurizer
-from medcore.notes.text import NoteRejected, prepare
-from medcore.training.calibrate import fit_temperature, softmax
-from medcore.training.evaluate import multiclass_metrics
-
-ProgressFn = Callable[[dict], None]
-
-
-@dataclass
-class NotesTrainingOptions:
-    epochs: int = 40
-    patience: int = 8
-    hidden: int = 128
-    dropout: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    max_features: int = 20_000
-    val_fraction: float = 0.2
-    seed: int = 42
-    class_weighting: bool = True
-
-
-@dataclass
-class LabelledNotes:
-    words: list[list[str]]
-    labels: np.ndarray  # index into label_names
-    label_names: list[str]
-    dropped: int  # rows without usable text
-    fingerprint: str
-
-
-def read_notes_csv(path: Path, label_names: list[str] | None = None) -> LabelledNotes:
-    """Read and validate a CSV; rows whose text is unusable are dropped and counted."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"label", "text"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path} needs the columns 'label' and 'text'; missing: {sorted(missing)}")
-    names = label_names or sorted(frame["label"].unique())
-    unknown = sorted(set(frame["label"]) - set(names))
-    if unknown:
-        raise ValueError(f"{path} has labels the model does not know: {unknown[:5]}")
-    words, labels, dropped = [], [], 0
-    for label, text in zip(frame["label"], frame["text"]):
-        try:
-            words.append([t.text for t in prepare(text).tokens])
-            labels.append(names.index(label))
-        except NoteRejected:
-            dropped += 1
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return LabelledNotes(words, np.asarray(labels), list(names), dropped, digest)
+from medcore.training.options import NotesTrainingOptions
+from medcore.training.progress import ProgressFn, Stage, event
 
 
 def baseline_metrics(train_texts: list[str], train_y: np.ndarray, val_texts: list[str], val_y: np.ndarray,
@@ -86,12 +40,12 @@ def baseline_metrics(train_texts: list[str], train_y: np.ndarray, val_texts: lis
     return multiclass_metrics(val_y, full, labels)
 
 
-def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None,
+def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None, *, task: str,
                 progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train and write a model folder to out_dir; return its metadata (`task` is what it records)."""
     import keras
     import tensorflow as tf
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import train_test_split
 
     from medcore.model_card import notes_model_card
     from medcore.notes.model import (
@@ -106,11 +60,9 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
     progress = progress or (lambda event: None)
     started = time.time()
     keras.utils.set_random_seed(options.seed)
-    data = read_notes_csv(Path(csv_path))
-    indices = np.arange(len(data.labels))
-    train_idx, val_idx = train_test_split(indices, test_size=options.val_fraction, stratify=data.labels,
-                                          random_state=options.seed)
-    progress({"stage": "features", "n_train": len(train_idx), "n_val": len(val_idx)})
+    data = read_labelled_notes(Path(csv_path))
+    train_idx, val_idx = split_notes(data.labels, options.val_fraction, options.seed)
+    progress(event(Stage.FEATURES, n_train=len(train_idx), n_val=len(val_idx)))
     featurizer = Featurizer.fit([data.words[i] for i in train_idx], max_features=options.max_features)
     features = featurizer.transform(data.words)
     x_train, x_val = to_sparse_tensor(features[train_idx]), to_sparse_tensor(features[val_idx])
@@ -137,7 +89,7 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
         history.append(row)
         if val_f1 > best["f1"]:
             best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
-        progress({"stage": "epoch", **row, "best_epoch": best["epoch"]})
+        progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
         if epoch - best["epoch"] >= options.patience or (should_stop and should_stop()):
             break
     network.set_weights(best["weights"])
@@ -168,5 +120,5 @@ def train_notes(task: str, csv_path: Path, out_dir: Path, options: NotesTraining
     model = NotesModel(network, featurizer, meta)
     save_notes_model(Path(out_dir), model, {"y_true": y_val.astype(np.int16), "prob": val_prob.astype(np.float32)},
                      model_card=notes_model_card(meta))
-    progress({"stage": "done", "version": meta["version"], "metrics": metrics})
+    progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
     return meta

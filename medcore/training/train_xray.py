@@ -13,42 +13,29 @@ import platform
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from medcore import config
-from medcore.imaging import quality
+from medcore.calibration import apply_platt, fit_platt
+from medcore.imaging import folders, quality
 from medcore.imaging.model import build_xray_network, save_artifact
 from medcore.imaging.preprocess import PREPROCESS_VERSION
-from medcore.model_card import xray_model_card
-from medcore.training import datasets, device
-from medcore.training.calibrate import apply_platt, fit_platt
-from medcore.training.evaluate import (
+from medcore.metrics import (
     binary_metrics,
     choose_threshold,
     expected_calibration_error,
 )
+from medcore.model_card import xray_model_card
+from medcore.training import datasets, device
+from medcore.training.options import XrayTrainingOptions
+from medcore.training.progress import ProgressFn, Stage, event
 
-ProgressFn = Callable[[dict], None]
 QUALITY_METHOD = ("Mahalanobis distance of pooled last-conv features + PCA residual of 32 px thumbnails; "
                   "each threshold = 1.25 x the 99.5th percentile on validation films")
-
-
-@dataclass
-class XrayTrainingOptions:
-    image_size: int = 128
-    epochs: int = 24
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    width: int = 16
-    val_fraction: float = 0.15
-    seed: int = 42
-    class_weighting: bool = True
-    augmentation: bool = True
-    min_sensitivity: float = 0.95
 
 
 def augmenter(seed: int):
@@ -110,11 +97,11 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
 
     artifact = load_artifact(model_dir)
     options = artifact.meta["options"]
-    folder = datasets.list_image_folder(Path(data_dir))
-    data_fingerprint = datasets.fingerprint(folder.files, folder.labels)
+    folder = folders.list_image_folder(Path(data_dir))
+    data_fingerprint = folders.fingerprint(folder.files, folder.labels)
     if data_fingerprint != artifact.meta["data"]["fingerprint"]:
         raise ValueError(f"{data_dir} is not the data set this model was trained on (fingerprint differs).")
-    train_idx, val_idx = datasets.split_by_patient(folder, options["val_fraction"], options["seed"])
+    train_idx, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
     images = datasets.load_cached(folder, artifact.image_size, cache_dir or config.store_dir() / "cache",
                                   data_fingerprint)
     reference = fit_quality_reference(artifact.network, images, train_idx, val_idx)
@@ -124,8 +111,8 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
 
 def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | None = None,
                progress: ProgressFn | None = None, cache_dir: Path | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train and write a model artifact to out_dir; return its metadata."""
+               should_stop: Callable[[], bool] | None = None, task: str = "xray") -> dict:
+    """Train and write a model artifact to out_dir; return its metadata (`task` is what it records)."""
     import keras
     import tensorflow as tf
 
@@ -134,10 +121,10 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     started = time.time()
     keras.utils.set_random_seed(options.seed)
 
-    folder = datasets.list_image_folder(Path(data_dir))
-    train_idx, val_idx = datasets.split_by_patient(folder, options.val_fraction, options.seed)
-    progress({"stage": "loading", "n_train": len(train_idx), "n_val": len(val_idx)})
-    data_fingerprint = datasets.fingerprint(folder.files, folder.labels)
+    folder = folders.list_image_folder(Path(data_dir))
+    train_idx, val_idx = folders.split_by_patient(folder, options.val_fraction, options.seed)
+    progress(event(Stage.LOADING, n_train=len(train_idx), n_val=len(val_idx)))
+    data_fingerprint = folders.fingerprint(folder.files, folder.labels)
     images = datasets.load_cached(folder, options.image_size, cache_dir or config.store_dir() / "cache",
                                   data_fingerprint)
     x_train, y_train = images[train_idx], folder.labels[train_idx]
@@ -170,7 +157,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
             history.append(row)
             if val_auc > best["auc"]:
                 best.update(auc=val_auc, epoch=epoch + 1, weights=network.get_weights())
-            progress({"stage": "epoch", **row, "best_epoch": best["epoch"]})
+            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
             if should_stop is not None and should_stop():
                 self.model.stop_training = True
 
@@ -180,7 +167,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     if best["weights"] is not None:
         network.set_weights(best["weights"])
 
-    progress({"stage": "calibrating"})
+    progress(event(Stage.CALIBRATING))
     val_logits = network.predict(x_val, batch_size=256, verbose=0).ravel()
     calibration = fit_platt(val_logits, y_val)
     val_prob = apply_platt(val_logits, calibration)
@@ -192,10 +179,10 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     reference = fit_quality_reference(network, images, train_idx, val_idx)
 
     meta = {
-        "task": "xray",
+        "task": task,
         "version": time.strftime("xray-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
-        "labels": list(datasets.XRAY_CLASSES),
-        "positive_label": datasets.XRAY_CLASSES[1],
+        "labels": list(folders.XRAY_CLASSES),
+        "positive_label": folders.XRAY_CLASSES[1],
         "image_size": options.image_size,
         "calibration": {"method": "platt", **calibration},
         "threshold": threshold,
@@ -215,5 +202,5 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     save_artifact(Path(out_dir), network, meta, reference,
                   validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32)},
                   model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
-    progress({"stage": "done", "version": meta["version"], "metrics": metrics})
+    progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
     return meta

@@ -16,7 +16,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from medcore import config
+from medcore import config, tasks
 
 MAX_MEMBERS = 50_000
 MAX_UNPACKED_BYTES = 8 * 1024**3
@@ -48,9 +48,9 @@ def _safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             and "__MACOSX" not in PurePosixPath(m.filename).parts]
 
 
-def _find_root(folder: Path, task: str) -> Path:
-    """The class-folder root (X-ray) or the one CSV (notes) inside an unpacked upload."""
-    if task == "xray":
+def _find_root(folder: Path, data_kind: str) -> Path:
+    """The class-folder root (image folders) or the one CSV (notes) inside an unpacked upload."""
+    if data_kind == "image_folder":
         for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
             if (candidate / "NORMAL").is_dir() and (candidate / "PNEUMONIA").is_dir():
                 return candidate
@@ -63,15 +63,16 @@ def _find_root(folder: Path, task: str) -> Path:
 
 def save_upload(task: str, name: str, data: bytes) -> Path:
     """Store an uploaded zip (any task) or CSV (notes) and return the data-set path a job can train on."""
+    family = tasks.get(task).family
     digest = hashlib.sha256(data).hexdigest()[:16]
     target = config.store_dir() / "uploads" / digest
     if target.is_dir():
-        return _find_root(target, task)
+        return _find_root(target, family.data_kind)
     tmp = target.with_name(digest + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if name.lower().endswith(".csv") and task != "xray":
+        if name.lower().endswith(".csv") and "csv" in family.upload_types:
             (tmp / "data.csv").write_bytes(data)
         elif zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -80,7 +81,7 @@ def save_upload(task: str, name: str, data: bytes) -> Path:
         else:
             raise UploadRejected("Upload a .zip (X-ray: NORMAL/ and PNEUMONIA/ folders; notes: one CSV) "
                                  "or, for notes, a .csv file.")
-        _find_root(tmp, task)
+        _find_root(tmp, family.data_kind)
     except zipfile.BadZipFile as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UploadRejected(f"The zip is corrupt: {exc}") from exc
@@ -88,4 +89,4 @@ def save_upload(task: str, name: str, data: bytes) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.rename(target)
-    return _find_root(target, task)
+    return _find_root(target, family.data_kind)

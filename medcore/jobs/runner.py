@@ -1,0 +1,91 @@
+"""The training process of one job: train into the job folder, compare with production, register the candidate.
+
+Run as `python -m medcore.jobs JOB_ID` (started by jobs.store.start). A job never touches production:
+the model is written under the job's folder and only registered (as a candidate) once it is complete,
+so killing the process at any moment leaves production and the registry as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from medcore import audit, registry, tasks, tracking
+from medcore.jobs import store
+from medcore.training import compare
+from medcore.training.progress import Stage, event
+
+
+class Cancelled(Exception):
+    """Raised in the training process when the job is cancelled (SIGTERM)."""
+
+
+def run(job_id: str) -> int:
+    """The whole job; returns the process exit code."""
+    def on_sigterm(signum, frame):
+        raise Cancelled()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    sys.argv = [sys.argv[0], f"(admin retraining, job {job_id})"]  # what the model card records as the command
+    store.mark_running(job_id)
+    job = store.get(job_id)
+    out = job.folder / "model"
+    try:
+        version = _train_compare_register(job, out)
+    except Cancelled:
+        shutil.rmtree(out, ignore_errors=True)
+        store.finish(job_id, "cancelled", "Cancelled by an administrator.")
+        audit.record(job.created_by, f"train:{job.task}", "cancelled", job=job_id)
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        store.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+        audit.record(job.created_by, f"train:{job.task}", "failed", job=job_id)
+        return 1
+    store.finish(job_id, "succeeded", version=version)
+    audit.record(job.created_by, f"train:{job.task}", "candidate registered", version, job=job_id)
+    return 0
+
+
+def _train_compare_register(job: store.Job, out: Path) -> str:
+    task = tasks.get(job.task)
+
+    def progress(values: dict) -> None:
+        store.add_event(job.id, values)
+
+    def should_stop() -> bool:
+        return store.cancel_requested(job.id)
+
+    data = Path(job.data_path)
+    task.train(data, out, task.options(job.options), progress=progress, should_stop=should_stop)
+    if should_stop():
+        raise Cancelled()
+    progress(event(Stage.COMPARING))
+    current = registry.production(task.key)
+    if current is not None:
+        try:
+            result, arrays = task.compare(out, current.path, data)
+        except Exception as exc:  # the trained candidate is kept; the page shows why there is no comparison
+            traceback.print_exc()
+            result, arrays = {"error": f"{type(exc).__name__}: {exc}"}, {}
+        compare.save(out, result, arrays)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
+    entry = registry.register(task.key, out, job.created_by)
+    progress(event(Stage.REGISTERED, version=entry.version))
+    _mirror(entry, job.id, progress)
+    return entry.version
+
+
+def _mirror(entry: registry.ModelVersion, job_id: str, progress) -> None:
+    """Log the new version to MLflow when a tracking URI is configured; a failure is reported, not fatal."""
+    try:
+        run_id = tracking.mirror_version(entry, job_id)
+    except Exception as exc:
+        traceback.print_exc()
+        progress(event(Stage.MLFLOW, error=f"Not logged to MLflow ({tracking.tracking_uri()}): {exc}"))
+    else:
+        if run_id:
+            progress(event(Stage.MLFLOW, run_id=run_id))

@@ -1,0 +1,87 @@
+"""Training options of each model family, declared once: defaults, help, CLI flags and admin-form widgets.
+
+`medcore train` builds its flags from these fields and the admin page builds its form from them,
+so a default or a range is written in one place. This module imports nothing heavy: the CLI's
+`--help` and the admin page read it without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    help: str
+    flag: str | None = None  # CLI flag; default --name-with-dashes. A bool that defaults to True: the flag turns it off
+    label: str | None = None  # set: the option is offered on the admin page's form
+    choices: tuple | None = None  # the admin form offers these in a select box (the CLI takes any value)
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def option(default: Any, help: str, **spec: Any) -> Any:
+    return field(default=default, metadata={"spec": OptionSpec(help, **spec)})
+
+
+@dataclass
+class XrayTrainingOptions:
+    image_size: int = option(128, "input size in pixels", label="Image size (px)",
+                             choices=(64, 96, 128, 160, 192, 224))
+    epochs: int = option(24, "training epochs (the best epoch by validation AUC is kept)", label="Epochs",
+                         minimum=1, maximum=200)
+    batch_size: int = option(32, "images per training step")
+    learning_rate: float = option(2e-3, "peak learning rate (warm-up, then cosine decay)")
+    width: int = option(16, "filters in the first conv layer")
+    val_fraction: float = option(0.15, "share of patients held out for validation, calibration and threshold")
+    seed: int = option(42, "seed of the split, the initial weights and the augmentation", label="Seed",
+                       minimum=0, maximum=2**31 - 1)
+    class_weighting: bool = option(True, "weight the classes by inverse frequency", flag="--no-class-weights",
+                                   label="Class weighting")
+    augmentation: bool = option(True, "augment the training films (rotation, shift, zoom, exposure, noise)",
+                                flag="--no-augmentation", label="Augmentation")
+    min_sensitivity: float = option(0.95, "the operating threshold keeps at least this validation sensitivity")
+
+
+@dataclass
+class NotesTrainingOptions:
+    epochs: int = option(40, "at most this many epochs (early stopping on validation macro-F1)",
+                         label="Epochs (at most; early stopping)", minimum=1, maximum=500)
+    patience: int = option(8, "epochs without improvement before stopping")
+    hidden: int = option(128, "units in the hidden layer", label="Hidden units", choices=(64, 128, 256, 512))
+    dropout: float = option(0.5, "dropout after the hidden layer")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    batch_size: int = option(32, "notes per training step")
+    max_features: int = option(20_000, "TF-IDF vocabulary size")
+    val_fraction: float = option(0.2, "share of notes held out for validation and calibration")
+    seed: int = option(42, "seed of the split and the initial weights", label="Seed", minimum=0, maximum=2**31 - 1)
+    class_weighting: bool = option(True, "weight the classes by inverse frequency", flag="--no-class-weights",
+                                   label="Class weighting")
+
+
+def specs(options_class: type) -> list[tuple[str, Any, OptionSpec]]:
+    """(name, default, spec) of every option, in declaration order."""
+    return [(f.name, None if f.default is MISSING else f.default, f.metadata["spec"])
+            for f in fields(options_class)]
+
+
+def form_specs(options_class: type) -> list[tuple[str, Any, OptionSpec]]:
+    """The options an admin sets on the retraining form."""
+    return [row for row in specs(options_class) if row[2].label]
+
+
+def add_cli_flags(parser: argparse.ArgumentParser, options_class: type) -> None:
+    for name, default, spec in specs(options_class):
+        flag = spec.flag or "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action="store_false" if default else "store_true",
+                                help=f"turn off: {spec.help}" if default else spec.help)
+        else:
+            parser.add_argument(flag, dest=name, type=type(default), default=default,
+                                help=f"{spec.help} (default {default})")
+
+
+def from_cli(options_class: type, args: argparse.Namespace) -> Any:
+    return options_class(**{name: getattr(args, name) for name, _, _ in specs(options_class)})
