@@ -6,7 +6,7 @@ would bypass this sign-in. Only the pages listed here can be reached.
 
 import streamlit as st
 
-from medcore import auth, registry
+from medcore import auth, incidents, registry
 from views.common import escape_markdown, sign_out, signed_in
 
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
@@ -53,4 +53,8 @@ else:
         sign_out()
         st.rerun()
 st.sidebar.caption("MedCore · decision support, not a diagnosis")
-navigation.run()
+try:
+    navigation.run()
+except Exception as exc:  # st.stop and st.rerun are not Exceptions: they pass through
+    incident = incidents.report(exc, user.name if user else "anonymous", f"page {navigation.url_path or 'home'}")
+    st.error(incidents.message(incident), icon=":material/error:")

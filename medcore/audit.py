@@ -11,7 +11,8 @@ import hashlib
 import json
 import time
 
-from medcore.store import connect
+from medcore.spreadsheet import to_csv
+from medcore.store import connect, read
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -44,7 +45,7 @@ def record(user: str, action: str, outcome: str, model_version: str | None = Non
 
 
 def recent(limit: int = 1000) -> list[dict]:
-    with connect("audit", SCHEMA) as connection:
+    with read("audit", SCHEMA) as connection:
         rows = connection.execute(
             "SELECT id, at, user, action, model_version, outcome, detail FROM audit ORDER BY id DESC LIMIT ?",
             (limit,)).fetchall()
@@ -61,14 +62,5 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def to_csv_table(rows: list[dict]) -> str:
-    """CSV of rows made by table()."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["time", "user", "action", "model version", "outcome", "detail"])
-    writer.writeheader()
-    for row in rows:
-        # A cell starting with = + - @ would run as a formula in a spreadsheet (CSV injection).
-        writer.writerow({k: "'" + v if isinstance(v, str) and v and v[0] in "=+-@" else v for k, v in row.items()})
-    return buffer.getvalue()
+    """CSV of rows made by table(); cells that a spreadsheet would run as formulas are written as text."""
+    return to_csv(rows, ["time", "user", "action", "model version", "outcome", "detail"])

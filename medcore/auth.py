@@ -1,8 +1,14 @@
-"""Users, roles and sign-in: bcrypt hashes only, lock-out after repeated failures, expiring sessions.
+"""Users, roles and sign-in: bcrypt hashes only, throttling of repeated failures, expiring sessions.
 
 Roles: `clinician` (X-ray, case notes, model performance) and `admin` (also retraining, registry
 and audit). There is no default account: the first admin comes from `medcore users add --admin
 NAME` or, once, from MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD at first start.
+
+Sign-in tells a stranger nothing: a wrong name, a wrong password and a disabled account get the same
+message after the same bcrypt work. Failures are throttled per client (browser address) and per name
+from that client, so a stranger who guesses at an admin's name locks out only themselves.
+Admin actions (promote, roll back, discard, start or cancel training) re-read the acting account when
+they run, so an account disabled or demoted a moment ago cannot act through a page it still has open.
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ from dataclasses import dataclass
 import bcrypt
 
 from medcore import config
-from medcore.store import connect
+from medcore.store import connect, read
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    client TEXT NOT NULL,
+    name TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_in_failures_by_client ON sign_in_failures (client, at);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL CHECK (role IN ('clinician', 'admin')),
@@ -24,24 +36,29 @@ CREATE TABLE IF NOT EXISTS users (
     created_at REAL NOT NULL,
     created_by TEXT NOT NULL,
     disabled_at REAL,
-    failed_attempts INTEGER NOT NULL DEFAULT 0,
-    locked_until REAL NOT NULL DEFAULT 0
+    failed_attempts INTEGER NOT NULL DEFAULT 0,  -- unused since throttling moved to sign_in_failures; kept
+    locked_until REAL NOT NULL DEFAULT 0         -- so that existing stores open unchanged
 );
 """
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; longer passwords are refused, not silently cut
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # failed sign-ins for one name from one client within LOCKOUT_SECONDS
+MAX_CLIENT_FAILURES = 20  # failed sign-ins from one client, whatever the names
 LOCKOUT_SECONDS = 300
 BCRYPT_ROUNDS = 12
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
-# Checked when the name is unknown, so that a wrong name and a wrong password take the same time.
-_DUMMY_HASH = bcrypt.hashpw(b"medcore-no-such-user", bcrypt.gensalt(4))
+WRONG = "Wrong user name or password, or the account is disabled."
+_dummy_hash: bytes | None = None  # made on first use, at the real cost: an unknown name costs the same work
 
 
 class AuthError(ValueError):
     """A user operation refused, with the reason for the person who asked."""
+
+
+class NotAllowed(PermissionError):
+    """The acting user may not do this (not an admin, disabled, or no longer there)."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +66,26 @@ class User:
     name: str
     role: str
     disabled: bool
+    operator: bool = False  # someone at the server's shell (the CLI), not an app account
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+def operator(name: str) -> User:
+    """The person running the command line on the server: whoever has that shell administers MedCore."""
+    return User(name, "admin", False, operator=True)
+
+
+def require_admin(user: User) -> User:
+    """The acting user as the account is now: it must still exist, be enabled and be an admin."""
+    if user.operator:
+        return user
+    current = get_user(user.name)
+    if current is None or current.disabled or not current.is_admin:
+        raise NotAllowed(f"{user.name} may not do this: the account is no longer an active administrator.")
+    return current
 
 
 def check_password_policy(name: str, password: str) -> None:
@@ -87,9 +120,9 @@ def set_password(name: str, password: str) -> None:
     check_password_policy(name, password)
     password_hash = hash_password(password)
     with connect("users", SCHEMA) as db:
-        if not db.execute("UPDATE users SET password_hash=?, failed_attempts=0, locked_until=0 WHERE name=?",
-                          (password_hash, name)).rowcount:
+        if not db.execute("UPDATE users SET password_hash=? WHERE name=?", (password_hash, name)).rowcount:
             raise AuthError(f"No user {name!r}.")
+        db.execute("DELETE FROM sign_in_failures WHERE name=?", (name,))  # a new password lifts the throttle
 
 
 def set_disabled(name: str, disabled: bool) -> None:
@@ -100,43 +133,67 @@ def set_disabled(name: str, disabled: bool) -> None:
 
 
 def get_user(name: str) -> User | None:
-    with connect("users", SCHEMA) as db:
+    with read("users", SCHEMA) as db:
         row = db.execute("SELECT name, role, disabled_at FROM users WHERE name=?", (name,)).fetchone()
     return User(row["name"], row["role"], row["disabled_at"] is not None) if row else None
 
 
 def list_users() -> list[User]:
-    with connect("users", SCHEMA) as db:
+    with read("users", SCHEMA) as db:
         rows = db.execute("SELECT name, role, disabled_at FROM users ORDER BY name").fetchall()
     return [User(r["name"], r["role"], r["disabled_at"] is not None) for r in rows]
 
 
 def has_users() -> bool:
-    with connect("users", SCHEMA) as db:
+    with read("users", SCHEMA) as db:
         return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
 
 
-def authenticate(name: str, password: str, now: float | None = None) -> tuple[User | None, str]:
-    """(user, "") on success; (None, reason) otherwise. The reason never says which part was wrong."""
+def _dummy() -> bytes:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = bcrypt.hashpw(b"medcore-no-such-user", bcrypt.gensalt(BCRYPT_ROUNDS))
+    return _dummy_hash
+
+
+def _throttled(client: str, name: str, now: float) -> float:
+    """Seconds until this client may try this name again (0 when it may)."""
+    since = now - LOCKOUT_SECONDS
+    with read("users", SCHEMA) as db:
+        times = [r[0] for r in db.execute("SELECT at FROM sign_in_failures WHERE client=? AND at>? ORDER BY at",
+                                          (client, since))]
+        for_name = [r[0] for r in db.execute(
+            "SELECT at FROM sign_in_failures WHERE client=? AND name=? AND at>? ORDER BY at", (client, name, since))]
+    waits = [times[-MAX_CLIENT_FAILURES] if len(times) >= MAX_CLIENT_FAILURES else None,
+             for_name[-MAX_FAILURES] if len(for_name) >= MAX_FAILURES else None]
+    return max((t + LOCKOUT_SECONDS - now for t in waits if t is not None), default=0.0)
+
+
+def authenticate(name: str, password: str, client: str = "local", now: float | None = None
+                 ) -> tuple[User | None, str]:
+    """(user, "") on success; (None, reason) otherwise. The reason never says which part was wrong.
+
+    `client` identifies where the attempt comes from (the browser's address); throttling is per client and
+    per (client, name), so nobody can lock another person out. No transaction is open during bcrypt.
+    """
     now = time.time() if now is None else now
-    wrong = "Wrong user name or password."
+    secret = password.encode("utf-8")[:MAX_PASSWORD_BYTES]
+    wait = _throttled(client, name, now)
+    if wait > 0:
+        bcrypt.checkpw(secret, _dummy())  # the same work whether or not the name exists
+        return None, f"Too many failed sign-ins from here; try again in {int(wait) // 60 + 1} min."
+    with read("users", SCHEMA) as db:
+        row = db.execute("SELECT name, role, password_hash, disabled_at FROM users WHERE name=?", (name,)).fetchone()
+    stored = row["password_hash"].encode("ascii") if row else _dummy()
+    ok = bcrypt.checkpw(secret, stored) and row is not None and row["disabled_at"] is None
     with connect("users", SCHEMA) as db:
-        row = db.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
-        if row is None:
-            bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], _DUMMY_HASH)
-            return None, wrong
-        if row["locked_until"] > now:
-            return None, f"Too many failed attempts; try again in {int(row['locked_until'] - now) // 60 + 1} min."
-        ok = bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], row["password_hash"].encode("ascii"))
-        if not ok:
-            failures = row["failed_attempts"] + 1
-            locked_until = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0
-            db.execute("UPDATE users SET failed_attempts=?, locked_until=? WHERE name=?",
-                       (0 if locked_until else failures, locked_until, name))
-            return None, wrong
-        db.execute("UPDATE users SET failed_attempts=0 WHERE name=?", (name,))
-    if row["disabled_at"] is not None:
-        return None, "This account is disabled; ask an administrator."
+        if ok:
+            db.execute("DELETE FROM sign_in_failures WHERE client=? AND name=?", (client, name))
+        else:
+            db.execute("DELETE FROM sign_in_failures WHERE at<?", (now - LOCKOUT_SECONDS,))
+            db.execute("INSERT INTO sign_in_failures (client, name, at) VALUES (?, ?, ?)", (client, name, now))
+    if not ok:
+        return None, WRONG
     return User(row["name"], row["role"], False), ""
 
 

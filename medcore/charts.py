@@ -131,3 +131,13 @@ def comparison_roc_figure(y_true: np.ndarray, probabilities: dict[str, np.ndarra
     title = "ROC on the same held-out data" + (" (micro-average over classes)" if multiclass else "")
     figure.update_layout(title=title, xaxis_title="1 − specificity", yaxis_title="sensitivity", **LAYOUT)
     return figure
+
+
+def probability_gauge(probability: float, threshold: float) -> go.Figure:
+    """A calibrated probability on a 0-100 % dial, with the operating threshold marked."""
+    figure = go.Figure(go.Indicator(
+        mode="gauge+number", value=probability * 100, number={"suffix": "%", "valueformat": ".1f"},
+        gauge={"axis": {"range": [0, 100]}, "bar": {"color": "#c0392b" if probability >= threshold else "#2e86c1"},
+               "threshold": {"line": {"color": "black", "width": 3}, "value": threshold * 100}}))
+    figure.update_layout(height=190, margin={"l": 35, "r": 35, "t": 15, "b": 10})
+    return figure

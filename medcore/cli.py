@@ -86,6 +86,13 @@ def _cli_user() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _operator():
+    """Whoever runs the CLI on the server administers it (auth.operator)."""
+    from medcore import auth
+
+    return auth.operator(_cli_user())
+
+
 def cmd_predict_xray(args: argparse.Namespace) -> int:
     from medcore.audit import content_digest
     from medcore.imaging.service import analyse_file, audit_study
@@ -98,7 +105,7 @@ def cmd_predict_xray(args: argparse.Namespace) -> int:
         except OSError as exc:
             _emit({"file": name, "error": f"Cannot read the file: {exc.strerror or exc}"})
             continue
-        result = analyse_file(artifact, data, path.name, with_heatmap=False)
+        result = analyse_file(artifact, data, path.name, with_heatmap=False, user=_cli_user())
         audit_study(_cli_user(), result, content_digest(data))
         row = {"file": name, **result.as_dict()}
         if args.json:
@@ -125,14 +132,16 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
         _emit({"error": str(exc)})
         return 0
     prediction, attribution, error = analyse_note(model, text, ExplanationCache(capacity=1), _cli_user())
-    if error:
+    if prediction is None:
         _emit({"error": error})
         return 0
     top = prediction.ranked(3)
     best = model.labels.index(top[0][0])
+    words = attribution.top(best, args.top_words) if attribution is not None else []
     result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],
               "top": [{"label": label, "probability": round(p, 4)} for label, p in top],
-              "attributions": [{"word": w, "shap": round(v, 4)} for w, v in attribution.top(best, args.top_words)],
+              "attributions": [{"word": w, "shap": round(v, 4)} for w, v in words],
+              **({"explanation_error": error} if error else {}),
               "warnings": prediction.note.warnings}
     if args.json:
         _emit(result)
@@ -179,7 +188,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     from medcore import registry
 
     task = tasks.get(args.task_name).key
-    previous = registry.promote(task, args.version, _cli_user())
+    previous = registry.promote(task, args.version, _operator())
     _emit({"task": task, "production": args.version, "previous": previous})
     return 0
 
@@ -189,7 +198,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
     task = tasks.get(args.task_name).key
     current = registry.production(task)
-    version = registry.rollback(task, _cli_user(), to=args.to)
+    version = registry.rollback(task, _operator(), to=args.to)
     _emit({"task": task, "production": version, "previous": current.version if current else None})
     return 0
 
@@ -207,7 +216,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     from medcore import jobs
 
-    jobs.cancel(args.job_id, _cli_user())
+    jobs.cancel(args.job_id, _operator())
     _emit({"job": args.job_id, "cancel_requested": True})
     return 0
 

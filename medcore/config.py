@@ -28,9 +28,15 @@ def data_dir() -> Path:
 
 
 def store_dir() -> Path:
-    """One directory for everything the app writes: registry and model versions, jobs, users, audit log, caches."""
+    """One directory for everything the app writes: registry and model versions, jobs, users, audit log, caches.
+
+    Owner-only (0700): other accounts on the server can read nothing in it, whatever the files' own modes.
+    """
     path = _path("MEDCORE_STORE_DIR", REPO_ROOT / "medcore_store")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = path.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():  # an older store, or one made by hand
+        path.chmod(0o700)
     return path
 
 

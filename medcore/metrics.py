@@ -23,6 +23,24 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int =
     return float(ece)
 
 
+def proportion_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) for a proportion such as a sensitivity: honest for small n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def operating_figures(metrics: dict) -> str:
+    """'sensitivity 98.3 % (95 % CI 96.6-99.2 %), specificity …' from binary_metrics counts."""
+    sensitivity = proportion_interval(metrics["tp"], metrics["tp"] + metrics["fn"])
+    specificity = proportion_interval(metrics["tn"], metrics["tn"] + metrics["fp"])
+    return (f"sensitivity {metrics['sensitivity']:.1%} (95% CI {sensitivity[0]:.1%}-{sensitivity[1]:.1%}), "
+            f"specificity {metrics['specificity']:.1%} (95% CI {specificity[0]:.1%}-{specificity[1]:.1%})")
+
+
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
     """The release-check metrics for a binary classifier at one operating threshold."""
     y_true = np.asarray(y_true).astype(int)

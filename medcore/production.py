@@ -9,12 +9,15 @@ and an empty registry simply serves the shipped model.
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from medcore import audit, config, registry, tasks
 from medcore.artifacts import ModelLoadError
+
+log = logging.getLogger("medcore")
 
 
 @dataclass
@@ -61,13 +64,21 @@ def load(task: str) -> Served:
         if warnings:
             warnings.append(f"Serving the previous good version {entry.version} instead.")
             _audit_fallback(task.key, entry.version, len(warnings) - 1)
+            _log_warnings(task.key, warnings)
         return Served(model, entry.version, warnings)
     model = task.load(task.shipped_dir)  # raises ModelLoadError with its reason if this fails too
     version = model.version
     if order:
         warnings.append(f"Serving the shipped model {version} instead.")
         _audit_fallback(task.key, version, len(order))
+    _log_warnings(task.key, warnings)
     return Served(model, version, warnings)
+
+
+def _log_warnings(task: str, warnings: list[str]) -> None:
+    """The reasons for a fallback, for the administrator: the server log (pages show no server paths)."""
+    for warning in warnings:
+        log.warning("%s model: %s", task, warning)
 
 
 def _audit_fallback(task: str, version: str, failed: int) -> None:

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcore import audit, config, tasks
-from medcore.store import connect
+from medcore import audit, auth, config, tasks
+from medcore.store import connect, read
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -151,7 +151,7 @@ def ensure_defaults() -> None:
     Called once when the app or the CLI starts, never on a page run: serving does not write.
     """
     for task in tasks.KEYS:
-        with connect("registry", SCHEMA) as db:
+        with read("registry", SCHEMA) as db:
             if db.execute("SELECT 1 FROM production WHERE task=?", (task,)).fetchone():
                 continue
         source = tasks.get(task).shipped_dir
@@ -176,7 +176,7 @@ def _row_to_version(row, production: str | None, promoted: set[str]) -> ModelVer
 def list_versions(task: str) -> list[ModelVersion]:
     """All versions of a task, newest first."""
     task = _key(task)
-    with connect("registry", SCHEMA) as db:
+    with read("registry", SCHEMA) as db:
         rows = db.execute("SELECT * FROM versions WHERE task=? ORDER BY created_at DESC", (task,)).fetchall()
         production = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
         promoted = {r[0] for r in db.execute(
@@ -199,7 +199,7 @@ def fallback_order(task: str) -> list[ModelVersion]:
     """Production first, then earlier production versions, most recently promoted first."""
     task = _key(task)
     versions = {v.version: v for v in list_versions(task)}
-    with connect("registry", SCHEMA) as db:
+    with read("registry", SCHEMA) as db:
         history = [r[0] for r in db.execute(
             f"SELECT version FROM promotions WHERE task=? AND action IN {PRODUCTION_ACTIONS} ORDER BY id DESC", (task,))]
     order = [v for v in versions.values() if v.is_production]
@@ -212,13 +212,21 @@ def fallback_order(task: str) -> list[ModelVersion]:
 
 def history(task: str) -> list[dict]:
     task = _key(task)
-    with connect("registry", SCHEMA) as db:
+    with read("registry", SCHEMA) as db:
         rows = db.execute("SELECT * FROM promotions WHERE task=? ORDER BY id DESC", (task,)).fetchall()
     return [dict(r) for r in rows]
 
 
-def _set_production(task: str, version: str, user: str, action: str, only_if_unset: bool = False) -> str | None:
-    """Point production at `version` in one transaction; return the previous version."""
+ANY = object()  # expected_production not checked (the CLI, scripts); a page passes the version it showed
+
+
+def _set_production(task: str, version: str, user: str, action: str, only_if_unset: bool = False,
+                    expected_production: object = ANY) -> str | None:
+    """Point production at `version` in one transaction; return the previous version.
+
+    expected_production: the version the acting admin was looking at; if production changed since (another
+    admin promoted or rolled back), nothing changes and RegistryError says so.
+    """
     with connect("registry", SCHEMA) as db:
         row = db.execute("SELECT discarded_at FROM versions WHERE task=? AND version=?", (task, version)).fetchone()
         if row is None:
@@ -229,6 +237,9 @@ def _set_production(task: str, version: str, user: str, action: str, only_if_uns
         if current and only_if_unset:
             return current[0]
         previous = current[0] if current else None
+        if expected_production is not ANY and previous != expected_production:
+            raise RegistryError(f"Production of {task} changed to {previous} since this page was drawn (it showed "
+                                f"{expected_production}); nothing was changed. Look again before deciding.")
         if previous == version:
             raise RegistryError(f"{task} version {version} is already in production.")
         db.execute("INSERT INTO production (task, version) VALUES (?, ?) "
@@ -238,20 +249,25 @@ def _set_production(task: str, version: str, user: str, action: str, only_if_uns
     return previous
 
 
-def promote(task: str, version: str, user: str) -> str | None:
-    """Make a version production (after verifying its files); return the version it replaced."""
+def promote(task: str, version: str, user: auth.User, expected_production: object = ANY) -> str | None:
+    """Make a version production (after verifying its files); return the version it replaced.
+
+    The acting user is checked now (an active admin, or an operator at the server), not when a page opened.
+    """
+    user = auth.require_admin(user)
     task = _key(task)
     verify(get(task, version))
-    previous = _set_production(task, version, user, "promote")
-    audit.record(user, f"promote:{task}", "promoted", version, previous=previous)
+    previous = _set_production(task, version, user.name, "promote", expected_production=expected_production)
+    audit.record(user.name, f"promote:{task}", "promoted", version, previous=previous)
     return previous
 
 
-def rollback(task: str, user: str, to: str | None = None) -> str:
+def rollback(task: str, user: auth.User, to: str | None = None, expected_production: object = ANY) -> str:
     """Put an earlier version back in production: `to`, or the version the current one replaced.
 
     Without `to`, repeated rollbacks walk back along the chain of promotions.
     """
+    user = auth.require_admin(user)
     task = _key(task)
     if to is None:
         current = production(task)
@@ -261,13 +277,14 @@ def rollback(task: str, user: str, to: str | None = None) -> str:
         if to is None:
             raise RegistryError(f"{task} has no earlier production version to roll back to.")
     verify(get(task, to))
-    previous = _set_production(task, to, user, "rollback")
-    audit.record(user, f"rollback:{task}", "rolled back", to, previous=previous)
+    previous = _set_production(task, to, user.name, "rollback", expected_production=expected_production)
+    audit.record(user.name, f"rollback:{task}", "rolled back", to, previous=previous)
     return to
 
 
-def discard(task: str, version: str, user: str) -> None:
+def discard(task: str, version: str, user: auth.User) -> None:
     """Mark a candidate as not to be used; its files stay for the record."""
+    user = auth.require_admin(user)
     task = _key(task)
     with connect("registry", SCHEMA) as db:
         current = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
@@ -278,5 +295,5 @@ def discard(task: str, version: str, user: str) -> None:
         if not updated:
             raise RegistryError(f"{task} has no candidate {version!r} to discard.")
         db.execute("INSERT INTO promotions (task, version, previous, at, by, action) VALUES (?, ?, NULL, ?, ?, ?)",
-                   (task, version, time.time(), user, "discard"))
-    audit.record(user, f"discard:{task}", "discarded", version)
+                   (task, version, time.time(), user.name, "discard"))
+    audit.record(user.name, f"discard:{task}", "discarded", version)

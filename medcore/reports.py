@@ -1,4 +1,5 @@
-"""A short, self-contained HTML report for one study (images embedded, every text escaped)."""
+"""What a clinician takes away from the X-ray page: the batch summary (table and spreadsheet-safe CSV) and a
+short, self-contained HTML report for one study (images embedded, every text escaped). PDF: pdf_reports."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ from PIL import Image
 
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult
+from medcore.metrics import operating_figures
+from medcore.spreadsheet import to_csv
+
+
+def summary_rows(results: list[StudyResult], positive: str) -> list[dict]:
+    """One row per study: file, decision (or "no prediction"), calibrated probability, why not."""
+    return [{"file": r.filename, "decision": r.decision or "no prediction",
+             f"{positive.lower()} probability": None if r.probability is None else round(r.probability, 4),
+             "note": r.error or ""} for r in results]
+
+
+def summary_csv(rows: list[dict]) -> str:
+    """The summary as CSV; a file name like `=HYPERLINK(...)` is written as text, not run as a formula."""
+    return to_csv(rows, list(rows[0]) if rows else ["file", "decision", "note"])
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -40,8 +55,7 @@ def study_report_html(result: StudyResult, validation: dict, opacity: float = 0.
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),
                  ("At this threshold on validation data",
-                  f"sensitivity {validation['sensitivity']:.1%}, specificity {validation['specificity']:.1%} "
-                  f"(n = {validation['n']})")]
+                  f"{html.escape(operating_figures(validation))} (n = {validation['n']}, internal validation)")]
         images = ""
         if result.display is not None and result.heatmap is not None:
             images = (_img_tag(result.display, "original radiograph") + " " +

@@ -1,27 +1,48 @@
 """SQLite databases in the store directory: one connection helper for registry, jobs, users and audit.
 
-WAL mode lets the app read while a training process writes; a busy timeout instead of "database
-is locked" errors when two processes write at once.
+WAL mode lets readers and one writer work at once: `read()` never takes the write lock, so a page's
+lookup never waits behind a sign-in or a training process; `connect()` is one short write transaction
+(BEGIN IMMEDIATE), and callers keep slow work (bcrypt, training, file copies) outside it. The schema is
+applied once per process and database file, not on every connection.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from medcore import config
 
+_prepared: set[tuple[str, int, str]] = set()
+
+
+def _open(name: str, schema: str) -> sqlite3.Connection:
+    path = config.store_dir() / f"{name}.sqlite"
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA busy_timeout=30000")
+    key = (str(path), _inode(path), schema)
+    if key not in _prepared:  # a new or replaced file gets a new inode, and its schema again
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(schema)
+        _prepared.add((str(path), _inode(path), schema))
+    return connection
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return -1
+
 
 @contextmanager
 def connect(name: str, schema: str) -> Iterator[sqlite3.Connection]:
-    """A connection to <store>/<name>.sqlite with `schema` applied; one transaction, committed on exit."""
-    connection = sqlite3.connect(config.store_dir() / f"{name}.sqlite", timeout=30, isolation_level=None)
-    connection.row_factory = sqlite3.Row
-    with closing(connection):
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA busy_timeout=30000")
-        connection.executescript(schema)
+    """A write transaction on <store>/<name>.sqlite with `schema` applied; committed on exit, rolled back on error."""
+    with closing(_open(name, schema)) as connection:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
@@ -29,3 +50,14 @@ def connect(name: str, schema: str) -> Iterator[sqlite3.Connection]:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+
+@contextmanager
+def read(name: str, schema: str) -> Iterator[sqlite3.Connection]:
+    """A read-only snapshot (one deferred transaction): never waits for a writer, never blocks one."""
+    with closing(_open(name, schema)) as connection:
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.execute("ROLLBACK")

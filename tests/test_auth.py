@@ -34,8 +34,8 @@ def test_only_a_bcrypt_hash_is_stored(store):
         stored = db.execute("SELECT password_hash FROM users WHERE name='dr.grey'").fetchone()[0]
     assert stored.startswith("$2b$12$") and bcrypt.checkpw(password.encode(), stored.encode())
     assert auth.authenticate("dr.grey", password)[0].role == "clinician"
-    assert auth.authenticate("dr.grey", password + "x") == (None, "Wrong user name or password.")
-    assert auth.authenticate("nobody", password) == (None, "Wrong user name or password.")
+    assert auth.authenticate("dr.grey", password + "x") == (None, auth.WRONG)
+    assert auth.authenticate("nobody", password) == (None, auth.WRONG)
 
 
 @pytest.mark.parametrize("name, password, reason", [
@@ -50,20 +50,68 @@ def test_weak_passwords_and_odd_names_are_refused(store, name, password, reason)
     assert not auth.has_users()
 
 
-def test_repeated_failures_lock_the_account_for_a_while(store):
-    auth.add_user("dr.who", "a long secret phrase", "clinician", "tests")
+def test_repeated_failures_throttle_that_client_only_so_nobody_can_lock_an_admin_out(store):
+    auth.add_user("chief", "a long secret phrase", "admin", "tests")
     now = time.time()
     for _ in range(auth.MAX_FAILURES):
-        assert auth.authenticate("dr.who", "wrong guess here", now)[0] is None
-    user, reason = auth.authenticate("dr.who", "a long secret phrase", now + 1)
-    assert user is None and "Too many failed attempts" in reason
-    assert auth.authenticate("dr.who", "a long secret phrase", now + auth.LOCKOUT_SECONDS + 1)[0] is not None
+        assert auth.authenticate("chief", "wrong guess here", "ip:stranger", now)[0] is None
+    user, reason = auth.authenticate("chief", "a long secret phrase", "ip:stranger", now + 1)
+    assert user is None and "Too many failed sign-ins" in reason
+    # The real admin, from another client, is not locked out.
+    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", now + 2)[0].is_admin
+    assert auth.authenticate("chief", "a long secret phrase", "ip:stranger", now + auth.LOCKOUT_SECONDS + 2)[0]
 
 
-def test_disabled_accounts_cannot_sign_in(store):
+def test_one_client_guessing_many_names_is_throttled_too(store):
+    now = time.time()
+    for i in range(auth.MAX_CLIENT_FAILURES):
+        auth.authenticate(f"name{i}", "wrong guess here", "ip:scanner", now)
+    assert "Too many failed sign-ins" in auth.authenticate("another", "wrong guess here", "ip:scanner", now + 1)[1]
+    assert auth.authenticate("another", "wrong guess here", "ip:someone-else", now + 1)[1] == auth.WRONG
+
+
+def test_sign_in_tells_a_stranger_nothing(store):
+    """Unknown name, wrong password, disabled account (even with the right password), throttled name that does
+    or does not exist: one message per situation, the same bcrypt cost for unknown names."""
     auth.add_user("dr.gone", "a long secret phrase", "clinician", "tests")
+    auth.add_user("dr.here", "a long secret phrase", "clinician", "tests")
     auth.set_disabled("dr.gone", True)
-    assert "disabled" in auth.authenticate("dr.gone", "a long secret phrase")[1]
+    answers = {auth.authenticate("dr.gone", "a long secret phrase")[1], auth.authenticate("dr.gone", "wrong one!!")[1],
+               auth.authenticate("dr.here", "wrong one!!")[1], auth.authenticate("nobody.at.all", "whatever")[1]}
+    assert answers == {auth.WRONG}
+    assert auth._dummy().startswith(f"$2b${auth.BCRYPT_ROUNDS}$".encode())  # same cost as real hashes
+    now = time.time()
+    for name in ("dr.here", "nobody.at.all"):
+        for _ in range(auth.MAX_FAILURES):
+            auth.authenticate(name, "wrong one!!", "ip:probe", now)
+    assert auth.authenticate("dr.here", "x", "ip:probe", now)[1] == auth.authenticate("nobody.at.all", "x",
+                                                                                      "ip:probe", now)[1]
+
+
+def test_reads_never_wait_behind_a_write_and_sign_in_hashes_outside_transactions(store, monkeypatch):
+    """A writer holding the lock (as a sign-in did during bcrypt) must not delay a page's user lookup."""
+    auth.add_user("dr.fast", "a long secret phrase", "clinician", "tests")
+    holder = sqlite3.connect(store / "users.sqlite", timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    try:
+        started = time.perf_counter()
+        assert auth.get_user("dr.fast").name == "dr.fast" and auth.has_users()
+        assert time.perf_counter() - started < 2  # not the 30 s busy timeout
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # bcrypt (about 0.25 s) runs with no transaction open: while it hashes, another writer can take the lock.
+    real_checkpw = bcrypt.checkpw
+
+    def checkpw_while_another_writes(secret, hashed):
+        with sqlite3.connect(store / "users.sqlite", timeout=0, isolation_level=None) as other:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if sign-in held a write transaction now
+            other.execute("ROLLBACK")
+        return real_checkpw(secret, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", checkpw_while_another_writes)
+    assert auth.authenticate("dr.fast", "a long secret phrase", "ip:a")[0] is not None
+    assert auth.authenticate("dr.fast", "a wrong secret phrase", "ip:a")[0] is None
 
 
 def test_first_admin_comes_from_the_environment_only_while_there_is_no_admin(store, monkeypatch):
@@ -109,7 +157,7 @@ def test_signing_in_through_the_form_opens_the_clinical_pages_only():
     at.text_input[0].input("test-clinician")
     at.text_input[1].input("wrong password here")
     at.button[0].click().run()
-    assert at.error[0].value == "Wrong user name or password."
+    assert at.error[0].value == auth.WRONG
     at.text_input[1].input(PASSWORDS["clinician"])
     at.button[0].click().run()
     assert not at.exception, at.exception

@@ -9,12 +9,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from medcore import audit, jobs, production, registry, tasks
+from medcore import audit, auth, jobs, production, registry, tasks
 from medcore.training import compare
-from medcore.training.uploads import UploadRejected, save_upload
+from medcore.uploads import UploadRejected, save_upload
 from tests.synthetic import keyword_notes, write_notes_csv, write_opacity_folder
 
 TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e-3}
+
+ADMIN = auth.operator("admin-test")  # an administrator at the server (the CLI's identity)
 
 
 @pytest.fixture()
@@ -50,7 +52,7 @@ def wait(job_id: str, until=lambda job, events: not job.active, timeout: float =
 
 def test_xray_retraining_runs_in_the_background_and_can_be_promoted_and_rolled_back(store, opacity_films):
     shipped = registry.production("xray").version
-    job = jobs.start("xray", opacity_films, TINY_XRAY, "admin-test")
+    job = jobs.start("xray", opacity_films, TINY_XRAY, ADMIN)
     assert job.status in ("queued", "running") and job.pid != os.getpid()
     job = wait(job.id)
     assert job.status == "succeeded", (job.error, (job.folder / "log.txt").read_text()[-2000:])
@@ -67,9 +69,9 @@ def test_xray_retraining_runs_in_the_background_and_can_be_promoted_and_rolled_b
     assert result["candidate"]["auc"] >= 0.9 > result["production"]["auc"]
     assert {r["metric"] for r in compare.metrics_table(result)} >= {"auc", "sensitivity", "specificity", "ece"}
 
-    registry.promote("xray", candidate.version, "admin-test")
+    registry.promote("xray", candidate.version, ADMIN)
     assert production.load("xray").version == candidate.version
-    registry.rollback("xray", "admin-test")
+    registry.rollback("xray", ADMIN)
     assert production.load("xray").version == shipped
     actions = [r["action"] for r in audit.recent(20)]
     assert {"train_start:xray", "train:xray", "promote:xray", "rollback:xray"} <= set(actions)
@@ -84,7 +86,7 @@ def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(sto
     keywords = dict(zip(labels, ["zorblax", "quintessa", "vexillum", "murbleth", "plonkite"]))
     csv = tmp_path / "notes.csv"
     write_notes_csv(csv, keyword_notes(150, seed=3, keywords=keywords))
-    job = wait(jobs.start("notes_medical_abstracts", csv, {"epochs": 15}, "admin-test").id)
+    job = wait(jobs.start("notes_medical_abstracts", csv, {"epochs": 15}, ADMIN).id)
     assert job.status == "succeeded", job.error
     result, _ = compare.load(registry.get("notes_medical_abstracts", job.candidate_version).path)
     assert result["candidate"]["macro_f1"] >= 0.9 > result["production"]["macro_f1"]
@@ -97,12 +99,12 @@ def test_notes_retraining_learns_planted_keywords_and_keeps_the_task_classes(sto
     wrong = tmp_path / "wrong.csv"
     write_notes_csv(wrong, keyword_notes(60))
     with pytest.raises(jobs.JobError, match="exactly the classes of the production model"):
-        jobs.start("notes_medical_abstracts", wrong, {}, "admin-test")
+        jobs.start("notes_medical_abstracts", wrong, {}, ADMIN)
 
 
 def test_killing_the_training_process_mid_run_leaves_production_and_the_registry_intact(store, opacity_films):
     before = {task: [v.version for v in registry.list_versions(task)] for task in tasks.KEYS}
-    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, ADMIN)
     wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
     os.killpg(jobs.get(job.id).pid, signal.SIGKILL)  # as the OOM killer or a power cut would
     job = wait(job.id, timeout=30)
@@ -111,16 +113,16 @@ def test_killing_the_training_process_mid_run_leaves_production_and_the_registry
     served = production.load("xray")
     assert served.version == before["xray"][0] and not served.warnings
     # and the next run starts normally
-    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 1}, "admin-test")
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 1}, ADMIN)
     assert wait(job.id).status == "succeeded"
 
 
 def test_a_cancelled_run_stops_and_registers_nothing(store, opacity_films):
-    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, ADMIN)
     with pytest.raises(jobs.JobError, match="still running"):
-        jobs.start("xray", opacity_films, TINY_XRAY, "admin-test")
+        jobs.start("xray", opacity_films, TINY_XRAY, ADMIN)
     wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
-    jobs.cancel(job.id, "admin-test")
+    jobs.cancel(job.id, ADMIN)
     job = wait(job.id, timeout=60)
     assert job.status == "cancelled" and job.candidate_version is None
     assert len(registry.list_versions("xray")) == 1 and not (job.folder / "model").exists()
@@ -129,9 +131,9 @@ def test_a_cancelled_run_stops_and_registers_nothing(store, opacity_films):
 @pytest.mark.parametrize("options, message", [({"epochs": 2, "learning_rat": 1.0}, "Unknown training option")])
 def test_bad_requests_start_nothing(store, tmp_path, opacity_films, options, message):
     with pytest.raises(jobs.JobError, match=message):
-        jobs.start("xray", opacity_films, options, "admin-test")
+        jobs.start("xray", opacity_films, options, ADMIN)
     with pytest.raises(jobs.JobError, match="NORMAL"):
-        jobs.start("xray", tmp_path, {}, "admin-test")
+        jobs.start("xray", tmp_path, {}, ADMIN)
     assert jobs.list_jobs() == []
 
 
@@ -163,7 +165,7 @@ def test_uploaded_data_sets_are_unpacked_safely(store, opacity_films):
 def test_the_admin_page_shows_a_running_job_and_cancels_it(store, opacity_films):
     from tests.conftest import signed_in_app
 
-    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, "admin-test")
+    job = jobs.start("xray", opacity_films, {**TINY_XRAY, "epochs": 200}, ADMIN)
     wait(job.id, until=lambda job, events: any(e["stage"] == "epoch" for e in events))
     page = signed_in_app("admin", "views/admin.py")
     assert not page.exception, page.exception

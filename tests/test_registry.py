@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from medcore import audit, production, registry, tasks
+from medcore import audit, auth, production, registry, tasks
 from medcore.artifacts import ModelLoadError
+
+ADMIN = auth.operator("admin")  # an administrator at the server (the CLI's identity)
 
 
 @pytest.fixture()
@@ -43,27 +45,27 @@ def test_promote_and_rollback_move_the_production_pointer(store, tmp_path):
     shipped = registry.production("xray").version
     candidate = retrained_copy("xray", tmp_path, "xray-candidate-1")
     assert candidate.status == "candidate" and registry.production("xray").version == shipped
-    assert registry.promote("xray", candidate.version, "admin") == shipped
+    assert registry.promote("xray", candidate.version, ADMIN) == shipped
     assert registry.production("xray").version == candidate.version
     assert production.load("xray").version == candidate.version
-    assert registry.rollback("xray", "admin") == shipped
+    assert registry.rollback("xray", ADMIN) == shipped
     assert registry.production("xray").version == shipped
     assert registry.get("xray", candidate.version).status == "previous production"
     with pytest.raises(registry.RegistryError, match="no earlier production version"):
-        registry.rollback("xray", "admin")
-    assert registry.rollback("xray", "admin", to=candidate.version) == candidate.version  # any earlier version
+        registry.rollback("xray", ADMIN)
+    assert registry.rollback("xray", ADMIN, to=candidate.version) == candidate.version  # any earlier version
     actions = [(h["action"], h["version"]) for h in registry.history("xray")]
     assert actions[:3] == [("rollback", candidate.version), ("rollback", shipped), ("promote", candidate.version)]
 
 
 def test_discarded_candidates_cannot_reach_production(store, tmp_path):
     candidate = retrained_copy("notes_symptom2disease", tmp_path, "notes-symptom2disease-c1")
-    registry.discard("notes_symptom2disease", candidate.version, "admin")
+    registry.discard("notes_symptom2disease", candidate.version, ADMIN)
     assert registry.get("notes_symptom2disease", candidate.version).status == "discarded"
     with pytest.raises(registry.RegistryError, match="discarded"):
-        registry.promote("notes_symptom2disease", candidate.version, "admin")
+        registry.promote("notes_symptom2disease", candidate.version, ADMIN)
     with pytest.raises(registry.RegistryError, match="in production"):
-        registry.discard("notes_symptom2disease", registry.production("notes_symptom2disease").version, "admin")
+        registry.discard("notes_symptom2disease", registry.production("notes_symptom2disease").version, ADMIN)
 
 
 def test_a_version_is_registered_once_and_for_its_own_task(store, tmp_path):
@@ -79,7 +81,7 @@ def test_a_version_is_registered_once_and_for_its_own_task(store, tmp_path):
 def test_a_corrupt_production_model_is_detected_and_the_previous_good_version_serves(store, tmp_path):
     shipped = registry.production("xray").version
     candidate = retrained_copy("xray", tmp_path, "xray-to-corrupt")
-    registry.promote("xray", candidate.version, "admin")
+    registry.promote("xray", candidate.version, ADMIN)
     weights = candidate.path / "model.keras"
     weights.write_bytes(weights.read_bytes()[:1000])  # a truncated write, a bad disk
     with pytest.raises(ModelLoadError, match="corrupt"):
@@ -89,7 +91,7 @@ def test_a_corrupt_production_model_is_detected_and_the_previous_good_version_se
     assert "corrupt" in served.warnings[0] and f"previous good version {shipped}" in served.warnings[-1]
     assert audit.recent(1)[0]["action"] == "model_fallback:xray"
     with pytest.raises(ModelLoadError):  # and it cannot be promoted again while broken
-        registry.promote("xray", candidate.version, "admin")
+        registry.promote("xray", candidate.version, ADMIN)
 
 
 def test_with_every_registered_version_broken_the_shipped_model_still_serves(store):

@@ -8,7 +8,7 @@ from dataclasses import fields
 
 import pytest
 
-from medcore import production, registry, tasks
+from medcore import auth, production, registry, tasks
 from medcore.training.options import NotesTrainingOptions, XrayTrainingOptions, add_cli_flags, form_specs, from_cli
 from tests.synthetic import keyword_notes, write_notes_csv
 
@@ -74,7 +74,7 @@ def test_a_new_notes_task_is_one_entry(tmp_path, monkeypatch):
     assert "notes in" in new.validate(data)
     tasks.get("demo").train(data, tmp_path / "model", new.options({"epochs": 4, "hidden": 16, "max_features": 500}))
     version = registry.register("demo", tmp_path / "model", "tester").version
-    registry.promote("notes_demo", version, "tester")
+    registry.promote("notes_demo", version, auth.operator("tester"))
     served = production.load("demo")
     assert served.version == version and served.model.task == "demo"
     assert new.evaluate(served.model, data)["n"] == 120

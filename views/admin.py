@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from medcore import charts, config, jobs, registry, tasks
+from medcore import auth, charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
 from medcore.training import compare
 from medcore.training.options import form_specs
 from medcore.training.progress import Stage
-from medcore.training.uploads import UploadRejected, save_upload
+from medcore.uploads import UploadRejected, save_upload
 from views.common import escape_markdown, require_admin, session_active
 
 admin = require_admin()
@@ -46,8 +46,12 @@ def live_progress(job_id: str) -> None:
     else:
         st.progress(0.0, text=Stage.describe(stage))
     if st.button("Cancel training", icon=":material/cancel:", disabled=job.cancel_requested):
-        jobs.cancel(job.id, admin.name)
-        st.rerun()
+        try:
+            jobs.cancel(job.id, admin)  # re-checks the account: a disabled admin cannot act from an open page
+        except (jobs.JobError, auth.NotAllowed) as exc:
+            st.error(escape_markdown(str(exc)))
+        else:
+            st.rerun()
 
 
 def option_widget(column, name: str, default, spec):
@@ -82,9 +86,9 @@ def start_form(task: tasks.Task) -> None:
             data_path, label = Path(path.strip()).expanduser(), path.strip()
         else:
             raise UploadRejected("Give a path on the server or upload the data set.")
-        jobs.start(task.key, data_path, options, admin.name, data_label=label)
-    except (jobs.JobError, UploadRejected) as exc:
-        st.error(str(exc))
+        jobs.start(task.key, data_path, options, admin, data_label=label)
+    except (jobs.JobError, UploadRejected, auth.NotAllowed) as exc:
+        st.error(escape_markdown(str(exc)))
     else:
         st.rerun()
 
@@ -113,14 +117,18 @@ def show_result(job: jobs.Job) -> None:
         left, right = st.columns(2)
         if left.button("Promote to production", type="primary", icon=":material/publish:"):
             try:
-                registry.promote(job.task, entry.version, admin.name)
-            except (registry.RegistryError, ModelLoadError) as exc:
-                st.error(str(exc))
+                registry.promote(job.task, entry.version, admin, expected_production=shown_production)
+            except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
+                st.error(escape_markdown(str(exc)))
             else:
                 st.rerun()
         if right.button("Discard candidate", icon=":material/delete:"):
-            registry.discard(job.task, entry.version, admin.name)
-            st.rerun()
+            try:
+                registry.discard(job.task, entry.version, admin)
+            except (registry.RegistryError, auth.NotAllowed) as exc:
+                st.error(escape_markdown(str(exc)))
+            else:
+                st.rerun()
 
 
 def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> pd.DataFrame:
@@ -139,6 +147,7 @@ def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> p
 st.title("Models & retraining")
 task = tasks.get(st.selectbox("Model", tasks.KEYS, format_func=lambda key: tasks.get(key).title, key="admin-task"))
 current = registry.production(task.key)
+shown_production = current.version if current else None  # promote/roll back only if it is still this one
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
@@ -167,11 +176,11 @@ with versions_tab:
             entry = registry.get(task.key, chosen)
             try:
                 if entry.ever_promoted:
-                    registry.rollback(task.key, admin.name, to=chosen)
+                    registry.rollback(task.key, admin, to=chosen, expected_production=shown_production)
                 else:
-                    registry.promote(task.key, chosen, admin.name)
-            except (registry.RegistryError, ModelLoadError) as exc:
-                st.error(str(exc))
+                    registry.promote(task.key, chosen, admin, expected_production=shown_production)
+            except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
+                st.error(escape_markdown(str(exc)))
             else:
                 st.rerun()
     st.markdown("**History**")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from medcore import audit, auth, production
+from medcore import audit, auth, incidents, production, tasks
+from medcore.artifacts import ModelLoadError
 
 if TYPE_CHECKING:  # TensorFlow is imported when a model is first loaded, not for the sign-in page
     from medcore.imaging.service import LoadedXrayModel
@@ -20,18 +21,28 @@ def _served(task: str, version: str | None) -> production.Served:
     return production.load(task)
 
 
-def production_model(task: str) -> LoadedXrayModel | NotesModel:
+def production_model(task: str) -> LoadedXrayModel | NotesModel | None:
     """The model serving `task` (a task key) now; a promotion or rollback changes the cache key, so it shows at once.
 
     Every model offers the same face (artifacts.ModelInfo): version, labels, validation metrics and predictions.
+    None, after saying so on the page, when no version at all can be loaded; the reason (which names server
+    paths) goes to the server log, never to the browser.
     """
-    served = _served(task, production.current_version(task))
-    for warning in served.warnings:
-        st.warning(warning, icon=":material/warning:")
+    try:
+        served = _served(task, production.current_version(task))
+    except ModelLoadError as exc:
+        incident = incidents.report(exc, current_user(), f"loading the {task} model", message_is_safe=True)
+        st.error(f"The model for {tasks.get(task).title.lower()} cannot be loaded, so no prediction is possible "
+                 f"(incident {incident}; an administrator finds the reason in the server log).")
+        return None
+    if served.warnings:
+        st.warning(f"The newest production version of this model could not be used; version {served.version} is "
+                   "serving instead. An administrator finds the reason in the audit and server logs.",
+                   icon=":material/warning:")
     return served.model
 
 
-def xray_model() -> LoadedXrayModel:
+def xray_model() -> LoadedXrayModel | None:
     return production_model("xray")
 
 
@@ -64,6 +75,17 @@ def session_active() -> bool:
     """Still signed in, without counting this check as activity (for pages that refresh themselves)."""
     state = st.session_state.get("auth")
     return bool(state) and auth.session_expired(state["signed_in_at"], state["last_seen"]) is None
+
+
+def client_id() -> str:
+    """Where a sign-in attempt comes from, for throttling: the browser's address, else this session."""
+    address = st.context.ip_address
+    if address:
+        return f"ip:{address}"
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return f"session:{context.session_id if context else 'unknown'}"
 
 
 def sign_in(user: auth.User) -> None:

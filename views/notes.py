@@ -4,18 +4,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from medcore import tasks
-from medcore.artifacts import ModelLoadError
 from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
+from medcore.pdf_reports import note_report_pdf
 from views.common import current_user, production_model
 
 st.title("Case notes")
 task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title)
-try:
-    model = production_model(task)
-except ModelLoadError as exc:
-    st.error(f"The case-note model for this task cannot be loaded: {exc}")
+model = production_model(task)
+if model is None:
     st.stop()
 deep, baseline = model.validation_metrics, model.baseline_metrics
 st.caption(f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
@@ -43,7 +41,7 @@ if not source and not submitted:
 
 cache = st.session_state.setdefault("note_explanations", ExplanationCache(capacity=32))
 prediction, attribution, error = analyse_note(model, source or "", cache, current_user())
-if error:
+if prediction is None:
     st.error(error)
     st.stop()
 for warning in prediction.note.warnings:
@@ -59,6 +57,9 @@ figure.update_layout(height=60 + 45 * len(top3), margin={"l": 10, "r": 10, "t": 
 st.subheader(f"Most likely: {top3[0][0]} ({top3[0][1]:.1%})")
 st.plotly_chart(figure, config={"displayModeBar": False})
 
+if attribution is None:  # the prediction stands; its explanation failed (an incident was recorded)
+    st.error(error)
+    st.stop()
 label = st.selectbox("Explain the class", [lbl for lbl, _ in ranked],
                      format_func=lambda lbl: f"{lbl} ({dict(ranked)[lbl]:.1%})")
 class_index = model.labels.index(label)
@@ -69,5 +70,8 @@ if attribution.truncated:
     st.caption(f"Only the first {len(attribution.tokens)} words are coloured; the rest of the note was read "
                "and held fixed.")
 with st.expander("Top words for this class"):
-    st.dataframe([{"word": word, "SHAP (log-odds)": round(value, 4)} for word, value in attribution.top(class_index, 15)],
-                 hide_index=True)
+    st.dataframe([{"word": word, "SHAP (log-odds)": round(value, 4)}
+                  for word, value in attribution.top(class_index, 15)], hide_index=True)
+st.download_button("Download report (PDF)", note_report_pdf(prediction, attribution, class_index,
+                                                            tasks.get(task).title),
+                   "medcore_note_report.pdf", "application/pdf", icon=":material/picture_as_pdf:")

@@ -4,7 +4,6 @@ import pandas as pd
 import streamlit as st
 
 from medcore import charts, tasks
-from medcore.artifacts import ModelLoadError
 from views.common import production_model, xray_model
 
 st.title("Model performance")
@@ -14,11 +13,8 @@ st.caption("Every number and curve is recomputed by MedCore's evaluation code fr
 xray_tab, notes_tab = st.tabs(["Chest X-ray", "Case notes"])
 
 with xray_tab:
-    try:
-        model = xray_model()
-    except ModelLoadError as exc:
-        st.error(f"The chest X-ray model cannot be loaded: {exc}")
-    else:
+    model = xray_model()
+    if model is not None:
         stored = model.validation_predictions()
         report = charts.binary_report(stored["y_true"], stored["prob"], model.threshold)
         m = report["metrics"]
@@ -40,10 +36,8 @@ with xray_tab:
 with notes_tab:
     task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title,
                         key="performance-task")
-    try:
-        model = production_model(task)
-    except ModelLoadError as exc:
-        st.error(f"The case-note model cannot be loaded: {exc}")
+    model = production_model(task)
+    if model is None:
         st.stop()
     stored = model.validation_predictions()
     report = charts.multiclass_report(stored["y_true"], stored["prob"], model.labels)

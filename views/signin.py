@@ -3,7 +3,7 @@
 import streamlit as st
 
 from medcore import audit, auth
-from views.common import sign_in
+from views.common import client_id, sign_in
 
 st.title("MedCore")
 st.caption("Chest X-ray and case-note decision support for clinicians.")
@@ -22,7 +22,7 @@ with st.form("sign-in"):
     submitted = st.form_submit_button("Sign in", type="primary")
 
 if submitted:
-    user, reason = auth.authenticate(name.strip().lower(), password)
+    user, reason = auth.authenticate(name.strip().lower(), password, client=client_id())
     if user is None:
         known = auth.get_user(name.strip().lower()) is not None  # never log what was typed for an unknown name
         audit.record(name.strip().lower() if known else "unknown", "sign_in", "refused")

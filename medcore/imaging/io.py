@@ -9,6 +9,7 @@ attributes are kept; patient identifiers never leave this module.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -58,9 +59,12 @@ def read_radiograph(data: bytes, filename: str = "") -> Radiograph:
         raise UnreadableImage(f"The file is {len(data) / 2**20:.0f} MB; the limit is "
                               f"{config.MAX_UPLOAD_BYTES / 2**20:.0f} MB.")
     fmt = sniff_format(data, filename)
-    if fmt == "DICOM":
-        return _read_dicom(data)
-    return _read_pillow(data, fmt)
+    try:
+        return _read_dicom(data) if fmt == "DICOM" else _read_pillow(data, fmt)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # any other decoding failure is this file's problem, never the batch's
+        raise UnreadableImage(f"The {fmt} file cannot be decoded.") from exc
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -103,6 +107,17 @@ def _read_pillow(data: bytes, fmt: str) -> Radiograph:
 
 
 def _read_dicom(data: bytes) -> Radiograph:
+    """Any failure to decode a DICOM becomes UnreadableImage: a crafted header never escapes as a crash."""
+    try:
+        return _decode_dicom(data)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # non-numeric NumberOfFrames / WindowWidth / RescaleSlope, odd VRs, broken LUTs
+        raise UnreadableImage("MedCore cannot read this DICOM file's header values (for example a non-numeric "
+                              "frame count, window or rescale value), so it cannot be used.") from exc
+
+
+def _decode_dicom(data: bytes) -> Radiograph:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -121,7 +136,7 @@ def _read_dicom(data: bytes) -> Radiograph:
         array = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for bad or unsupported pixel data
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", "unknown")
+        name = _header_text(getattr(syntax, "name", "unknown"))
         raise UnreadableImage(f"The DICOM pixel data cannot be decoded (transfer syntax: {name}); "
                               "the file may be truncated or use an unsupported compression.") from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -134,8 +149,17 @@ def _read_dicom(data: bytes) -> Radiograph:
     pixels = _min_max(np.asarray(values, dtype=np.float32))
     if photometric == "MONOCHROME1":  # 0 means white: flip so that air is black as usual
         pixels = 1.0 - pixels
-    technical = {tag: str(ds.get(tag)) for tag in TECHNICAL_DICOM_TAGS if ds.get(tag) not in (None, "")}
-    return Radiograph(pixels=pixels, source_format="DICOM", technical=technical)
+    technical = {tag: _header_text(ds.get(tag)) for tag in TECHNICAL_DICOM_TAGS if ds.get(tag) not in (None, "")}
+    return Radiograph(pixels=pixels, source_format="DICOM", technical={k: v for k, v in technical.items() if v})
+
+
+def _header_text(value: object) -> str:
+    """A DICOM header value as plain words: letters, digits, space, '-', '_' and '.', at most 32 characters.
+
+    Header text comes from whoever wrote the file; it is shown to clinicians and quoted in messages, so
+    nothing that could be markup (links, images, HTML) survives.
+    """
+    return re.sub(r"[^A-Za-z0-9 ._-]+", " ", str(value)).strip()[:32].strip()
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from medcore import audit, tasks
+from medcore import audit, incidents, tasks
 from medcore.artifacts import ModelInfo
 from medcore.imaging import quality
 from medcore.imaging.folders import list_image_folder
@@ -94,16 +94,26 @@ def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
     return LoadedXrayModel(artifact, explainer)
 
 
-def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True) -> StudyResult:
-    """Validate, check and predict one upload. Never raises for a bad file."""
-    artifact = model.artifact
+def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True,
+                 user: str = "system") -> StudyResult:
+    """Validate, check and predict one upload. Never raises: a bad file, or a fault of ours while reading it,
+    becomes a result with an error, so one file cannot stop a batch (the fault is recorded as an incident)."""
     result = StudyResult(filename=filename, model_version=model.version, threshold=model.threshold,
                          labels=(model.negative_label, model.positive_label))
     try:
-        radiograph = read_radiograph(data, filename)
+        _analyse(model, data, filename, with_heatmap, result)
     except UnreadableImage as exc:
         result.error = str(exc)
-        return result
+    except Exception as exc:
+        incident = incidents.report(exc, user, "chest X-ray analysis")
+        result.error = f"This file could not be analysed because of an error on our side (incident {incident})."
+        result.probability = result.heatmap = None
+    return result
+
+
+def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool, result: StudyResult) -> None:
+    artifact = model.artifact
+    radiograph = read_radiograph(data, filename)
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
     probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
     check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
@@ -113,11 +123,10 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
     if not check.ok:
         result.refusal_reasons = check.reasons
         result.error = "Refused: " + " ".join(check.reasons)
-        return result
+        return
     result.probability = float(probability[0])
     if with_heatmap:
         result.heatmap = heatmap[0]
-    return result
 
 
 def _display_copy(pixels: np.ndarray) -> np.ndarray:
@@ -142,7 +151,7 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
         digest = audit.content_digest(data)
         key = (model.version, digest, name)
         if key not in cache:
-            result = analyse_file(model, data, name)
+            result = analyse_file(model, data, name, user=user)
             audit_study(user, result, digest)
             cache[key] = result
             while len(cache) > max_cached:
@@ -177,7 +186,7 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4
         """(model input, refused by a rule); full-size pixels are not kept."""
         try:
             radiograph = read_radiograph(path.read_bytes(), path.name)
-        except UnreadableImage:
+        except (UnreadableImage, OSError):
             return None, False
         return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph))
 

@@ -19,8 +19,12 @@ from medcore.training import compare
 from medcore.training.progress import Stage, event
 
 
-class Cancelled(Exception):
-    """Raised in the training process when the job is cancelled (SIGTERM)."""
+class Cancelled(BaseException):
+    """Raised in the training process when the job is cancelled (SIGTERM).
+
+    A BaseException, like KeyboardInterrupt: no `except Exception` on the way (the comparison's, a
+    library's) can swallow a cancel and let a cancelled candidate be registered.
+    """
 
 
 def run(job_id: str) -> int:
@@ -73,6 +77,8 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
             result, arrays = {"error": f"{type(exc).__name__}: {exc}"}, {}
         compare.save(out, result, arrays)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
+    if should_stop():  # a cancel that came while comparing, just before SIGTERM was ignored
+        raise Cancelled()
     entry = registry.register(task.key, out, job.created_by)
     progress(event(Stage.REGISTERED, version=entry.version))
     _mirror(entry, job.id, progress)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medcore import audit, config, registry, tasks
-from medcore.store import connect
+from medcore import audit, auth, config, registry, tasks, uploads
+from medcore.store import connect, read
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -47,6 +48,8 @@ CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 """
 
 ACTIVE = ("queued", "running")
+KEEP_JOB_FOLDERS = 20  # logs of the newest finished runs; older job folders are deleted
+KEEP_CACHED_SETS = 3  # preprocessed training sets (each about 40 MB per 5,000 films at 128 px)
 
 
 class JobError(ValueError):
@@ -117,27 +120,34 @@ def _alive(pid: int | None, job_id: str) -> bool:
 
 
 def reconcile() -> None:
-    """Mark as failed every active job whose process is gone (killed, crashed, machine restarted)."""
-    with connect("jobs", SCHEMA) as db:
-        rows = db.execute("SELECT id, pid, status, created_at FROM jobs WHERE status IN ('queued', 'running')").fetchall()
-        for row in rows:
-            starting = row["status"] == "queued" and time.time() - row["created_at"] < 60
-            if not starting and not _alive(row["pid"], row["id"]):
-                db.execute("UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=?",
-                           (time.time(), "The training process ended unexpectedly (killed, crashed or the machine "
-                                         "restarted). Production is unchanged.", row["id"]))
+    """Mark as failed every active job whose process is gone (killed, crashed, machine restarted).
+
+    A read first: the write lock is taken only when a dead job is found, not on every page run.
+    """
+    with read("jobs", SCHEMA) as db:
+        rows = db.execute("SELECT id, pid, status, created_at, data_path FROM jobs "
+                          "WHERE status IN ('queued', 'running')").fetchall()
+    dead = [row for row in rows if not (row["status"] == "queued" and time.time() - row["created_at"] < 60)
+            and not _alive(row["pid"], row["id"])]
+    for row in dead:
+        with connect("jobs", SCHEMA) as db:
+            db.execute("UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=? AND status IN "
+                       "('queued', 'running')", (time.time(), "The training process ended unexpectedly (killed, "
+                                                 "crashed or the machine restarted). Production is unchanged.",
+                                                 row["id"]))
+        uploads.discard(Path(row["data_path"]))
 
 
 def list_jobs(limit: int = 50) -> list[Job]:
     reconcile()
-    with connect("jobs", SCHEMA) as db:
+    with read("jobs", SCHEMA) as db:
         rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
     return [_row_to_job(r) for r in rows]
 
 
 def get(job_id: str) -> Job:
     reconcile()
-    with connect("jobs", SCHEMA) as db:
+    with read("jobs", SCHEMA) as db:
         row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
     if row is None:
         raise JobError(f"No job {job_id!r}.")
@@ -145,19 +155,42 @@ def get(job_id: str) -> Job:
 
 
 def events(job_id: str) -> list[dict]:
-    with connect("jobs", SCHEMA) as db:
+    with read("jobs", SCHEMA) as db:
         rows = db.execute("SELECT at, event FROM job_events WHERE job_id=? ORDER BY rowid", (job_id,)).fetchall()
     return [{"at": r["at"], **json.loads(r["event"])} for r in rows]
 
 
-def start(task: str, data_path: Path, options: dict, user: str, data_label: str | None = None) -> Job:
-    """Validate, record and launch a training job; JobError (nothing started) if anything is wrong."""
+def start(task: str, data_path: Path, options: dict, user: auth.User, data_label: str | None = None) -> Job:
+    """Validate, record and launch a training job; JobError (nothing started) if anything is wrong.
+
+    An uploaded data set (under <store>/uploads) belongs to the job from here: it is deleted when the job
+    ends, and at once when the job is refused.
+    """
     try:
+        user = auth.require_admin(user)
         task = tasks.get(task).key
         options = asdict(tasks.get(task).options(options))
-    except ValueError as exc:
-        raise JobError(str(exc)) from exc
-    description = validate_data(task, Path(data_path))
+        description = validate_data(task, Path(data_path))
+        job_id = _record(task, Path(data_path), data_label, options, user.name)
+    except BaseException:
+        uploads.discard(Path(data_path))
+        raise
+    prune()
+    folder = jobs_dir() / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "log.txt", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT)
+    with connect("jobs", SCHEMA) as db:
+        db.execute("UPDATE jobs SET pid=? WHERE id=?", (process.pid, job_id))
+    current = registry.production(task)
+    audit.record(user.name, f"train_start:{task}", "started", current.version if current else None,
+                 job=job_id, data=description)
+    return get(job_id)
+
+
+def _record(task: str, data_path: Path, data_label: str | None, options: dict, user: str) -> str:
+    """Insert the job row, unless another job is running; return its id."""
     job_id = time.strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     reconcile()
     with connect("jobs", SCHEMA) as db:
@@ -166,23 +199,14 @@ def start(task: str, data_path: Path, options: dict, user: str, data_label: str 
             raise JobError(f"Training job {running[0]} is still running; wait for it or cancel it first.")
         db.execute("INSERT INTO jobs (id, task, data_path, data_label, options, status, created_by, created_at) "
                    "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                   (job_id, task, str(Path(data_path).resolve()), data_label or str(data_path), json.dumps(options),
+                   (job_id, task, str(data_path.resolve()), data_label or str(data_path), json.dumps(options),
                     user, time.time()))
-    folder = jobs_dir() / job_id
-    folder.mkdir(parents=True)
-    with open(folder / "log.txt", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT)
-    with connect("jobs", SCHEMA) as db:
-        db.execute("UPDATE jobs SET pid=? WHERE id=?", (process.pid, job_id))
-    current = registry.production(task)
-    audit.record(user, f"train_start:{task}", "started", current.version if current else None,
-                 job=job_id, data=description)
-    return get(job_id)
+    return job_id
 
 
-def cancel(job_id: str, user: str) -> None:
-    """Ask the training process to stop; it ends at once and registers nothing."""
+def cancel(job_id: str, user: auth.User) -> None:
+    """Ask the training process to stop; it ends at once and registers nothing. The user is checked now."""
+    user = auth.require_admin(user)
     job = get(job_id)
     if not job.active:
         raise JobError(f"Job {job_id} is not running ({job.status}).")
@@ -190,7 +214,22 @@ def cancel(job_id: str, user: str) -> None:
         db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
     if job.pid and _alive(job.pid, job_id):
         os.killpg(job.pid, signal.SIGTERM)
-    audit.record(user, f"train_cancel:{job.task}", "requested", job=job_id)
+    audit.record(user.name, f"train_cancel:{job.task}", "requested", job=job_id)
+
+
+def prune(keep_jobs: int = KEEP_JOB_FOLDERS, keep_cache: int = KEEP_CACHED_SETS) -> None:
+    """Bound what the store keeps besides models and logs of record: the newest `keep_jobs` job folders
+    (logs of finished runs) and the newest `keep_cache` preprocessed training sets in cache/."""
+    with read("jobs", SCHEMA) as db:
+        active = {r[0] for r in db.execute("SELECT id FROM jobs WHERE status IN ('queued', 'running')")}
+    folders = sorted((p for p in jobs_dir().glob("job-*") if p.is_dir() and p.name not in active),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in folders[keep_jobs:]:
+        shutil.rmtree(folder, ignore_errors=True)
+    cached = sorted((config.store_dir() / "cache").glob("images-*.npy"), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for path in cached[keep_cache:]:
+        path.unlink(missing_ok=True)
 
 
 def add_event(job_id: str, event: dict) -> None:
@@ -200,7 +239,7 @@ def add_event(job_id: str, event: dict) -> None:
 
 
 def cancel_requested(job_id: str) -> bool:
-    with connect("jobs", SCHEMA) as db:
+    with read("jobs", SCHEMA) as db:
         return bool(db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
 
 
@@ -211,8 +250,10 @@ def mark_running(job_id: str) -> None:
 
 
 def finish(job_id: str, status: str, error: str | None = None, version: str | None = None) -> None:
+    """Record how the job ended, and delete its uploaded data set (if it was an upload)."""
     with connect("jobs", SCHEMA) as db:
         db.execute("UPDATE jobs SET status=?, finished_at=?, error=?, candidate_version=? WHERE id=?",
                    (status, time.time(), error, version, job_id))
-
-
+        row = db.execute("SELECT data_path FROM jobs WHERE id=?", (job_id,)).fetchone()
+    if row:
+        uploads.discard(Path(row["data_path"]))

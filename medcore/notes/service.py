@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcore import audit
+from medcore import audit, incidents
 from medcore.metrics import multiclass_metrics
 from medcore.notes.data import read_labelled_notes
 from medcore.notes.explain import Attribution, ExplanationCache
@@ -36,18 +36,30 @@ def predict_note(model: NotesModel, text: str) -> NotePrediction:
 
 def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: str
                  ) -> tuple[NotePrediction | None, Attribution | None, str | None]:
-    """Prediction + explanation for the page, audited (digest and outcome only, never the text)."""
+    """Prediction + explanation for the page and the CLI, audited (digest and outcome only, never the text).
+
+    A failed explanation does not lose the prediction: it is returned without attributions, with an error
+    that says why, and its audit row is written all the same (naming the incident).
+    """
     digest = audit.content_digest(text.encode("utf-8", "replace")) if text else "empty"
+    action = f"predict_notes:{model.task}"
     try:
         prediction = predict_note(model, text)
     except NoteRejected as exc:
-        audit.record(user, f"predict_notes:{model.task}", "rejected", model.version, note=digest)
+        audit.record(user, action, "rejected", model.version, note=digest)
         return None, None, str(exc)
-    attribution = cache.get(model, prediction.note)
+    attribution, error, explanation = None, None, "shap"
+    try:
+        attribution = cache.get(model, prediction.note)
+    except Exception as exc:
+        incident = incidents.report(exc, user, "case-note explanation")
+        explanation = f"failed (incident {incident})"
+        error = (f"The word-level explanation could not be computed (incident {incident}); the prediction "
+                 "stands.")
     top_label, top_probability = prediction.ranked(1)[0]
-    audit.record(user, f"predict_notes:{model.task}", top_label, model.version, note=digest,
-                 probability=round(top_probability, 4), explanation="shap")
-    return prediction, attribution, None
+    audit.record(user, action, top_label, model.version, note=digest, probability=round(top_probability, 4),
+                 explanation=explanation)
+    return prediction, attribution, error
 
 
 def evaluate_csv(model: NotesModel, csv_path: Path) -> dict:

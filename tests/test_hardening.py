@@ -1,0 +1,234 @@
+"""The security review's findings (issue 9), one test each, plus the no-traceback guard and incident records."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from medcore import audit, auth, config, jobs, registry, tasks, uploads
+from medcore.jobs import runner
+from medcore.jobs import store as job_store
+from medcore.notes.explain import ExplanationCache
+from medcore.notes.service import analyse_note
+from medcore.reports import summary_csv
+from tests.synthetic import chest_like, encode, keyword_notes, make_dicom, write_notes_csv
+
+OPERATOR = auth.operator("cli:tests")
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
+    registry.ensure_defaults()
+    return tmp_path / "store"
+
+
+def _candidate(tmp_path, version: str) -> str:
+    folder = tmp_path / version
+    shutil.copytree(tasks.get("xray").shipped_dir, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["version"] = version
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return registry.register("xray", folder, "tests").version
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+# d. Actions re-check the acting account.
+def test_a_disabled_or_demoted_admin_can_no_longer_act_from_an_open_page(store, tmp_path):
+    auth.add_user("boss", "a long secret phrase", "admin", "tests")
+    seen_at_page_start = auth.get_user("boss")
+    candidate = _candidate(tmp_path, "xray-candidate-d")
+    auth.set_disabled("boss", True)
+    with pytest.raises(auth.NotAllowed):
+        registry.promote("xray", candidate, seen_at_page_start)
+    with pytest.raises(auth.NotAllowed):
+        registry.discard("xray", candidate, seen_at_page_start)
+    with pytest.raises(auth.NotAllowed):
+        registry.rollback("xray", seen_at_page_start)
+    with pytest.raises(auth.NotAllowed):
+        jobs.cancel("job-anything", seen_at_page_start)
+    with pytest.raises(auth.NotAllowed):
+        jobs.start("xray", tmp_path, {}, seen_at_page_start)
+    with pytest.raises(auth.NotAllowed):  # a clinician account cannot either, whatever object it passes
+        registry.promote("xray", candidate, auth.User("boss", "admin", False))
+    assert registry.get("xray", candidate).status == "candidate"
+
+
+# j. Promote and rollback check what the admin was looking at.
+def test_promote_is_refused_when_production_changed_since_the_page_was_drawn(store, tmp_path):
+    shown = registry.production("xray").version
+    first, second = _candidate(tmp_path, "xray-c1"), _candidate(tmp_path, "xray-c2")
+    registry.promote("xray", first, OPERATOR, expected_production=shown)  # the other admin's click
+    with pytest.raises(registry.RegistryError, match="changed to xray-c1 since this page was drawn"):
+        registry.promote("xray", second, OPERATOR, expected_production=shown)
+    with pytest.raises(registry.RegistryError, match="since this page was drawn"):
+        registry.rollback("xray", OPERATOR, to=shown, expected_production="xray-c2")
+    assert registry.production("xray").version == first
+
+
+# f. A cancel during the comparison registers nothing.
+def test_a_cancel_that_arrives_while_comparing_registers_nothing(store, tmp_path, monkeypatch):
+    shipped = tasks.get("xray").shipped_dir
+
+    class ComparingWhenCancelled:
+        key, name = "xray", "xray"
+
+        def options(self, values):
+            return values
+
+        def train(self, data, out, options, progress, should_stop):
+            shutil.copytree(shipped, out)
+            meta = json.loads((out / "meta.json").read_text())
+            meta["version"] = "xray-cancelled-while-comparing"
+            (out / "meta.json").write_text(json.dumps(meta))
+
+        def compare(self, candidate, production, data):
+            raise runner.Cancelled()  # what the SIGTERM handler raises, here in the middle of the comparison
+
+    monkeypatch.setattr(runner.tasks, "get", lambda name: ComparingWhenCancelled())
+    job_id = job_store._record("xray", tmp_path, "test", {}, "tests")
+    with pytest.raises(runner.Cancelled):
+        runner._train_compare_register(job_store.get(job_id), tmp_path / "out")
+    assert [v.version for v in registry.list_versions("xray")] == [registry.production("xray").version]
+
+
+# g. Identical uploads at the same time.
+def test_two_identical_uploads_at_once_both_get_the_same_complete_set(store, xray_model):
+    films = {f"set/{label}/person{i}_{label.lower()}_{i}.png":
+             encode(chest_like(xray_model.artifact.quality_reference, 256, 256, seed=i), "PNG")
+             for label in ("NORMAL", "PNEUMONIA") for i in range(40)}
+    data = _zip(films)
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(lambda _: uploads.save_upload("xray", "films.zip", data), range(4)))
+    assert len(set(roots)) == 1 and len(list(roots[0].rglob("*.png"))) == 80
+    assert not [p for p in (store / "uploads").iterdir() if p.name.startswith(".tmp")]
+
+
+# a. Uploaded DICOM keeps no identifiers; uploads are deleted after use; the store is owner-only and bounded.
+def test_uploaded_dicom_is_kept_as_pixels_only(store, xray_model):
+    reference = xray_model.artifact.quality_reference
+    entries = {f"{label}/person{i}_{label.lower()}.dcm": make_dicom(
+        (chest_like(reference, 128, 128, seed=i) * 4000).astype(np.uint16), bits=12,
+        patient_name="Smith^John", patient_id="MRN-99812") for label in ("NORMAL", "PNEUMONIA") for i in range(5)}
+    root = uploads.save_upload("xray", "dicoms.zip", _zip(entries))
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != uploads.COMPLETE]
+    assert len(files) == 10 and all(p.suffix == ".png" for p in files)
+    everything = b"".join(p.read_bytes() for p in (store / "uploads").rglob("*") if p.is_file())
+    assert b"Smith" not in everything and b"MRN-99812" not in everything
+    assert "5 NORMAL and 5 PNEUMONIA images" in jobs.validate_data("xray", root)
+
+
+def test_an_uploaded_set_is_deleted_when_its_job_is_refused_or_ends(store, tmp_path):
+    csv = tmp_path / "notes.csv"
+    write_notes_csv(csv, keyword_notes(60))
+    root = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())
+    with pytest.raises(jobs.JobError, match="exactly the classes"):
+        jobs.start("notes_medical_abstracts", root, {}, OPERATOR)
+    assert not root.exists()
+    good = tmp_path / "good.csv"
+    write_notes_csv(good, keyword_notes(120, keywords={label: f"kw{i}" for i, label in enumerate(
+        registry.production("notes_symptom2disease").summary["labels"])}))
+    root = uploads.save_upload("notes_symptom2disease", "good.csv", good.read_bytes())
+    job = jobs.start("notes_symptom2disease", root, {"epochs": 2, "hidden": 16}, OPERATOR)
+    deadline = time.time() + 240
+    while jobs.get(job.id).active and time.time() < deadline:
+        time.sleep(0.5)
+    assert jobs.get(job.id).status == "succeeded", (job.folder / "log.txt").read_text()[-2000:]
+    assert not root.exists() and list((store / "uploads").iterdir()) == []
+
+
+def test_the_store_is_owner_only(tmp_path, monkeypatch):
+    loose = tmp_path / "loose-store"
+    loose.mkdir(mode=0o755)
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(loose))
+    assert stat.S_IMODE(config.store_dir().stat().st_mode) == 0o700
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "new-store"))
+    assert stat.S_IMODE(config.store_dir().stat().st_mode) == 0o700
+
+
+def test_job_folders_and_cached_training_sets_are_bounded(store):
+    for i in range(jobs.store.KEEP_JOB_FOLDERS + 5):
+        folder = jobs.jobs_dir() / f"job-old-{i:02d}"
+        folder.mkdir(parents=True)
+        os.utime(folder, (1_000_000 + i, 1_000_000 + i))
+    cache = store / "cache"
+    cache.mkdir()
+    for i in range(jobs.store.KEEP_CACHED_SETS + 2):
+        (cache / f"images-{i}.npy").write_bytes(b"x")
+        os.utime(cache / f"images-{i}.npy", (1_000_000 + i, 1_000_000 + i))
+    job_store.prune()
+    kept = sorted(p.name for p in jobs.jobs_dir().iterdir())
+    assert len(kept) == jobs.store.KEEP_JOB_FOLDERS and "job-old-00" not in kept
+    assert sorted(p.name for p in cache.iterdir()) == ["images-2.npy", "images-3.npy", "images-4.npy"]
+
+
+# i. Spreadsheet-safe CSV.
+def test_csv_exports_never_write_a_formula(store):
+    rows = [{"file": "=HYPERLINK(\"http://evil\",\"x\").png", "decision": "NORMAL", "note": ""},
+            {"file": "\t=cmd|' /C calc'!A0.png", "decision": "NORMAL", "note": "\r+1"}]
+    text = summary_csv(rows)
+    assert "'=HYPERLINK" in text and "'\t=cmd" in text and "'\r+1" in text
+    audit.record("\t=evil", "predict_xray", "-1+1", detail="@SUM(1)")
+    exported = audit.to_csv_table(audit.table(audit.recent(1)))
+    assert "'\t=evil" in exported and "'-1+1" in exported
+
+
+# 2. No tracebacks to users; incidents recorded; the audit row survives a failed explanation.
+def test_an_unexpected_error_shows_an_incident_id_and_no_traceback(store, monkeypatch):
+    from medcore.notes import service
+    from tests.conftest import signed_in_app
+
+    def broken(model, text):
+        raise RuntimeError("boom at /srv/secret/medcore/notes/service.py with the note text inside")
+
+    page = signed_in_app("clinician", "views/notes.py")
+    monkeypatch.setattr(service, "predict_note", broken)
+    page.text_area[0].input("High fever and a productive cough for three days.")
+    page.button[0].click().run()
+    assert not page.exception, page.exception
+    shown = " ".join(str(e.value) for e in [*page.error, *page.markdown, *page.warning])
+    assert "incident" in shown and "/srv/secret" not in shown and "Traceback" not in shown
+    incident = next(r for r in audit.recent(10) if r["action"] == "incident")
+    assert incident["outcome"] == "RuntimeError" and json.loads(incident["detail"])["incident"] in shown
+    assert "note text" not in json.dumps(incident)
+
+
+def test_a_failed_explanation_keeps_the_prediction_and_its_audit_row(store, notes_models):
+    class BrokenCache(ExplanationCache):
+        def get(self, model, note):
+            raise MemoryError("explainer ran out of memory")
+
+    model = notes_models["symptom2disease"]
+    prediction, attribution, error = analyse_note(model, "High fever, cough and chills.", BrokenCache(), "dr_e")
+    assert prediction is not None and attribution is None and "incident" in error
+    row = next(r for r in audit.recent(5) if r["user"] == "dr_e")
+    assert row["outcome"] == prediction.ranked(1)[0][0] and "failed (incident" in json.loads(row["detail"])[
+        "explanation"]
+
+
+# k. A note can come on standard input, out of the process list.
+def test_predict_notes_reads_the_note_from_standard_input(store):
+    done = subprocess.run([sys.executable, "-m", "medcore.cli", "predict", "notes", "--task", "symptom2disease",
+                           "--json"], input="I have a high fever, chills and a cough with phlegm.",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["prediction"] and result["attributions"]
