@@ -79,7 +79,7 @@ XRAY = ModelFamily(
 NOTES = ModelFamily(
     name="notes", data_kind="notes_csv", upload_types=("zip", "csv"),
     data_help="a CSV with the columns label,text",
-    load=Ref("medcore.notes.model", "load_notes_model"),
+    load=Ref("medcore.notes.service", "load_for_serving"),
     train=Ref("medcore.training.train_notes", "train_notes"),
     options=Ref("medcore.training.options", "NotesTrainingOptions"),
     validate=Ref("medcore.notes.data", "describe_training_csv"),

@@ -12,7 +12,7 @@ from medcore.training import compare
 from medcore.training.options import form_specs
 from medcore.training.progress import Stage
 from medcore.uploads import UploadRejected, save_upload
-from views.common import escape_markdown, require_admin, session_active
+from views.common import escape_markdown, guarded, require_admin, session_active
 
 admin = require_admin()
 
@@ -26,6 +26,7 @@ def duration(seconds: float) -> str:
 
 
 @st.fragment(run_every=2)
+@guarded("live training progress")
 def live_progress(job_id: str) -> None:
     """Redrawn every 2 s from the store, so a reload or another browser shows the same run."""
     job = jobs.get(job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,20 @@ def session_active() -> bool:
     """Still signed in, without counting this check as activity (for pages that refresh themselves)."""
     state = st.session_state.get("auth")
     return bool(state) and auth.session_expired(state["signed_in_at"], state["last_seen"]) is None
+
+
+def guarded(where: str):
+    """For a fragment, which reruns on its own outside app.py's guard: an error shows an incident id, never a
+    traceback (st.rerun and st.stop are not Exceptions and pass through)."""
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:
+                st.error(incidents.message(incidents.report(exc, current_user(), where)), icon=":material/error:")
+        return run
+    return decorate
 
 
 def client_id() -> str:

@@ -168,8 +168,11 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
     """
     try:
         user = auth.require_admin(user)
-        task = tasks.get(task).key
-        options = asdict(tasks.get(task).options(options))
+        try:
+            task = tasks.get(task).key
+            options = asdict(tasks.get(task).options(options))
+        except ValueError as exc:  # an unknown task or training option
+            raise JobError(str(exc)) from exc
         description = validate_data(task, Path(data_path))
         job_id = _record(task, Path(data_path), data_label, options, user.name)
     except BaseException:

@@ -10,8 +10,8 @@ import numpy as np
 from medcore import audit, incidents
 from medcore.metrics import multiclass_metrics
 from medcore.notes.data import read_labelled_notes
-from medcore.notes.explain import Attribution, ExplanationCache
-from medcore.notes.model import NotesModel
+from medcore.notes.explain import Attribution, ExplanationCache, explain
+from medcore.notes.model import NotesModel, load_notes_model
 from medcore.notes.text import Note, NoteRejected, prepare
 
 
@@ -25,6 +25,18 @@ class NotePrediction:
     def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+
+def load_for_serving(folder: Path) -> NotesModel:
+    """A notes model ready to answer at once: loaded, and its first explanation done here.
+
+    The first explanation in a process costs about 8 s on 2 cores (importing shap, compiling its kernels,
+    tracing the network for masked batches); paid at load, under the page's "Loading the model" spinner, a
+    clinician's first note takes the usual fraction of a second.
+    """
+    model = load_notes_model(Path(folder))
+    explain(model, prepare("Warm-up note: fever, cough and chills for three days."))
+    return model
 
 
 def predict_note(model: NotesModel, text: str) -> NotePrediction:

@@ -1,0 +1,198 @@
+"""Many browser sessions at once against one real MedCore server (this machine only, loopback).
+
+Each clinician session signs in, uploads its own film and explains its own note; one admin signs in and
+out meanwhile. Checks: no errors, and no cross-talk (each session sees only its own file name and its own
+note). Reports median and 95th-percentile response times per action.
+
+    python benchmarks/concurrency.py --sessions 20      # writes benchmarks/results/concurrency.json
+
+tests/test_concurrency.py runs the same code with a few sessions in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "concurrency test secret"
+ADMIN = ("chief", "concurrency admin secret")
+WORDS = ["fever", "cough", "chills", "headache", "rash", "itching", "nausea", "fatigue"]
+
+
+@dataclass
+class Outcome:
+    timings: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    cross_talk: list[str] = field(default_factory=list)
+
+    def time(self, action: str, seconds: float) -> None:
+        self.timings.setdefault(action, []).append(seconds)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store: Path, clinicians: int) -> tuple[subprocess.Popen, str]:
+    """The app with its own store, an admin from the environment and `clinicians` accounts."""
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
+           "MEDCORE_ADMIN_PASSWORD": ADMIN[1]}
+    subprocess.run([sys.executable, "-c", "import sys; from medcore import auth; "
+                    f"[auth.add_user(f'dr.load{{i}}', {PASSWORD!r}, 'clinician', 'benchmark') for i in range({clinicians})]"],
+                   env=env, check=True, cwd=ROOT, timeout=300)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("the app did not start within 120 s")
+
+
+async def _sign_in(page, url: str, name: str, password: str, outcome: Outcome) -> None:
+    await page.goto(url)
+    await page.get_by_role("textbox", name="User name").fill(name)
+    await page.get_by_role("textbox", name="Password").fill(password)
+    started = time.perf_counter()
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("Signed in as").wait_for(timeout=180_000)
+    outcome.time("sign in", time.perf_counter() - started)
+
+
+async def clinician(browser, url: str, index: int, sessions: int, film: bytes, outcome: Outcome) -> None:
+    context = await browser.new_context(viewport={"width": 1300, "height": 1400})
+    page = await context.new_page()
+    try:
+        await _sign_in(page, url, f"dr.load{index}", PASSWORD, outcome)
+        await page.get_by_text("Operating threshold").wait_for(timeout=180_000)
+        own = f"session{index:02d}.png"
+        started = time.perf_counter()
+        await page.locator("input[type=file]").set_input_files([{"name": own, "mimeType": "image/png",
+                                                                "buffer": film}])
+        await page.get_by_text("1 studies:").wait_for(timeout=180_000)
+        await page.get_by_text("Grad-CAM: regions").first.wait_for(timeout=180_000)
+        outcome.time("X-ray study (upload to Grad-CAM)", time.perf_counter() - started)
+        body = await page.inner_text("body")
+        others = [f"session{i:02d}.png" for i in range(sessions) if i != index]
+        if own not in body or any(name in body for name in others):
+            outcome.cross_talk.append(f"session {index}: X-ray page shows another session's study")
+
+        await page.get_by_role("link", name="Case notes").click()
+        await page.get_by_text("Paste the note").wait_for(timeout=180_000)
+        marker = f"zz{index:02d}marker"
+        note = f"Patient reports {WORDS[index % len(WORDS)]} and {WORDS[(index + 3) % len(WORDS)]}, {marker}."
+        await page.get_by_role("textbox", name="Paste the note").fill(note)
+        started = time.perf_counter()
+        await page.get_by_role("button", name="Analyse").click()
+        await page.get_by_text("Most likely:").wait_for(timeout=180_000)
+        await page.get_by_text(marker).first.wait_for(timeout=180_000)
+        outcome.time("case note (analyse to SHAP)", time.perf_counter() - started)
+        body = await page.inner_text("body")
+        if any(f"zz{i:02d}marker" in body for i in range(sessions) if i != index):
+            outcome.cross_talk.append(f"session {index}: Case notes page shows another session's note")
+        if "incident" in body or "Traceback" in body:
+            outcome.errors.append(f"session {index}: an error on the page")
+    except Exception as exc:  # a timeout or a missing element: counted, the other sessions go on
+        outcome.errors.append(f"session {index}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    finally:
+        await context.close()
+
+
+async def admin(browser, url: str, rounds: int, outcome: Outcome) -> None:
+    for _ in range(rounds):
+        context = await browser.new_context()
+        page = await context.new_page()
+        try:
+            await _sign_in(page, url, *ADMIN, outcome)
+            started = time.perf_counter()
+            await page.get_by_role("button", name="Sign out").click()
+            await page.get_by_role("button", name="Sign in").wait_for(timeout=180_000)
+            outcome.time("admin sign out", time.perf_counter() - started)
+        except Exception as exc:
+            outcome.errors.append(f"admin: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        finally:
+            await context.close()
+
+
+async def run(url: str, sessions: int, admin_rounds: int) -> Outcome:
+    from playwright.async_api import async_playwright
+
+    from medcore.imaging.model import load_artifact
+    from medcore.tasks import get
+    from tests.synthetic import chest_like, encode
+
+    reference = load_artifact(get("xray").shipped_dir).quality_reference
+    films = [encode(chest_like(reference, 600, 500, seed=100 + i), "PNG") for i in range(sessions)]
+    outcome = Outcome()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        await asyncio.gather(*[clinician(browser, url, i, sessions, films[i], outcome) for i in range(sessions)],
+                             admin(browser, url, admin_rounds, outcome))
+        await browser.close()
+    return outcome
+
+
+def summarise(outcome: Outcome, sessions: int, seconds: float) -> dict:
+    def percentile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"sessions": sessions, "wall_s": round(seconds, 1), "errors": outcome.errors,
+            "cross_talk": outcome.cross_talk, "cpu_threads": os.cpu_count(),
+            "actions": {action: {"n": len(values), "p50_s": round(statistics.median(values), 2),
+                                 "p95_s": round(percentile(values, 0.95), 2)}
+                        for action, values in outcome.timings.items()}}
+
+
+def measure(sessions: int, admin_rounds: int = 3) -> dict:
+    with tempfile.TemporaryDirectory(prefix="medcore-load-") as folder:
+        server, url = start_server(Path(folder), sessions)
+        try:
+            started = time.perf_counter()
+            outcome = asyncio.run(run(url, sessions, admin_rounds))
+            return summarise(outcome, sessions, time.perf_counter() - started)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--admin-rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "concurrency.json"))
+    args = parser.parse_args()
+    result = measure(args.sessions, args.admin_rounds)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    sys.exit(1 if result["errors"] or result["cross_talk"] else 0)
+
+
+if __name__ == "__main__":
+    main()
