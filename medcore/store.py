@@ -40,24 +40,22 @@ def _inode(path: Path) -> int:
 
 
 @contextmanager
-def connect(name: str, schema: str) -> Iterator[sqlite3.Connection]:
-    """A write transaction on <store>/<name>.sqlite with `schema` applied; committed on exit, rolled back on error."""
+def _transaction(name: str, schema: str, begin: str, keep: bool) -> Iterator[sqlite3.Connection]:
     with closing(_open(name, schema)) as connection:
-        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(begin)
         try:
             yield connection
         except BaseException:
             connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
+        connection.execute("COMMIT" if keep else "ROLLBACK")
 
 
-@contextmanager
-def read(name: str, schema: str) -> Iterator[sqlite3.Connection]:
+def connect(name: str, schema: str):
+    """A write transaction on <store>/<name>.sqlite with `schema` applied; committed on exit, rolled back on error."""
+    return _transaction(name, schema, "BEGIN IMMEDIATE", keep=True)
+
+
+def read(name: str, schema: str):
     """A read-only snapshot (one deferred transaction): never waits for a writer, never blocks one."""
-    with closing(_open(name, schema)) as connection:
-        connection.execute("BEGIN")
-        try:
-            yield connection
-        finally:
-            connection.execute("ROLLBACK")
+    return _transaction(name, schema, "BEGIN", keep=False)
