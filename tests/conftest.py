@@ -15,6 +15,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from medcore import config  # noqa: E402
 
 
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A new store of its own for one test, with the shipped models installed as at the app's first start."""
+    from medcore import registry
+
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
+    registry.ensure_defaults()
+    return tmp_path / "store"
+
+
 @pytest.fixture(scope="session")
 def xray_model():
     """The shipped default model, loaded once."""

@@ -27,13 +27,6 @@ from tests.synthetic import chest_like, encode, keyword_notes, make_dicom, write
 OPERATOR = auth.operator("cli:tests")
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
-    registry.ensure_defaults()
-    return tmp_path / "store"
-
-
 def _candidate(tmp_path, version: str) -> str:
     folder = tmp_path / version
     shutil.copytree(tasks.get("xray").shipped_dir, folder)

@@ -19,13 +19,6 @@ TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e
 ADMIN = auth.operator("admin-test")  # an administrator at the server (the CLI's identity)
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
-    registry.ensure_defaults()
-    return tmp_path / "store"
-
-
 @pytest.fixture(scope="module")
 def opacity_films(tmp_path_factory, xray_model):
     """40 synthetic films; the PNEUMONIA ones carry an opacity the shipped model has never been taught."""

@@ -13,14 +13,6 @@ from medcore.artifacts import ModelLoadError
 ADMIN = auth.operator("admin")  # an administrator at the server (the CLI's identity)
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    """An empty store of its own for each test."""
-    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
-    registry.ensure_defaults()
-    return tmp_path / "store"
-
-
 def retrained_copy(task: str, tmp_path, version: str) -> registry.ModelVersion:
     """A second version of a task: the shipped files under a new version name, registered as a retrain."""
     folder = tmp_path / version
