@@ -141,3 +141,14 @@ def probability_gauge(probability: float, threshold: float) -> go.Figure:
                "threshold": {"line": {"color": "black", "width": 3}, "value": threshold * 100}}))
     figure.update_layout(height=190, margin={"l": 35, "r": 35, "t": 15, "b": 10})
     return figure
+
+
+def class_probabilities_figure(ranked: list[tuple[str, float]]) -> go.Figure:
+    """The top classes of a note as horizontal bars of calibrated probability, the most likely on top."""
+    labels, probabilities = [label for label, _ in ranked][::-1], [p for _, p in ranked][::-1]
+    figure = go.Figure(go.Bar(x=[p * 100 for p in probabilities], y=labels, orientation="h",
+                              text=[f"{p:.1%}" for p in probabilities], textposition="auto",
+                              marker_color=["#93c5fd", "#60a5fa", "#2563eb"][-len(ranked):]))
+    figure.update_layout(height=60 + 45 * len(ranked), margin={"l": 10, "r": 10, "t": 10, "b": 30},
+                         xaxis={"range": [0, 100], "title": "calibrated probability (%)"})
+    return figure

@@ -1,9 +1,9 @@
 """Case notes page: paste or upload a note, see the likely categories and the words behind them."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from medcore import tasks
+from medcore.charts import class_probabilities_figure
 from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
@@ -49,13 +49,8 @@ for warning in prediction.note.warnings:
 
 ranked = prediction.ranked()
 top3 = ranked[:3]
-figure = go.Figure(go.Bar(x=[p * 100 for _, p in top3][::-1], y=[label for label, _ in top3][::-1],
-                          orientation="h", text=[f"{p:.1%}" for _, p in top3][::-1], textposition="auto",
-                          marker_color=["#93c5fd", "#60a5fa", "#2563eb"][-len(top3):]))
-figure.update_layout(height=60 + 45 * len(top3), margin={"l": 10, "r": 10, "t": 10, "b": 30},
-                     xaxis={"range": [0, 100], "title": "calibrated probability (%)"})
 st.subheader(f"Most likely: {top3[0][0]} ({top3[0][1]:.1%})")
-st.plotly_chart(figure, config={"displayModeBar": False})
+st.plotly_chart(class_probabilities_figure(top3), config={"displayModeBar": False})
 
 if attribution is None:  # the prediction stands; its explanation failed (an incident was recorded)
     st.error(error)
