@@ -19,7 +19,10 @@ def _first_start() -> str | None:
 
     Returns why the variables were refused (e.g. a too short password), for the sign-in page.
     """
-    registry.ensure_defaults()
+    try:
+        registry.ensure_defaults()
+    except Exception as exc:  # a broken store must not stop the app: serving falls back to the shipped models
+        incidents.report(exc, "system", "installing the shipped models at start", message_is_safe=True)
     try:
         auth.create_admin_from_environment()
     except auth.AuthError as exc:

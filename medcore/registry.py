@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from medcore import audit, auth, config, tasks
 from medcore.store import connect, read
+
+log = logging.getLogger("medcore")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -148,16 +151,20 @@ def register(task: str, folder: Path, created_by: str, origin: str = "retrained"
 def ensure_defaults() -> None:
     """Register and promote the shipped model of every task that has no production version yet.
 
-    Called once when the app or the CLI starts, never on a page run: serving does not write.
+    Called once when the app or the CLI starts, never on a page run: serving does not write. A shipped
+    model that cannot be read is skipped with a warning in the server log; serving then reports it.
     """
     for task in tasks.KEYS:
         with read("registry", SCHEMA) as db:
             if db.execute("SELECT 1 FROM production WHERE task=?", (task,)).fetchone():
                 continue
         source = tasks.get(task).shipped_dir
-        if not (source / "meta.json").is_file():
+        try:
+            version = str(json.loads((source / "meta.json").read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: the shipped model in %s cannot be installed (%s: %s)", task, source,
+                        type(exc).__name__, exc)
             continue
-        version = json.loads((source / "meta.json").read_text())["version"]
         try:
             register(task, source, "system", origin="shipped")
         except RegistryError:

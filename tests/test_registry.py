@@ -126,3 +126,15 @@ def test_models_cli_lists_promotes_and_rolls_back(store, tmp_path):
     assert json.loads(rolled.stdout)["production"] == listed[1]["version"]
     missing = medcore("models", "promote", "xray", "no-such-version")
     assert missing.returncode == 2 and "no version" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_broken_shipped_model_does_not_stop_the_start(tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{}")
+    monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("MEDCORE_XRAY_MODEL", str(broken))
+    registry.ensure_defaults()  # no exception: the other tasks are installed, the X-ray one is reported
+    assert registry.production("xray") is None and registry.production("notes_symptom2disease") is not None
+    with pytest.raises(ModelLoadError):
+        production.load("xray")

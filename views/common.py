@@ -33,7 +33,7 @@ def production_model(task: str) -> LoadedXrayModel | NotesModel | None:
         served = _served(task, production.current_version(task))
     except ModelLoadError as exc:
         incident = incidents.report(exc, current_user(), f"loading the {task} model", message_is_safe=True)
-        st.error(f"The model for {tasks.get(task).title.lower()} cannot be loaded, so no prediction is possible "
+        st.error(f"The model for {tasks.get(task).title} cannot be loaded, so no prediction is possible "
                  f"(incident {incident}; an administrator finds the reason in the server log).")
         return None
     if served.warnings:

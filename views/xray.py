@@ -75,7 +75,7 @@ for index, result in enumerate(results):
                             config={"displayModeBar": False})
             if result.technical:
                 st.caption(" · ".join(f"{k}: {escape_markdown(v)}" for k, v in result.technical.items()))
-            st.download_button("Download report (PDF)", partial(study_report_pdf, result, validation, opacity),
+            st.download_button("PDF report", partial(study_report_pdf, result, validation, opacity),
                                f"medcore_report_{index + 1}.pdf", "application/pdf", key=f"pdf-{index}",
                                icon=":material/picture_as_pdf:")
             st.download_button("Download report (HTML)", study_report_html(result, validation, opacity),
