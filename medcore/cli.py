@@ -126,6 +126,8 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
             text = args.text
         elif args.file and args.file != "-":
             text = decode_upload(Path(args.file).read_bytes())
+        elif sys.stdin.isatty():
+            raise ValueError("Give the note with --file NOTE.txt, or on standard input (… < NOTE.txt).")
         else:  # standard input: the note stays out of the process list and the shell history
             text = decode_upload(sys.stdin.buffer.read())
     except NoteRejected as exc:
