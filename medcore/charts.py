@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from medcore.metrics import binary_metrics, curves, multiclass_metrics
+from medcore.metrics import binary_metrics, curves, format_probability, multiclass_metrics
 
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
 
@@ -147,7 +147,7 @@ def class_probabilities_figure(ranked: list[tuple[str, float]]) -> go.Figure:
     """The top classes of a note as horizontal bars of calibrated probability, the most likely on top."""
     labels, probabilities = [label for label, _ in ranked][::-1], [p for _, p in ranked][::-1]
     figure = go.Figure(go.Bar(x=[p * 100 for p in probabilities], y=labels, orientation="h",
-                              text=[f"{p:.1%}" for p in probabilities], textposition="auto",
+                              text=[format_probability(p) for p in probabilities], textposition="auto",
                               marker_color=["#93c5fd", "#60a5fa", "#2563eb"][-len(ranked):]))
     figure.update_layout(height=60 + 45 * len(ranked), margin={"l": 10, "r": 10, "t": 10, "b": 30},
                          xaxis={"range": [0, 100], "title": "calibrated probability (%)"})

@@ -23,6 +23,15 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int =
     return float(ece)
 
 
+def format_probability(p: float) -> str:
+    """A calibrated probability for people: never "100.0 %" or "0.0 %", which no model can know."""
+    if p >= 0.999:
+        return ">99.9%"
+    if p < 0.001:
+        return "<0.1%"
+    return f"{p:.1%}"
+
+
 def proportion_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval (95 % by default) for a proportion such as a sensitivity: honest for small n."""
     if n <= 0:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult
-from medcore.metrics import operating_figures
+from medcore.metrics import format_probability, operating_figures
 from medcore.notes.explain import Attribution
 from medcore.notes.service import NotePrediction
 
@@ -107,7 +107,7 @@ def study_report_pdf(result: StudyResult, validation: dict, opacity: float = 0.5
         pdf.paragraph(result.error)
     else:
         positive = result.labels[1]
-        rows += [(f"{positive.capitalize()} probability (calibrated)", f"{result.probability:.1%}"),
+        rows += [(f"{positive.capitalize()} probability (calibrated)", format_probability(result.probability)),
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"{result.decision} (probability {'at or above' if result.flagged else 'below'} "
                               "the threshold)"),
@@ -179,7 +179,7 @@ def note_report_pdf(prediction: NotePrediction, attribution: Attribution, class_
     label = prediction.labels[class_index]
     top = prediction.ranked(3)
     pdf.table([("Task", task_title), ("Model version", prediction.model_version), ("Report created", _created())]
-              + [(f"Class {rank}", f"{name}: {p:.1%}") for rank, (name, p) in enumerate(top, 1)])
+              + [(f"Class {rank}", f"{name}: {format_probability(p)}") for rank, (name, p) in enumerate(top, 1)])
     pdf.paragraph(f"Words on red pushed the note towards \"{label}\", words on blue away from it; the stronger the "
                   "colour, the larger the push (SHAP values, log-odds).", size=9)
     _highlighted_note(pdf, prediction.note.text, attribution, class_index)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult
-from medcore.metrics import operating_figures
+from medcore.metrics import format_probability, operating_figures
 from medcore.spreadsheet import to_csv
 
 
@@ -51,7 +51,7 @@ def study_report_html(result: StudyResult, validation: dict, opacity: float = 0.
     if result.error:
         body = f"<p><b>No prediction.</b> {html.escape(result.error)}</p>"
     else:
-        rows += [("Pneumonia probability (calibrated)", f"{result.probability:.1%}"),
+        rows += [("Pneumonia probability (calibrated)", format_probability(result.probability)),
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),
                  ("At this threshold on validation data",

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from medcore.imaging.service import analyse_file
+from medcore.metrics import format_probability
 from medcore.notes.explain import ExplanationCache
 from medcore.notes.service import analyse_note
 from medcore.pdf_reports import note_report_pdf, study_report_pdf
@@ -37,7 +38,7 @@ def test_study_report_shows_film_heatmap_probability_threshold_model_and_disclai
     assert result.probability is not None
     page, text = rendered(study_report_pdf(result, xray_model.validation_metrics, opacity=0.6), tmp_path)
     flat = " ".join(text.split())
-    assert f"{result.probability:.1%}" in flat and f"{result.threshold:.1%}" in flat
+    assert format_probability(result.probability) in flat and f"{result.threshold:.1%}" in flat
     assert result.decision in flat and xray_model.version in flat and "=HYPERLINK(x).png" in flat
     assert "sensitivity" in flat and "specificity" in flat and "internal validation" in flat
     assert "Decision support only" in flat
@@ -64,7 +65,7 @@ def test_note_report_lists_classes_and_colours_the_words(notes_models, tmp_path)
     page, text = rendered(note_report_pdf(prediction, attribution, best, "Disease from symptoms"), tmp_path)
     flat = " ".join(text.split())
     for label, probability in prediction.ranked(3):
-        assert f"{label}: {probability:.1%}" in flat
+        assert f"{label}: {format_probability(probability)}" in flat
     assert "phlegm" in flat and "<script>" in flat and "alert(1)</script>" in flat and model.version in flat
     assert "Über-müde" in flat and "shown as '?'" in flat  # no CJK glyphs in the PDF font: said, not dropped
     reds = (page[..., 0] > 200) & (page[..., 2] < 200) & (page[..., 1] < 200)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from medcore import tasks
 from medcore.charts import class_probabilities_figure
+from medcore.metrics import format_probability
 from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
@@ -49,14 +50,14 @@ for warning in prediction.note.warnings:
 
 ranked = prediction.ranked()
 top3 = ranked[:3]
-st.subheader(f"Most likely: {top3[0][0]} ({top3[0][1]:.1%})")
+st.subheader(f"Most likely: {top3[0][0]} ({format_probability(top3[0][1])})")
 st.plotly_chart(class_probabilities_figure(top3), config={"displayModeBar": False})
 
 if attribution is None:  # the prediction stands; its explanation failed (an incident was recorded)
     st.error(error)
     st.stop()
 label = st.selectbox("Explain the class", [lbl for lbl, _ in ranked],
-                     format_func=lambda lbl: f"{lbl} ({dict(ranked)[lbl]:.1%})")
+                     format_func=lambda lbl: f"{lbl} ({format_probability(dict(ranked)[lbl])})")
 class_index = model.labels.index(label)
 st.markdown(f"Words in **:red[red]** pushed the note towards *{label}*, words in **:blue[blue]** away from "
             "it; the stronger the colour, the larger the push. Hover a word for its SHAP value (log-odds).")

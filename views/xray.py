@@ -9,7 +9,7 @@ import streamlit as st
 from medcore.charts import probability_gauge
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import analyse_uploads
-from medcore.metrics import operating_figures
+from medcore.metrics import format_probability, operating_figures
 from medcore.pdf_reports import study_report_pdf
 from medcore.reports import study_report_html, summary_csv, summary_rows
 from views.common import current_user, escape_markdown, xray_model
@@ -69,7 +69,7 @@ for index, result in enumerate(results):
         left, middle, right = st.columns([1, 2, 2])
         with left:
             (st.error if result.flagged else st.success)(
-                f"**{result.decision}**: probability {result.probability:.1%} "
+                f"**{result.decision}**: probability {format_probability(result.probability)} "
                 f"{'≥' if result.flagged else '<'} threshold {threshold:.1%}")
             st.plotly_chart(probability_gauge(result.probability, threshold), key=f"gauge-{index}",
                             config={"displayModeBar": False})
