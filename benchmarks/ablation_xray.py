@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medcore.training.train_xray import XrayTrainingOptions, train_xray  # noqa: E402
+from medcore.training.options import XrayTrainingOptions  # noqa: E402
+from medcore.training.train_xray import train_xray  # noqa: E402
 
 CONFIGS = {
     "recipe (class weights + augmentation)": {},
