@@ -52,6 +52,14 @@ def recent(limit: int = 1000) -> list[dict]:
     return [dict(row) for row in rows]
 
 
+def events(action: str, since: float) -> list[dict]:
+    """Every event of one action since a time (epoch seconds), oldest first, with its detail decoded."""
+    with read("audit", SCHEMA) as connection:
+        rows = connection.execute("SELECT at, user, model_version, outcome, detail FROM audit "
+                                  "WHERE action=? AND at>=? ORDER BY id", (action, since)).fetchall()
+    return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+
 def table(rows: list[dict]) -> list[dict]:
     """Rows for people: local ISO time, and the detail fields spread out as text."""
     import datetime

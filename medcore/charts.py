@@ -152,3 +152,30 @@ def class_probabilities_figure(ranked: list[tuple[str, float]]) -> go.Figure:
     figure.update_layout(height=60 + 45 * len(ranked), margin={"l": 10, "r": 10, "t": 10, "b": 30},
                          xaxis={"range": [0, 100], "title": "calibrated probability (%)"})
     return figure
+
+
+def daily_use_figure(days: list[str], studies: list[int], flagged_share: list[float], positive: str) -> go.Figure:
+    """Studies per day (bars) and the share flagged positive (line, right axis)."""
+    figure = go.Figure([go.Bar(x=days, y=studies, name="studies", marker_color="#93c5fd"),
+                        go.Scatter(x=days, y=[share * 100 for share in flagged_share], name=f"% flagged {positive}",
+                                   yaxis="y2", mode="lines+markers", line={"color": "#c0392b"})])
+    figure.update_layout(**LAYOUT, title="Studies per day", xaxis={"type": "category"}, yaxis={"title": "studies"},
+                         yaxis2={"title": "% flagged", "overlaying": "y", "side": "right", "range": [0, 100],
+                                 "showgrid": False}, legend={"orientation": "h", "y": -0.2})
+    return figure
+
+
+def distribution_figure(recent: np.ndarray, reference: np.ndarray | None, title: str, x_title: str,
+                        limit: float | None = None, limit_label: str = "limit") -> go.Figure:
+    """Recent values against the validation reference, as overlaid normalised histograms."""
+    traces = [go.Histogram(x=recent, name=f"recent use (n = {len(recent)})", histnorm="percent", opacity=0.6,
+                           xbins={"size": 0.05})]
+    if reference is not None:
+        traces.append(go.Histogram(x=reference, name=f"validation (n = {len(reference)})", histnorm="percent",
+                                   opacity=0.6, xbins={"size": 0.05}))
+    figure = go.Figure(traces)
+    if limit is not None:
+        figure.add_vline(x=limit, line_dash="dash", line_color="black", annotation_text=limit_label)
+    figure.update_layout(**LAYOUT, title=title, barmode="overlay", xaxis={"title": x_title},
+                         yaxis={"title": "% of studies"})
+    return figure

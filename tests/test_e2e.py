@@ -160,6 +160,9 @@ def test_performance_page_in_the_browser(app_url, browser):
     assert page.get_by_text("ROC curve").count() >= 1 and page.get_by_text("Calibration (reliability)").count() >= 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "performance_xray.png"), full_page=True)
+    page.get_by_role("tab", name="Chest X-ray: recent use").click()
+    page.get_by_text("studies in the last 30 days").wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "performance_recent_use.png"), full_page=True)
     page.get_by_role("tab", name="Case notes").click()
     page.get_by_text("F1 per class").wait_for(timeout=30_000)
     page.screenshot(path=str(SCREENSHOTS / "performance_notes.png"), full_page=True)

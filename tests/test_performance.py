@@ -45,12 +45,14 @@ def test_figures_mark_the_operating_point():
     assert roc.data[-1].x[0] == pytest.approx(1 - report["metrics"]["specificity"])
 
 
-def test_performance_page_renders_both_tabs():
+def test_performance_page_renders_both_tabs(store):
+    """In a new store (no recent use yet, so the recent-use tab draws its checks table and no figure)."""
     at = signed_in_app("clinician", "views/performance.py")
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 7  # 4 X-ray + 3 notes figures
     tables = at.dataframe
     assert list(tables[0].value.columns) == ["AUC", "accuracy", "sensitivity", "specificity", "F1", "PPV", "NPV", "ECE"]
-    assert list(tables[1].value["model"]) == ["MLP (shipped)", "TF-IDF + logistic regression (baseline)"]
+    assert list(tables[1].value["check"])[0].startswith("share flagged")  # recent use: nothing tested yet
+    assert list(tables[2].value["model"]) == ["MLP (shipped)", "TF-IDF + logistic regression (baseline)"]
     at.selectbox[0].select("symptom2disease").run()
     assert not at.exception

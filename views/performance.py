@@ -3,14 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from medcore import charts, tasks
+from medcore import charts, drift, tasks
 from views.common import production_model, xray_model
 
 st.title("Model performance")
 st.caption("Every number and curve is recomputed by MedCore's evaluation code from the validation predictions "
            "stored with each production model (patients or notes never seen in training). Validation data come "
            "from the same source as the training data; expect somewhat lower figures elsewhere.")
-xray_tab, notes_tab = st.tabs(["Chest X-ray", "Case notes"])
+xray_tab, drift_tab, notes_tab = st.tabs(["Chest X-ray", "Chest X-ray: recent use", "Case notes"])
 
 with xray_tab:
     model = xray_model()
@@ -32,6 +32,34 @@ with xray_tab:
                                                     c["reliability_count"], m["ece"]), key="xray-cal")
         right.plotly_chart(charts.confusion_figure(charts.binary_confusion(m), model.labels,
                                                    "Confusion matrix at the operating threshold"), key="xray-cm")
+
+with drift_tab:
+    model = xray_model()
+    if model is not None:
+        days = st.select_slider("Period", [7, 30, 90, 365], value=30, format_func=lambda d: f"last {d} days")
+        use = drift.report(model, drift.recent_studies(days))
+        st.caption(f"Model `{model.version}` · {use.n} studies in the last {days} days, from the audit log (outcomes, "
+                   "probabilities and atypicality scores only: no images, names or identifiers), against the "
+                   "model's internal validation films.")
+        for check in use.warnings:
+            st.warning(f"Recent use differs from validation: {check.name} is {check.recent:.3f} against "
+                       f"{check.reference:.3f} (p = {check.p_value:.2g}, {check.test}). Check the films and "
+                       "consider a local validation before relying on the figures.", icon=":material/warning:")
+        if use.n:
+            st.plotly_chart(charts.daily_use_figure(use.days, use.studies_per_day, use.flagged_share_per_day,
+                                                    model.positive_label), key="drift-days")
+            left, right = st.columns(2)
+            left.plotly_chart(charts.distribution_figure(use.probabilities, use.reference_probabilities,
+                                                         "Calibrated probabilities", "probability", model.threshold,
+                                                         "threshold"),
+                              key="drift-prob")
+            right.plotly_chart(charts.distribution_figure(use.atypicality, None, "Atypicality (quality gate)",
+                                                          "atypicality score", 1.0), key="drift-atyp")
+        st.dataframe(pd.DataFrame([{"check": c.name, "recent": round(c.recent, 4), "validation": round(c.reference, 4),
+                                    "p-value": "" if c.p_value is None else f"{c.p_value:.2g}",
+                                    "test": c.test if c.p_value is not None else
+                                    f"not tested: fewer than {drift.MIN_STUDIES} studies"} for c in use.checks]),
+                     hide_index=True, width="stretch")
 
 with notes_tab:
     task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title,

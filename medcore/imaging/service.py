@@ -168,8 +168,9 @@ def audit_study(user: str, result: StudyResult, digest: str) -> None:
         outcome = "refused" if result.refusal_reasons else "unreadable"
     else:
         outcome = result.decision or "unknown"
+    atypicality = None if result.atypicality is None else round(float(result.atypicality), 3)
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
-                 study=digest, probability=result.probability,
+                 study=digest, probability=result.probability, atypicality=atypicality,
                  explanation="grad-cam" if result.heatmap is not None else None)
 
 

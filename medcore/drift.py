@@ -1,0 +1,112 @@
+"""Drift monitor: is recent use of the X-ray model like the data it was validated on?
+
+Built from the audit log alone (digests, outcomes, probabilities, atypicality scores: no patient content).
+Three checks, each a stated test at a stated level, each only once there are enough studies to mean anything:
+- the share of studies flagged positive against the validation share (two-sided exact binomial test);
+- the distribution of calibrated probabilities against the validation probabilities (two-sample
+  Kolmogorov-Smirnov test);
+- the share of films the quality gate calls atypical (atypicality above 1.0) against its design rate: the
+  gate's limits are 1.25 x the 99.5th percentile of validation films, so such films exceed 1.0 less than
+  0.5 % of the time (one-sided exact binomial test).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from medcore import audit
+from medcore.artifacts import ModelInfo
+
+ALPHA = 0.01
+MIN_STUDIES = 30  # fewer and no test has the power to say anything; the page says so instead
+ATYPICAL_DESIGN_RATE = 0.005
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    name: str
+    recent: float
+    reference: float
+    p_value: float | None  # None: too few studies to test
+    test: str
+
+    @property
+    def warning(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass
+class DriftReport:
+    days: list[str]
+    studies_per_day: list[int]
+    flagged_share_per_day: list[float]
+    probabilities: np.ndarray  # recent studies that got a prediction
+    reference_probabilities: np.ndarray  # the model's validation predictions
+    atypicality: np.ndarray  # recent studies that were read, refused or not
+    checks: list[DriftCheck] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return sum(self.studies_per_day)
+
+    @property
+    def warnings(self) -> list[DriftCheck]:
+        return [check for check in self.checks if check.warning]
+
+
+def recent_studies(days: int = 30, now: float | None = None) -> list[dict]:
+    """The audited X-ray studies of the last `days` days."""
+    now = time.time() if now is None else now
+    return audit.events("predict_xray", now - days * 86_400)
+
+
+def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
+    """Recent use of `model` (rows from recent_studies, any model version) against its validation reference."""
+    validation = model.validation_predictions()
+    reference = np.asarray(validation["prob"], dtype=float)
+    rows = [r for r in studies if r["model_version"] == model.version]
+    per_day: dict[str, list[dict]] = {}
+    for row in rows:
+        per_day.setdefault(datetime.date.fromtimestamp(row["at"]).isoformat(), []).append(row)
+    predicted = [r for r in rows if r["detail"].get("probability") is not None]
+    probabilities = np.array([r["detail"]["probability"] for r in predicted], dtype=float)
+    atypicality = np.array([r["detail"]["atypicality"] for r in rows if r["detail"].get("atypicality") is not None],
+                           dtype=float)
+    result = DriftReport(
+        days=sorted(per_day), studies_per_day=[len(per_day[d]) for d in sorted(per_day)],
+        flagged_share_per_day=[_share(per_day[d], model.positive_label) for d in sorted(per_day)],
+        probabilities=probabilities, reference_probabilities=reference, atypicality=atypicality)
+    reference_flagged = float(np.mean(reference >= model.threshold))
+    flagged = int(np.sum(probabilities >= model.threshold))
+    result.checks = [
+        DriftCheck("share flagged " + str(model.positive_label), flagged / max(len(probabilities), 1),
+                   reference_flagged, _enough(probabilities, lambda: stats.binomtest(
+                       flagged, len(probabilities), reference_flagged).pvalue),
+                   "two-sided exact binomial test against the validation share"),
+        DriftCheck("probability distribution (KS distance)", _ks(probabilities, reference), 0.0,
+                   _enough(probabilities, lambda: stats.ks_2samp(probabilities, reference).pvalue),
+                   "two-sample Kolmogorov-Smirnov test against the validation probabilities"),
+        DriftCheck("share atypical (atypicality > 1.0)", float(np.mean(atypicality > 1.0)) if len(atypicality) else 0.0,
+                   ATYPICAL_DESIGN_RATE, _enough(atypicality, lambda: stats.binomtest(
+                       int(np.sum(atypicality > 1.0)), len(atypicality), ATYPICAL_DESIGN_RATE,
+                       alternative="greater").pvalue),
+                   "one-sided exact binomial test against the gate's design rate of 0.5 %"),
+    ]
+    return result
+
+
+def _share(rows: list[dict], positive: str | None) -> float:
+    return sum(r["outcome"] == positive for r in rows) / len(rows)
+
+
+def _enough(values: np.ndarray, test) -> float | None:
+    return float(test()) if len(values) >= MIN_STUDIES else None
+
+
+def _ks(values: np.ndarray, reference: np.ndarray) -> float:
+    return float(stats.ks_2samp(values, reference).statistic) if len(values) else 0.0

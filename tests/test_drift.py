@@ -1,0 +1,50 @@
+"""Drift monitor from synthetic audit rows: quiet when recent use looks like validation, a warning when it does not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medcore import audit, drift
+
+
+def _audit_studies(model, probabilities, atypicality) -> None:
+    for p, a in zip(probabilities, atypicality):
+        outcome = model.positive_label if p >= model.threshold else model.negative_label
+        audit.record("dr_drift", "predict_xray", outcome, model.version, study="0" * 16, probability=float(p),
+                     atypicality=float(a))
+
+
+def test_recent_use_like_validation_raises_no_warning(store, xray_model):
+    rng = np.random.default_rng(0)
+    reference = xray_model.validation_predictions()["prob"]
+    _audit_studies(xray_model, rng.choice(reference, 300), rng.uniform(0.1, 0.7, 300))
+    report = drift.report(xray_model, drift.recent_studies(30))
+    assert report.n == 300 and len(report.days) == 1 and report.studies_per_day == [300]
+    assert all(check.p_value is not None for check in report.checks) and report.warnings == []
+
+
+def test_shifted_use_is_flagged_with_its_test(store, xray_model):
+    rng = np.random.default_rng(1)
+    _audit_studies(xray_model, rng.uniform(0.85, 0.999, 200), rng.uniform(0.5, 1.6, 200))
+    report = drift.report(xray_model, drift.recent_studies(30))
+    names = {check.name for check in report.warnings}
+    assert {"share flagged PNEUMONIA", "probability distribution (KS distance)",
+            "share atypical (atypicality > 1.0)"} == names
+    assert all(check.p_value < drift.ALPHA and check.test for check in report.warnings)
+
+
+def test_too_few_studies_are_not_tested(store, xray_model):
+    _audit_studies(xray_model, [0.99] * 10, [2.0] * 10)
+    report = drift.report(xray_model, drift.recent_studies(30))
+    assert report.n == 10 and report.warnings == [] and all(c.p_value is None for c in report.checks)
+
+
+def test_the_performance_page_shows_recent_use(store, xray_model):
+    from tests.conftest import signed_in_app
+
+    rng = np.random.default_rng(2)
+    _audit_studies(xray_model, rng.uniform(0.85, 0.999, 60), rng.uniform(0.1, 0.5, 60))
+    page = signed_in_app("clinician", "views/performance.py")
+    assert not page.exception, page.exception
+    assert any("Recent use differs from validation" in w.value for w in page.warning)
+    assert any("60 studies in the last 30 days" in c.value for c in page.caption)
