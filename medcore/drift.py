@@ -101,7 +101,9 @@ def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
 
 
 def _share(rows: list[dict], positive: str | None) -> float:
-    return sum(r["outcome"] == positive for r in rows) / len(rows)
+    """The share flagged among the day's studies that got a prediction (refused films have none), as the check."""
+    predicted = [r for r in rows if r["detail"].get("probability") is not None]
+    return sum(r["outcome"] == positive for r in predicted) / len(predicted) if predicted else 0.0
 
 
 def _enough(values: np.ndarray, test) -> float | None:

@@ -20,6 +20,7 @@ def test_recent_use_like_validation_raises_no_warning(store, xray_model):
     _audit_studies(xray_model, rng.choice(reference, 300), rng.uniform(0.1, 0.7, 300))
     report = drift.report(xray_model, drift.recent_studies(30))
     assert report.n == 300 and len(report.days) == 1 and report.studies_per_day == [300]
+    assert report.flagged_share_per_day[0] == report.checks[0].recent  # one definition: among predicted studies
     assert all(check.p_value is not None for check in report.checks) and report.warnings == []
 
 
