@@ -158,12 +158,11 @@ def _dummy() -> bytes:
 
 def _throttled(client: str, name: str, now: float) -> float:
     """Seconds until this client may try this name again (0 when it may)."""
-    since = now - LOCKOUT_SECONDS
     with read("users", SCHEMA) as db:
-        times = [r[0] for r in db.execute("SELECT at FROM sign_in_failures WHERE client=? AND at>? ORDER BY at",
-                                          (client, since))]
-        for_name = [r[0] for r in db.execute(
-            "SELECT at FROM sign_in_failures WHERE client=? AND name=? AND at>? ORDER BY at", (client, name, since))]
+        rows = db.execute("SELECT name, at FROM sign_in_failures WHERE client=? AND at>? ORDER BY at",
+                          (client, now - LOCKOUT_SECONDS)).fetchall()
+    times = [row["at"] for row in rows]
+    for_name = [row["at"] for row in rows if row["name"] == name]
     waits = [times[-MAX_CLIENT_FAILURES] if len(times) >= MAX_CLIENT_FAILURES else None,
              for_name[-MAX_FAILURES] if len(for_name) >= MAX_FAILURES else None]
     return max((t + LOCKOUT_SECONDS - now for t in waits if t is not None), default=0.0)

@@ -227,8 +227,8 @@ def _read_new_password(name: str) -> str:
     """From MEDCORE_NEW_PASSWORD (scripts), else typed twice without echo."""
     import getpass
 
-    if config.new_password_from_environment():
-        return config.new_password_from_environment()
+    if scripted := config.new_password_from_environment():
+        return scripted
     password = getpass.getpass(f"Password for {name}: ")
     if getpass.getpass("Repeat it: ") != password:
         raise ValueError("The two passwords differ; nothing was changed.")

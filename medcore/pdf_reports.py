@@ -46,16 +46,15 @@ class _Document(FPDF):
             self.add_font("body", "B", str(UNICODE_FONTS[1]))
         self.family_name = "body" if self.unicode else "helvetica"
         self.add_page()
+        self.font(10)
+        self.glyphs = set(self.current_font.cmap) if self.unicode else set()  # the characters the font can draw
 
     def text_safe(self, text: str) -> str:
         """Text the font can draw: control characters removed; a character the font lacks becomes '?'."""
         text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", text)
         if not self.unicode:
             return text.encode("latin-1", "replace").decode("latin-1")
-        if self.font_family != "body":
-            self.font(10)
-        cmap = self.current_font.cmap
-        return "".join(ch if ord(ch) in cmap or ch in "\n\t" else "?" for ch in text)
+        return "".join(ch if ord(ch) in self.glyphs or ch in "\n\t" else "?" for ch in text)
 
     def lacks_glyphs(self, text: str) -> bool:
         return self.text_safe(text).count("?") > text.count("?")

@@ -47,7 +47,6 @@ def xray_model() -> LoadedXrayModel | None:
     return production_model("xray")
 
 
-
 def current_user() -> str:
     state = st.session_state.get("auth")
     return state["name"] if state else "anonymous"
