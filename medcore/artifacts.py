@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 VALIDATION_FILE = "validation.npz"
+EXTERNAL_FILE = "external.npz"  # a binary model's scores on new patients (never fitted on), when measured
+LOCAL_FILE = "local.npz"  # a locally recalibrated version's cross-validated scores on the local films
 MODEL_CARD_FILE = "model_card.md"
+
+
+@dataclass
+class Evaluation:
+    """One set of held-out predictions of a model, with where they come from: what a performance page plots."""
+
+    kind: str  # "internal", "external" or "local"
+    title: str
+    source: str  # in words: which films, and how honest the figures are
+    y_true: np.ndarray
+    prob: np.ndarray
+    threshold: float
+    decisions: np.ndarray | None = None  # cross-validated decisions; None: prob >= threshold
 
 
 class ModelLoadError(RuntimeError):
@@ -69,6 +85,24 @@ class ModelInfo:
         """Metrics on the model's own validation split (internal validation: same source as training)."""
         return self.meta["metrics"]["validation"]
 
+    def operating_evidence(self) -> dict[str, Any]:
+        """What this version's threshold achieves and where that was measured: {"source", "metrics"}.
+
+        Local validation once a hospital has run one (cross-validated on its own films), else internal
+        validation: the figures a clinician should read beside every decision.
+        """
+        local = self.meta.get("local_validation")
+        if local:
+            return {"source": f"local validation: {local['n_normal'] + local['n_pneumonia']} films of "
+                              f"{local['source']}, cross-validated", "metrics": local["after"]}
+        return {"source": "internal validation: children from the training source, not seen in training",
+                "metrics": self.validation_metrics}
+
+    def external_metrics(self) -> dict[str, Any] | None:
+        """Figures on new patients (the external sample), where they were measured for this version's weights."""
+        external = self.meta.get("external")
+        return None if external is None else {"source": external["source"], "metrics": external["figures"]}
+
     @property
     def baseline_metrics(self) -> dict[str, Any] | None:
         """The reference model's metrics on the same validation split, where training recorded one."""
@@ -83,6 +117,38 @@ class ModelInfo:
         """The stored validation labels (`y_true`) and calibrated probabilities (`prob`)."""
         with np.load(Path(self.path) / VALIDATION_FILE) as npz:
             return {key: npz[key] for key in npz.files}
+
+    def evaluations(self) -> list[Evaluation]:
+        """Internal validation, new patients (external sample) and local validation, where each was measured.
+
+        External scores are stored as logits and put through this version's own calibration, so a locally
+        recalibrated version shows what it does, not what its base did.
+        """
+        from medcore import calibration
+
+        folder, meta = Path(self.path), self.meta
+        val = self.validation_predictions()
+        found = [Evaluation("internal", "Internal validation", f"{len(val['y_true'])} held-out films from the "
+                            "training data's own source: optimistic for other hospitals", val["y_true"], val["prob"],
+                            self.threshold)]
+        local = meta.get("local_validation")
+        if (folder / EXTERNAL_FILE).is_file():
+            with np.load(folder / EXTERNAL_FILE) as npz:
+                y_true, logit = npz["y_true"], npz["logit"]
+            external = meta.get("external", {})
+            source = f"{len(y_true)} films of new patients ({external.get('source', 'external sample')}), never trained on"
+            if local and local.get("fingerprint") == external.get("fingerprint"):
+                source += "; this version's calibration was fitted on them, so these figures are in-sample"
+            found.append(Evaluation("external", "New patients", source, y_true,
+                                    calibration.apply(logit, meta["calibration"]), self.threshold))
+        if local and (folder / LOCAL_FILE).is_file():
+            with np.load(folder / LOCAL_FILE) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            found.append(Evaluation("local", "Local validation", f"{len(arrays['y_true'])} local films of "
+                                    f"{local['source']}, cross-validated (each film judged by a map and threshold "
+                                    "fitted without it)", arrays["y_true"], arrays["prob"], self.threshold,
+                                    arrays.get("decision")))
+        return found
 
     def model_card(self) -> str:
         card = Path(self.path) / MODEL_CARD_FILE

@@ -1,8 +1,12 @@
-"""Platt scaling: p = sigmoid(a * logit + b), fitted on validation logits by maximum likelihood.
+"""Calibration maps from a binary network's logit to a probability, and temperature scaling for many classes.
 
-Class weights make a network's raw probabilities over-confident for the minority class; two
-parameters fitted on held-out data put them back on the observed scale without changing the
-ranking (AUC is unchanged).
+Class weights make a network's raw probabilities over-confident for the minority class; a map fitted on
+held-out data puts them back on the observed scale. Three binary maps, all monotone (ranking kept):
+- platt: p = sigmoid(a * logit + b), two parameters (the default after training);
+- intercept: production's slope kept, only b refitted: one parameter, for small local sets where the
+  ranking transfers and the prevalence or exposure shifts;
+- isotonic: a free monotone step map (Zadrozny & Elkan 2002), for large local sets.
+A map is stored as a dict with its "method", so a model's meta.json says how to apply it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,52 @@ def fit_platt(logits: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
 def apply_platt(logits: np.ndarray, params: dict[str, float]) -> np.ndarray:
     z = params["a"] * np.asarray(logits, dtype=np.float64) + params["b"]
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_intercept(logits: np.ndarray, y_true: np.ndarray, slope: float) -> dict[str, float]:
+    """Platt scaling with the slope fixed: only the offset b is fitted."""
+    logits = slope * np.asarray(logits, dtype=np.float64).ravel()
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+
+    def negative_log_likelihood(b: np.ndarray) -> float:
+        z = logits + b[0]
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    result = minimize(negative_log_likelihood, x0=np.array([0.0]), method="L-BFGS-B")
+    return {"a": float(slope), "b": float(result.x[0])}
+
+
+ISOTONIC_FLOOR = 0.001  # an isotonic step may reach 0 or 1 on a small set; no film earns certainty
+
+
+def fit_isotonic(logits: np.ndarray, y_true: np.ndarray) -> dict[str, list[float]]:
+    """The monotone step map as its knots (x: logit, y: probability), applied by linear interpolation."""
+    from sklearn.isotonic import IsotonicRegression
+
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    iso = IsotonicRegression(y_min=ISOTONIC_FLOOR, y_max=1 - ISOTONIC_FLOOR, out_of_bounds="clip")
+    iso.fit(logits, np.asarray(y_true, dtype=np.float64).ravel())
+    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def fit(method: str, logits: np.ndarray, y_true: np.ndarray, base: dict | None = None) -> dict:
+    """Fit one binary map by name; `base` is the current map (its slope is kept by "intercept")."""
+    if method == "platt":
+        return {"method": "platt", **fit_platt(logits, y_true)}
+    if method == "intercept":
+        return {"method": "intercept", **fit_intercept(logits, y_true, float((base or {}).get("a", 1.0)))}
+    if method == "isotonic":
+        return {"method": "isotonic", **fit_isotonic(logits, y_true)}
+    raise ValueError(f"Unknown calibration method {method!r}.")
+
+
+def apply(logits: np.ndarray, params: dict) -> np.ndarray:
+    """A stored binary map applied to logits."""
+    if params.get("method", "platt") in ("platt", "intercept"):
+        return apply_platt(logits, params)
+    if params["method"] == "isotonic":
+        return np.interp(np.asarray(logits, dtype=np.float64), params["x"], params["y"])
+    raise ValueError(f"Unknown calibration method {params['method']!r}.")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

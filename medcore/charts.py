@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from medcore.metrics import binary_metrics, curves, format_probability, multiclass_metrics
+from medcore.artifacts import Evaluation
+from medcore.metrics import binary_metrics, curves, format_probability, intervals, multiclass_metrics
 
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
 
@@ -96,7 +97,8 @@ def training_curves_figure(epochs: list[dict]) -> go.Figure:
     from plotly.subplots import make_subplots
 
     score = "val_auc" if epochs and "val_auc" in epochs[0] else "val_macro_f1"
-    x = [e["epoch"] for e in epochs]
+    # An ensemble's members train one after another: member m's epoch e is step (m - 1) * epochs + e.
+    x = [(int(e.get("member", 1)) - 1) * int(e["epochs"]) + int(e["epoch"]) for e in epochs]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(go.Scatter(x=x, y=[e["loss"] for e in epochs], mode="lines+markers", name="training loss"))
     if epochs and "auc" in epochs[0]:
@@ -104,7 +106,9 @@ def training_curves_figure(epochs: list[dict]) -> go.Figure:
                                     line={"dash": "dot"}), secondary_y=True)
     figure.add_trace(go.Scatter(x=x, y=[e[score] for e in epochs], mode="lines+markers",
                                 name="validation " + ("AUC" if score == "val_auc" else "macro-F1")), secondary_y=True)
-    figure.update_layout(title="Training progress", xaxis_title="epoch", **LAYOUT)
+    members = int(epochs[0].get("members", 1)) if epochs else 1
+    figure.update_layout(title="Training progress", **LAYOUT,
+                         xaxis_title="epoch" + (f" ({members} members, one after another)" if members > 1 else ""))
     figure.update_yaxes(title_text="loss", secondary_y=False)
     scores = [e[k] for e in epochs for k in ("auc", score) if k in e]
     low = max(0.0, min(scores, default=0.0) - 0.05)  # zoomed in: late epochs differ in the third decimal
@@ -178,4 +182,59 @@ def distribution_figure(recent: np.ndarray, reference: np.ndarray | None, title:
         figure.add_vline(x=limit, line_dash="dash", line_color="black", annotation_text=limit_label)
     figure.update_layout(**LAYOUT, title=title, barmode="overlay", xaxis={"title": x_title},
                          yaxis={"title": "% of studies"})
+    return figure
+
+
+SOURCE_COLOURS = {"internal": "#1f77b4", "external": "#d62728", "local": "#2ca02c"}
+
+
+def evaluation_report(evaluation: Evaluation) -> dict:
+    """Metrics with 95 % intervals and curves of one stored evaluation (internal, new patients or local)."""
+    metrics = binary_metrics(evaluation.y_true, evaluation.prob, evaluation.threshold, evaluation.decisions)
+    return {"kind": evaluation.kind, "title": evaluation.title, "source": evaluation.source, "metrics": metrics,
+            "intervals": intervals(metrics, evaluation.y_true, evaluation.prob),
+            "curves": curves(evaluation.y_true, evaluation.prob)}
+
+
+def figures_table(reports: list[dict]) -> list[dict]:
+    """One row per evaluation: each figure with its 95 % interval, and where it comes from."""
+    def cell(report: dict, key: str, percent: bool) -> str:
+        value, (low, high) = report["metrics"][key], report["intervals"][key]
+        return f"{value:.1%} ({low:.1%}–{high:.1%})" if percent else f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+    return [{"evaluation": r["title"], "films": r["metrics"]["n"], "AUC": cell(r, "auc", False),
+             "accuracy": cell(r, "accuracy", True), "sensitivity": cell(r, "sensitivity", True),
+             "specificity": cell(r, "specificity", True), "ECE": cell(r, "ece", False), "source": r["source"]}
+            for r in reports]
+
+
+def roc_overlay_figure(reports: list[dict]) -> go.Figure:
+    """The ROC curves of several evaluations of one model, each with its operating point."""
+    figure = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                   line={"dash": "dot", "color": "gray"})])
+    for r in reports:
+        colour, m = SOURCE_COLOURS.get(r["kind"]), r["metrics"]
+        figure.add_trace(go.Scatter(x=r["curves"]["fpr"], y=r["curves"]["tpr"], mode="lines", line={"color": colour},
+                                    name=f"{r['title']} (AUC {m['auc']:.3f})"))
+        figure.add_trace(go.Scatter(x=[1 - m["specificity"]], y=[m["sensitivity"]], mode="markers",
+                                    marker={"size": 12, "symbol": "x", "color": colour}, showlegend=False,
+                                    name=f"{r['title']}: operating point"))
+    figure.update_layout(title="ROC curves (× = operating threshold)", xaxis_title="1 − specificity",
+                         yaxis_title="sensitivity", **LAYOUT)
+    return figure
+
+
+def reliability_overlay_figure(reports: list[dict]) -> go.Figure:
+    """Calibration of several evaluations of one model on one chart."""
+    figure = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                                   line={"dash": "dot", "color": "gray"})])
+    for r in reports:
+        c = r["curves"]
+        figure.add_trace(go.Scatter(
+            x=c["reliability_predicted"], y=c["reliability_observed"], mode="lines+markers",
+            name=f"{r['title']} (ECE {r['metrics']['ece']:.3f})", line={"color": SOURCE_COLOURS.get(r["kind"])},
+            marker={"size": [6 + 12 * np.sqrt(n / max(c["reliability_count"])) for n in c["reliability_count"]]},
+            text=[f"{n} films" for n in c["reliability_count"]], hovertemplate="%{x:.2f} → %{y:.2f} (%{text})"))
+    figure.update_layout(title="Calibration (reliability)", xaxis_title="mean predicted probability",
+                         yaxis_title="observed frequency", xaxis_range=[0, 1], yaxis_range=[0, 1], **LAYOUT)
     return figure

@@ -70,13 +70,42 @@ def _model(task: str, model_arg: str | None):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`medcore evaluate xray|notes`: metrics on labelled data (the release check runs this)."""
     task = tasks.get(args.task_name)
-    result = task.evaluate(_model(task.key, args.model), Path(args.data))
+    if getattr(args, "record_external", False):
+        from medcore.training.external import record_external
+
+        if not args.model:
+            raise ValueError("--record-external needs --model FOLDER (an unregistered model folder).")
+        external = record_external(Path(args.model), Path(args.data), "medcore " + " ".join(sys.argv[1:]))
+        print(f"medcore: recorded in {args.model} (external.npz, meta.json, model_card.md)", file=sys.stderr)
+        result = external["figures"]
+    else:
+        result = task.evaluate(_model(task.key, args.model), Path(args.data))
     if args.json:
         _emit(result)
     else:
         keys = ("n", "auc", "accuracy", "sensitivity", "specificity", "f1", "macro_f1", "ece", "threshold")
         for key in (k for k in keys if k in result):
             print(f"{key:12s} {result[key]}")
+    return 0
+
+
+def cmd_calibrate_xray(args: argparse.Namespace) -> int:
+    """`medcore calibrate xray`: local validation, a new calibration and threshold, registered as a candidate."""
+    from medcore.training.local_calibration import calibrate_and_register
+
+    result = calibrate_and_register(Path(args.data), _operator(), config.store_dir() / "local-calibration",
+                                    args.min_sensitivity)
+    for warning in result["warnings"]:
+        print(f"medcore: warning: {warning}", file=sys.stderr)
+    if args.json:
+        _emit(result)
+    else:
+        for name in ("before", "after"):
+            figures = result[name]
+            print(f"{name:7s} sensitivity {figures['sensitivity']:.3f} specificity {figures['specificity']:.3f} "
+                  f"ECE {figures['ece']:.3f}")
+        print(f"registered {result['version']} ({result['status']}); promote with: medcore models promote xray "
+              f"{result['version']}")
     return 0
 
 
@@ -296,6 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument("--data", required=True)
         parser_.add_argument("--model", help="model folder (default: the production model in the registry)")
         parser_.add_argument("--json", action="store_true", help="print one JSON object")
+    xray.add_argument("--record-external", action="store_true",
+                      help="also store the scores and figures on these new patients in the --model folder and its "
+                           "card (measurement only; not for a registered version)")
+
+    calibrate = commands.add_parser("calibrate", help="local validation and recalibration of production on your "
+                                                      "own labelled films").add_subparsers(dest="task", required=True)
+    xray = calibrate.add_parser("xray", help="score production on DIR (NORMAL/ PNEUMONIA/), refit its calibration "
+                                             "and threshold, register the result as a candidate version")
+    xray.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/ films of your patients")
+    xray.add_argument("--min-sensitivity", type=float, help="sensitivity target of the new threshold "
+                                                           "(default: the model's own, 0.95)")
+    xray.add_argument("--json", action="store_true", help="print one JSON object")
+    xray.set_defaults(func=cmd_calibrate_xray)
 
     refit = commands.add_parser("quality-refit", help="recompute a model's out-of-distribution reference")
     xray = refit.add_subparsers(dest="task", required=True).add_parser("xray")

@@ -38,11 +38,48 @@ and exposure, which this data cannot measure and the independent test split will
 """
 
 
-def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None) -> str:
+def _shift_note(shifted: dict[str, Any] | None) -> str:
+    if not shifted:
+        return ""
+    return (f"\nOn the perturbed copies alone (simulated other equipment, {shifted['n']} films): AUC {shifted['auc']:.4f}, "
+            f"sensitivity {_pct(shifted['sensitivity'])}, specificity {_pct(shifted['specificity'])}, ECE "
+            f"{shifted['ece']:.4f}. Calibrating for shift trades a little internal ECE for honesty elsewhere.\n")
+
+
+def ideas_section(ideas: dict[str, Any] | None) -> str:
+    """The measured ideas for generalization (benchmarks/xray_ideas.py), internal against new patients."""
+    if not ideas:
+        return ""
+    rows = "\n".join(f"| {r['idea']} | {_interval(r['internal'], 'auc', False)} | {_interval(r['external'], 'auc', False)} | "
+                     f"{_interval(r['external'], 'accuracy')} | {_interval(r['external'], 'sensitivity')} | "
+                     f"{_interval(r['external'], 'specificity')} | {_interval(r['external'], 'ece', False)} |"
+                     for r in ideas["rows"])
+    return f"""
+## Ideas measured for new patients (`{ideas['command']}`)
+Each row is the same trained networks scored on internal validation and on the external sample (95 % intervals).
+Calibration and threshold are always fitted on internal data; the external sample only measures.
+
+| idea | internal AUC | new patients AUC | accuracy | sensitivity | specificity | ECE |
+|---|---|---|---|---|---|---|
+{rows}
+
+{ideas.get('notes', '')}
+"""
+
+
+def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None,
+                    ideas: dict[str, Any] | None = None) -> str:
     val = meta["metrics"]["validation"]
     training, data, options = meta["training"], meta["data"], meta["options"]
-    history = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
+    history = "\n".join(f"| {h.get('member', 1)} | {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
                         for h in training["history"])
+    members = options.get("members", 1)
+    network = (f"an ensemble of {members} small VGG-style CNNs (each trained alone with its own seed; the served "
+               f"logit is their mean), {training['parameters']:,} parameters in all" if members > 1 else
+               f"small VGG-style CNN, {training['parameters']:,} parameters")
+    checkpoints = ", ".join(str(e) for e in training.get("best_epochs", [training["best_epoch"]]))
+    member_aucs = ", ".join(f"{auc:.4f}" for auc in val.get("members", []))
+    shifted = val.get("simulated_shift")
     return f"""# Model card: MedCore chest X-ray pneumonia classifier `{meta['version']}`
 
 ## Intended use
@@ -61,13 +98,14 @@ distinguishing bacterial from viral pneumonia.
 
 ## Training
 - Command: `{training['command']}`
-- Network: small VGG-style CNN, {training['parameters']:,} parameters, {meta['image_size']} px grayscale input
+- Network: {network}, {meta['image_size']} px grayscale input
   (preprocessing `{meta['preprocess_version']}`: squash to square, area resampling, per-image z-score).
-- {options['epochs']} epochs, batch {options['batch_size']}, AdamW (weight decay 1e-4), one warm-up epoch then cosine decay
+- {options['epochs']} epochs per member, batch {options['batch_size']}, AdamW (weight decay 1e-4), one warm-up epoch then cosine decay
   from {options['learning_rate']}; class weights: {options['class_weighting']} (inverse frequency, for the 1:3 imbalance);
   augmentation: {options['augmentation']} (rotation ±7°, shift ±5%, zoom ±10%, gain/offset ±15%, noise; no flips).
-- Checkpoint: epoch {training['best_epoch']} of {len(training['history'])}, chosen by validation AUC.
-- Calibration: Platt scaling on validation logits (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}).
+- Checkpoint of each member: epoch {checkpoints} of {options['epochs']}, chosen by validation AUC{f" (member validation AUC {member_aucs})" if member_aucs else ""}.
+- Calibration: Platt scaling (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}) fitted on the
+  {meta['calibration'].get('fitted_on', 'validation films')}.
 - Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.
 - Time: {training['seconds'] / 60:.1f} min on {training['device']}; TensorFlow {training['tensorflow']}, Python {training['python']}.
 
@@ -77,17 +115,17 @@ distinguishing bacterial from viral pneumonia.
 | {val['auc']:.4f} | {_pct(val['accuracy'])} | {_pct(val['sensitivity'])} | {_pct(val['specificity'])} | {val['f1']:.4f} | {_pct(val['ppv'])} | {_pct(val['npv'])} | {val['ece']:.4f} | {val['ece_uncalibrated']:.4f} |
 
 Confusion at the threshold: TP {val['tp']}, FN {val['fn']}, FP {val['fp']}, TN {val['tn']}.
-
+{_shift_note(shifted)}
 These are validation figures from the same hospital and period as the training data. The independent test
 split of this data set is known to be harder (different acquisition period, more borderline normals);
 expect lower specificity there. The same validation set chose the checkpoint, the calibration and the
 threshold, so these figures are slightly optimistic.
 
 ## Per-epoch history
-| epoch | loss | train AUC | validation AUC |
-|---|---|---|---|
+| member | epoch | loss | train AUC | validation AUC |
+|---|---|---|---|---|
 {history}
-{_ablation_section(ablation)}
+{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{_ablation_section(ablation)}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
 
@@ -168,4 +206,61 @@ exact for effects additive in the words. Up to 400 words are explained; later wo
 - English only; trained on {'abstracts of medical papers, not bedside notes' if meta['task'] == 'medical_abstracts' else 'short lay descriptions of symptoms, not clinical notes'}.
 - Categories overlap (e.g. "general pathological conditions"); a top-3 list is more useful than the top-1.
 - A bag of n-grams: negation ("no fever") is only partly captured through bigrams.
+"""
+
+
+def _interval(figures: dict[str, Any], key: str, percent: bool = True) -> str:
+    value, (low, high) = figures[key], figures["intervals"][key]
+    return f"{value:.1%} ({low:.1%}-{high:.1%})" if percent else f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+
+def figures_row(name: str, figures: dict[str, Any]) -> str:
+    """One table row: AUC, accuracy, sensitivity, specificity, ECE, each with its 95 % interval."""
+    return (f"| {name} | {figures['n']} | {_interval(figures, 'auc', False)} | {_interval(figures, 'accuracy')} | "
+            f"{_interval(figures, 'sensitivity')} | {_interval(figures, 'specificity')} | "
+            f"{_interval(figures, 'ece', False)} |")
+
+
+FIGURES_HEADER = ("| | films | AUC | accuracy | sensitivity | specificity | ECE |\n"
+                  "|---|---|---|---|---|---|---|")
+
+
+def external_section(meta: dict[str, Any]) -> str:
+    """New patients, measured (never fitted on) by `medcore evaluate xray --record-external`."""
+    external = meta.get("external")
+    if not external:
+        return ""
+    return f"""
+## New patients (external sample, measured only)
+`{external['command']}` on {external['measured_at']}: folder `{external['source']}` (fingerprint
+`{external['fingerprint'][:16]}…`), children from the same hospital's later test set, never trained on. Nothing
+about this model (weights, epoch, calibration, threshold, perturbation strengths) was fitted or chosen on it.
+95 % intervals: Wilson for proportions, class-stratified bootstrap for AUC and ECE.
+
+{FIGURES_HEADER}
+{figures_row("internal validation", external['internal'])}
+{figures_row("new patients", external['figures'])}
+"""
+
+
+def local_validation_section(meta: dict[str, Any]) -> str:
+    """What a locally recalibrated version was fitted on and what it achieves there."""
+    local = meta["local_validation"]
+    warnings = "".join(f"\n> **Warning:** {w}\n" for w in local["warnings"])
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in local["cv_log_loss"].items())
+    return f"""
+## Local validation
+Version `{meta['version']}` is version `{local['based_on']}` with the same weights and a new calibration and
+threshold, fitted on local films (`medcore calibrate xray`, {local['measured_at']}).
+- Local films: folder `{local['source']}`, fingerprint `{local['fingerprint'][:16]}…`: {local['n_normal']} NORMAL,
+  {local['n_pneumonia']} PNEUMONIA ({local['n_unreadable']} unreadable, {local['n_atypical']} atypical but scored).
+- Calibration chosen by {local['folds']}-fold cross-validated log-loss ({losses}): **{local['method']}**.
+- Threshold: {meta['threshold']:.4f}, {meta['threshold_rule']}.
+{warnings}
+"Before" is the base version as it was; "after" is cross-validated (each film judged by a map and threshold
+fitted on the other folds), so it is what the next local patients can expect.
+
+{FIGURES_HEADER}
+{figures_row("before (base version)", local['before'])}
+{figures_row("after (cross-validated)", local['after'])}
 """

@@ -96,7 +96,7 @@ def _created() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
-def study_report_pdf(result: StudyResult, validation: dict, opacity: float = 0.5) -> bytes:
+def study_report_pdf(result: StudyResult, evidence: dict, opacity: float = 0.5) -> bytes:
     """One study: film and Grad-CAM side by side, probability, threshold and its operating figures."""
     pdf = _Document("MedCore chest X-ray report")
     pdf.heading("MedCore chest X-ray report")
@@ -110,9 +110,8 @@ def study_report_pdf(result: StudyResult, validation: dict, opacity: float = 0.5
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"{result.decision} (probability {'at or above' if result.flagged else 'below'} "
                               "the threshold)"),
-                 ("This threshold on validation films",
-                  f"{operating_figures(validation)}; n = {validation['n']}, internal validation: children from "
-                  "the training source, not seen in training")]
+                 ("This threshold on held-out films",
+                  f"{operating_figures(evidence['metrics'])}; n = {evidence['metrics']['n']}, {evidence['source']}")]
         pdf.table(rows)
         if result.display is not None and result.heatmap is not None:
             top, width, gap = pdf.get_y(), (pdf.epw - 6) / 2, 6

@@ -11,10 +11,27 @@ import time
 import numpy as np
 from PIL import Image
 
+from medcore.artifacts import ModelInfo
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult
 from medcore.metrics import format_probability, operating_figures
 from medcore.spreadsheet import to_csv
+
+
+def xray_banner(model: ModelInfo) -> str:
+    """The X-ray page's standing statement: threshold, what it achieves with intervals and where measured."""
+    evidence, external = model.operating_evidence(), model.external_metrics()
+    metrics, positive = evidence["metrics"], model.positive_label
+    text = (f"**Operating threshold {model.threshold:.1%}.** A study whose calibrated {positive.lower()} probability "
+            f"is at or above it is flagged **{positive}**. {evidence['source'].capitalize()} ({metrics['n']} films): "
+            f"{operating_figures(metrics)}, AUC {metrics['auc']:.3f}.")
+    if external and not model.meta.get("local_validation"):
+        text += (f" On {external['metrics']['n']} new patients (later children of the same hospital): "
+                 f"{operating_figures(external['metrics'])}.")
+    elif not model.meta.get("local_validation"):
+        text += " On new patients from elsewhere expect a lower specificity."
+    return text + (f" Model `{model.version}`, trained on paediatric frontal films: decision support, "
+                   "not a diagnosis.")
 
 
 def summary_rows(results: list[StudyResult], positive: str) -> list[dict]:
@@ -43,7 +60,7 @@ def _img_tag(image: np.ndarray, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}" style="max-width:48%">'
 
 
-def study_report_html(result: StudyResult, validation: dict, opacity: float = 0.5) -> str:
+def study_report_html(result: StudyResult, evidence: dict, opacity: float = 0.5) -> str:
     """The report a clinician can attach to a case: inputs, result, threshold, model, caveats."""
     name = html.escape(result.filename)
     rows = [("File", name), ("Model version", html.escape(result.model_version)),
@@ -54,8 +71,9 @@ def study_report_html(result: StudyResult, validation: dict, opacity: float = 0.
         rows += [("Pneumonia probability (calibrated)", format_probability(result.probability)),
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),
-                 ("At this threshold on validation data",
-                  f"{html.escape(operating_figures(validation))} (n = {validation['n']}, internal validation)")]
+                 ("At this threshold",
+                  f"{html.escape(operating_figures(evidence['metrics']))} (n = {evidence['metrics']['n']}, "
+                  f"{html.escape(evidence['source'])})")]
         images = ""
         if result.display is not None and result.heatmap is not None:
             images = (_img_tag(result.display, "original radiograph") + " " +

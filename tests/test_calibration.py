@@ -56,3 +56,56 @@ def test_threshold_reaches_the_sensitivity_target_with_best_specificity():
             assert m["specificity"] <= chosen["specificity"]
             if m["specificity"] == chosen["specificity"]:
                 assert m["sensitivity"] <= chosen["sensitivity"]
+
+
+def test_every_binary_map_recovers_a_known_miscalibration_and_keeps_the_ranking():
+    from medcore import calibration
+
+    logits, y = _overconfident()
+    raw = 1 / (1 + np.exp(-logits))
+    for method in ("platt", "intercept", "isotonic"):
+        params = calibration.fit(method, logits, y, base={"a": 1 / 3})
+        prob = calibration.apply(logits, params)
+        assert params["method"] == method
+        assert expected_calibration_error(y, prob) < 0.03, method
+        assert roc_auc_score(y, prob) > roc_auc_score(y, raw) - 0.005, method  # isotonic ties cost a hair
+        assert prob.min() > 0 and prob.max() < 1, method
+
+
+def test_intercept_map_keeps_the_slope_it_is_given():
+    from medcore import calibration
+
+    logits, y = _overconfident()
+    params = calibration.fit("intercept", logits, y, base={"a": 0.5})
+    assert params["a"] == 0.5 and params["b"] != 0.0
+
+
+def test_a_confidence_margin_raises_the_sensitivity_the_threshold_keeps():
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    prob = np.clip(np.r_[rng.beta(2, 5, 100), rng.beta(5, 2, 100)], 0, 1)
+    plain = choose_threshold(y, prob, 0.95)
+    cautious = choose_threshold(y, prob, 0.95, confidence_z=0.84)
+    assert cautious < plain
+    kept = ((prob >= cautious) & (y == 1)).sum()
+    from medcore.metrics import proportion_interval
+    assert proportion_interval(int(kept), 100, 0.84)[0] >= 0.95
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_more_data():
+    from medcore.metrics import bootstrap_interval, intervals
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (150, 2400):
+        p = rng.random(n)
+        y = (rng.random(n) < p).astype(int)
+        ece = expected_calibration_error(y, p)
+        low, high = bootstrap_interval(y, p, expected_calibration_error, 300)
+        assert low <= ece <= high  # ECE is biased upwards under resampling; the interval still brackets it
+        metrics = binary_metrics(y, p, 0.5)
+        bounds = intervals(metrics, y, p, 300)
+        for key in ("auc", "accuracy", "sensitivity", "specificity"):
+            assert bounds[key][0] <= metrics[key] <= bounds[key][1], key
+        widths.append(bounds["auc"][1] - bounds["auc"][0])
+    assert widths[1] < widths[0] / 2

@@ -61,12 +61,14 @@ def test_train_writes_a_model_that_evaluate_and_predict_accept(tmp_path):
         (tmp_path / "data" / folder / f"person{i}_x_1.png").write_bytes(encode(image, "PNG"))
     out = tmp_path / "model"
     done = medcore("train", "xray", "--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "2",
-                   "--image-size", "64", "--width", "8")
+                   "--image-size", "64", "--width", "8", "--members", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["validation"]["n"] > 0 and (out / "model.keras").exists()
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["image_size"] == 64 and len(meta["training"]["history"]) == 2
+    assert meta["image_size"] == 64 and len(meta["training"]["history"]) == 4  # 2 members x 2 epochs
+    assert [h["member"] for h in meta["training"]["history"]] == [1, 1, 2, 2]
+    assert "perturbed copies" in meta["calibration"]["fitted_on"] and "simulated_shift" in summary["validation"]
     assert meta["data"]["fingerprint"] and meta["calibration"]["method"] == "platt"
     done = medcore("evaluate", "xray", "--data", str(tmp_path / "data"), "--model", str(out), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["model_version"] == meta["version"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medcore.imaging.gradcam import GradCam, normalise, overlay, peak_location, upsample
-from medcore.imaging.model import build_xray_network
+from medcore.imaging.model import build_xray_ensemble, build_xray_network
 from medcore.imaging.preprocess import to_model_input
 from tests.synthetic import lesion_dataset
 
@@ -57,6 +57,24 @@ def test_heatmap_moves_with_the_lesion(lesion_model):
         _, heatmaps, _ = GradCam(lesion_model)(to_model_input(image, SIZE)[None])
         peaks.append(peak_location(heatmaps[0]))
     assert peaks[0][0] < 0.5 < peaks[1][0] and peaks[0][1] < 0.5 < peaks[1][1]
+
+
+def test_ensemble_heatmap_explains_the_ensemble_output(lesion_model):
+    """Two members: one is the lesion model, one has a silent head (constant logit). The ensemble's logit is half
+    the lesion model's plus a constant, so its Grad-CAM must be exactly half the lesion model's heatmap: it
+    explains the served (mean) logit, not one member."""
+    ensemble, members = build_xray_ensemble(SIZE, width=8, members=2, dropout=0.0)
+    members[0].set_weights(lesion_model.get_weights())
+    silent = lesion_model.get_weights()
+    silent[-2] = np.zeros_like(silent[-2])  # the head's kernel: this member ignores the image
+    members[1].set_weights(silent)
+    images, labels, _ = lesion_dataset(8, SIZE, seed=5)
+    inputs = np.stack([to_model_input(i, SIZE) for i in images])
+    single_logits, single_maps, single_features = GradCam(lesion_model)(inputs)
+    logits, maps, features = GradCam(ensemble)(inputs)
+    np.testing.assert_allclose(logits, (single_logits + silent[-1][0]) / 2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(maps, single_maps / 2, rtol=1e-3, atol=1e-5)
+    assert features.shape == (8, 2 * single_features.shape[1])  # every member's view, for the quality gate
 
 
 def test_model_wide_scale_keeps_weak_evidence_faint():

@@ -14,7 +14,7 @@ from medcore.training import compare
 from medcore.uploads import UploadRejected, save_upload
 from tests.synthetic import keyword_notes, write_notes_csv, write_opacity_folder
 
-TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e-3}
+TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e-3, "members": 1}
 
 ADMIN = auth.operator("admin-test")  # an administrator at the server (the CLI's identity)
 

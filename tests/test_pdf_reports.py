@@ -36,7 +36,7 @@ def test_study_report_shows_film_heatmap_probability_threshold_model_and_disclai
     film = encode(chest_like(xray_model.artifact.quality_reference, seed=7), "PNG")
     result = analyse_file(xray_model, film, "=HYPERLINK(x).png")
     assert result.probability is not None
-    page, text = rendered(study_report_pdf(result, xray_model.validation_metrics, opacity=0.6), tmp_path)
+    page, text = rendered(study_report_pdf(result, xray_model.operating_evidence(), opacity=0.6), tmp_path)
     flat = " ".join(text.split())
     assert format_probability(result.probability) in flat and f"{result.threshold:.1%}" in flat
     assert result.decision in flat and xray_model.version in flat and "=HYPERLINK(x).png" in flat
@@ -51,7 +51,7 @@ def test_study_report_shows_film_heatmap_probability_threshold_model_and_disclai
 
 def test_refused_study_report_says_why(xray_model, tmp_path):
     result = analyse_file(xray_model, b"not an image", "junk.png")
-    _, text = rendered(study_report_pdf(result, xray_model.validation_metrics), tmp_path)
+    _, text = rendered(study_report_pdf(result, xray_model.operating_evidence()), tmp_path)
     assert "No prediction" in text and "Not a PNG, JPEG or DICOM" in " ".join(text.split())
 
 

@@ -45,14 +45,38 @@ def test_figures_mark_the_operating_point():
     assert roc.data[-1].x[0] == pytest.approx(1 - report["metrics"]["specificity"])
 
 
-def test_performance_page_renders_both_tabs(store):
+FIGURES_TABLE = ["evaluation", "films", "AUC", "accuracy", "sensitivity", "specificity", "ECE", "source"]
+
+
+def test_performance_page_renders_both_tabs(store, xray_model):
     """In a new store (no recent use yet, so the recent-use tab draws its checks table and no figure)."""
     at = signed_in_app("clinician", "views/performance.py")
     assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 7  # 4 X-ray + 3 notes figures
+    evaluations = xray_model.evaluations()
+    # X-ray: ROC and calibration overlays + one confusion matrix per evaluation; notes: 3 figures
+    assert len(at.get("plotly_chart")) == 2 + len(evaluations) + 3
     tables = at.dataframe
-    assert list(tables[0].value.columns) == ["AUC", "accuracy", "sensitivity", "specificity", "F1", "PPV", "NPV", "ECE"]
+    assert list(tables[0].value.columns) == FIGURES_TABLE
+    assert list(tables[0].value["evaluation"]) == [e.title for e in evaluations]
     assert list(tables[1].value["check"])[0].startswith("share flagged")  # recent use: nothing tested yet
     assert list(tables[2].value["model"]) == ["MLP (shipped)", "TF-IDF + logistic regression (baseline)"]
     at.selectbox[0].select("symptom2disease").run()
     assert not at.exception
+
+
+def test_performance_page_shows_local_validation_beside_the_others(store, xray_model, tmp_path):
+    """After a local recalibration is promoted, the page shows its cross-validated local figures as a column."""
+    from medcore import auth, registry
+    from medcore.training.local_calibration import calibrate_and_register
+    from tests.synthetic import write_opacity_folder
+
+    films = write_opacity_folder(tmp_path / "films", xray_model.artifact.quality_reference, 12, seed=3)
+    operator = auth.operator("tests")
+    result = calibrate_and_register(films, operator, tmp_path / "work")
+    registry.promote("xray", result["version"], operator)
+    at = signed_in_app("clinician", "views/performance.py")
+    assert not at.exception, at.exception
+    rows = at.dataframe[0].value
+    assert list(rows["evaluation"])[0] == "Internal validation" and list(rows["evaluation"])[-1] == "Local validation"
+    assert "cross-validated" in list(rows["source"])[-1]
+    assert f"{result['after']['sensitivity']:.1%}" in list(rows["sensitivity"])[-1]

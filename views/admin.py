@@ -9,9 +9,11 @@ import streamlit as st
 from medcore import auth, charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
 from medcore.training import compare
+from medcore.training.local_calibration import LocalDataError, calibrate_and_register
 from medcore.training.options import form_specs
-from medcore.training.progress import Stage
+from medcore.training.progress import Stage, epoch_label, epoch_step
 from medcore.uploads import UploadRejected, save_upload
+from medcore.uploads import discard as discard_upload
 from views.common import escape_markdown, guarded, require_admin, session_active
 
 admin = require_admin()
@@ -40,9 +42,10 @@ def live_progress(job_id: str) -> None:
                f"{escape_markdown(job.data_label)}. It runs in its own process: closing this page does not stop it.")
     if epochs:
         last = epochs[-1]
-        text = (f"Epoch {last['epoch']} of {last['epochs']} · elapsed {duration(last['elapsed_s'])} · "
+        text = (f"{epoch_label(last)} · elapsed {duration(last['elapsed_s'])} · "
                 f"about {duration(last['eta_s'])} left" if stage == Stage.EPOCH else Stage.describe(stage))
-        st.progress(last["epoch"] / last["epochs"], text=text)
+        done, total = epoch_step(last)
+        st.progress(done / total, text=text)
         st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
     else:
         st.progress(0.0, text=Stage.describe(stage))
@@ -115,21 +118,74 @@ def show_result(job: jobs.Job) -> None:
             f"production {result['production_version']}": arrays["prob_production"],
             f"candidate {result['candidate_version']}": arrays["prob_candidate"]}), key="comparison-roc")
     if entry.status == "candidate":
-        left, right = st.columns(2)
-        if left.button("Promote to production", type="primary", icon=":material/publish:"):
-            try:
-                registry.promote(job.task, entry.version, admin, expected_production=shown_production)
-            except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
-                st.error(escape_markdown(str(exc)))
+        promote_or_discard(job.task, entry.version)
+
+
+def promote_or_discard(task_key: str, version: str, key: str = "") -> None:
+    """The two decisions on a candidate, each re-checked against the production this page drew."""
+    left, right = st.columns(2)
+    if left.button("Promote to production", type="primary", icon=":material/publish:", key=f"promote{key}"):
+        try:
+            registry.promote(task_key, version, admin, expected_production=shown_production)
+        except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
+            st.error(escape_markdown(str(exc)))
+        else:
+            st.rerun()
+    if right.button("Discard candidate", icon=":material/delete:", key=f"discard{key}"):
+        try:
+            registry.discard(task_key, version, admin)
+        except (registry.RegistryError, auth.NotAllowed) as exc:
+            st.error(escape_markdown(str(exc)))
+        else:
+            st.rerun()
+
+
+def local_validation_form() -> None:
+    """Score production on the hospital's own films, refit calibration and threshold, register a candidate."""
+    st.markdown("Before relying on the model, score it on your own labelled films: folders `NORMAL/` and "
+                "`PNEUMONIA/` (a path on the server, or a zip). Production is measured with 95 % intervals, its "
+                "calibration and threshold are refitted on the films (method chosen by cross-validation), and the "
+                "result is registered as a **candidate version** with the same weights: promote it or discard it.")
+    with st.form("local-validation"):
+        path = st.text_input("Path on the server", placeholder=str(config.data_dir() / "chest_xray" / "local"))
+        upload = st.file_uploader("…or upload a zip", type=["zip"], max_upload_size=64)
+        target = st.number_input("Sensitivity target of the new threshold", 0.5, 0.999, 0.95, 0.01)
+        submitted = st.form_submit_button("Validate and recalibrate", type="primary", icon=":material/tune:")
+    if submitted:
+        data_path = None
+        try:
+            if upload is not None:
+                data_path = save_upload("xray", upload.name, upload.getvalue())
+            elif path.strip():
+                data_path = Path(path.strip()).expanduser()
             else:
-                st.rerun()
-        if right.button("Discard candidate", icon=":material/delete:"):
-            try:
-                registry.discard(job.task, entry.version, admin)
-            except (registry.RegistryError, auth.NotAllowed) as exc:
-                st.error(escape_markdown(str(exc)))
-            else:
-                st.rerun()
+                raise UploadRejected("Give a path on the server or upload the films.")
+            with st.spinner("Scoring production on the local films and refitting…"):
+                st.session_state["local_result"] = calibrate_and_register(
+                    data_path, admin, config.store_dir() / "local-calibration", target)
+        except (LocalDataError, UploadRejected, auth.NotAllowed, registry.RegistryError, ValueError) as exc:
+            st.error(escape_markdown(str(exc)))
+        finally:
+            if upload is not None and data_path is not None:
+                discard_upload(data_path)
+    result = st.session_state.get("local_result")
+    if result is None:
+        return
+    entry = registry.get("xray", result["version"])
+    st.subheader(f"Locally calibrated candidate `{entry.version}`")
+    for warning in result["warnings"]:
+        st.warning(escape_markdown(warning), icon=":material/warning:")
+    st.markdown(f"Same weights as `{result['based_on']}`. Calibration chosen by cross-validated log-loss: "
+                f"**{result['method']}** ({', '.join(f'{k} {v:.3f}' for k, v in result['cv_log_loss'].items())}). "
+                f"Threshold {result['threshold_before']:.1%} → **{result['threshold_after']:.1%}**. "
+                f"{result['n_normal']} NORMAL and {result['n_pneumonia']} PNEUMONIA films; status **{entry.status}**.")
+    st.dataframe(pd.DataFrame(charts.figures_table([
+        {"title": f"production {result['based_on']}", "source": "as it is now", "metrics": result["before"],
+         "intervals": result["before"]["intervals"]},
+        {"title": f"candidate {entry.version}", "source": result["after_is"], "metrics": result["after"],
+         "intervals": result["after"]["intervals"]}])), hide_index=True, width="stretch")
+    if entry.status == "candidate":
+        promote_or_discard("xray", entry.version, key="-local")
 
 
 def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> pd.DataFrame:
@@ -152,7 +208,8 @@ shown_production = current.version if current else None  # promote/roll back onl
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
-retrain_tab, versions_tab = st.tabs(["Retrain", "Versions and rollback"])
+tab_names = ["Retrain", "Versions and rollback"] + (["Local validation"] if task.key == "xray" else [])
+retrain_tab, versions_tab, *local_tab = st.tabs(tab_names)
 
 with retrain_tab:
     all_jobs = jobs.list_jobs()
@@ -188,3 +245,7 @@ with versions_tab:
     st.dataframe(pd.DataFrame([{"when": when(h["at"]), "action": h["action"], "version": h["version"],
                                 "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),
                  hide_index=True, width="stretch")
+
+for tab in local_tab:
+    with tab:
+        local_validation_form()

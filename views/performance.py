@@ -4,34 +4,42 @@ import pandas as pd
 import streamlit as st
 
 from medcore import charts, drift, tasks
-from views.common import production_model, xray_model
+from views.common import escape_markdown, production_model, xray_model
 
 st.title("Model performance")
-st.caption("Every number and curve is recomputed by MedCore's evaluation code from the validation predictions "
-           "stored with each production model (patients or notes never seen in training). Validation data come "
-           "from the same source as the training data; expect somewhat lower figures elsewhere.")
+st.caption("Every number and curve is recomputed by MedCore's evaluation code from the predictions stored with "
+           "each production model (patients or notes never seen in training), and says where they come from.")
 xray_tab, drift_tab, notes_tab = st.tabs(["Chest X-ray", "Chest X-ray: recent use", "Case notes"])
+
+
+
+@st.cache_data(max_entries=4, show_spinner="Computing figures and intervals…")
+def xray_reports(version: str, _model) -> list[dict]:
+    """Per model version: the bootstrap intervals are computed once, not on every page run."""
+    return [charts.evaluation_report(e) for e in _model.evaluations()]
+
 
 with xray_tab:
     model = xray_model()
     if model is not None:
-        stored = model.validation_predictions()
-        report = charts.binary_report(stored["y_true"], stored["prob"], model.threshold)
-        m = report["metrics"]
-        st.markdown(f"Model `{model.version}` · {m['n']} validation films · operating threshold "
-                    f"**{m['threshold']:.1%}** ({model.threshold_rule})")
-        st.dataframe(pd.DataFrame([{"AUC": m["auc"], "accuracy": m["accuracy"], "sensitivity": m["sensitivity"],
-                                    "specificity": m["specificity"], "F1": m["f1"], "PPV": m["ppv"],
-                                    "NPV": m["npv"], "ECE": m["ece"]}]).round(4), hide_index=True)
+        reports = xray_reports(model.version, model)
+        st.markdown(f"Model `{model.version}` · operating threshold **{model.threshold:.1%}** "
+                    f"({escape_markdown(model.threshold_rule or '')})")
+        st.caption("Side by side: **internal validation** (held-out films of the training source: optimistic), "
+                   "**new patients** (an external sample never trained on) and **local validation** (your "
+                   "hospital's films, after a local recalibration). Intervals are 95 %: Wilson for proportions, "
+                   "bias-corrected bootstrap for AUC and ECE.")
+        if len(reports) == 1:
+            st.info("Only internal validation is available for this version. Run a local validation "
+                    "(admin page, or `medcore calibrate xray`) on your own films before relying on these figures.")
+        st.dataframe(pd.DataFrame(charts.figures_table(reports)), hide_index=True, width="stretch")
         left, right = st.columns(2)
-        left.plotly_chart(charts.roc_figure(report), key="xray-roc")
-        right.plotly_chart(charts.pr_figure(report), key="xray-pr")
-        left, right = st.columns(2)
-        c = report["curves"]
-        left.plotly_chart(charts.reliability_figure(c["reliability_predicted"], c["reliability_observed"],
-                                                    c["reliability_count"], m["ece"]), key="xray-cal")
-        right.plotly_chart(charts.confusion_figure(charts.binary_confusion(m), model.labels,
-                                                   "Confusion matrix at the operating threshold"), key="xray-cm")
+        left.plotly_chart(charts.roc_overlay_figure(reports), key="xray-roc")
+        right.plotly_chart(charts.reliability_overlay_figure(reports), key="xray-cal")
+        for column, report in zip(st.columns(len(reports)), reports):
+            column.plotly_chart(charts.confusion_figure(charts.binary_confusion(report["metrics"]), model.labels,
+                                                        f"{report['title']}: confusion at the threshold"),
+                                key=f"xray-cm-{report['kind']}")
 
 with drift_tab:
     model = xray_model()

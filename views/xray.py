@@ -9,9 +9,9 @@ import streamlit as st
 from medcore.charts import probability_gauge
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import analyse_uploads
-from medcore.metrics import format_probability, operating_figures
+from medcore.metrics import format_probability
 from medcore.pdf_reports import study_report_pdf
-from medcore.reports import study_report_html, summary_csv, summary_rows
+from medcore.reports import study_report_html, summary_csv, summary_rows, xray_banner
 from views.common import current_user, escape_markdown, xray_model
 
 st.title("Chest X-ray: pneumonia")
@@ -20,15 +20,9 @@ model = xray_model()
 if model is None:
     st.stop()
 
-validation, threshold = model.validation_metrics, model.threshold
+evidence, threshold = model.operating_evidence(), model.threshold
 positive, negative = model.positive_label, model.negative_label
-st.info(
-    f"**Operating threshold {threshold:.1%}.** A study whose calibrated {positive.lower()} probability is at or "
-    f"above it is flagged **{positive}**. Internal validation, on {validation['n']} films of children from the "
-    f"training source not seen in training: {operating_figures(validation)}, AUC {validation['auc']:.3f}. "
-    "On new patients from elsewhere expect a lower specificity. "
-    f"Model `{model.version}`, trained on paediatric frontal films: decision support, not a diagnosis."
-)
+st.info(xray_banner(model))
 
 uploads = st.file_uploader("Upload one or more frontal chest radiographs (PNG, JPEG or DICOM)",
                            type=["png", "jpg", "jpeg", "dcm", "dicom"], accept_multiple_files=True,
@@ -75,10 +69,10 @@ for index, result in enumerate(results):
                             config={"displayModeBar": False})
             if result.technical:
                 st.caption(" · ".join(f"{k}: {escape_markdown(v)}" for k, v in result.technical.items()))
-            st.download_button("PDF report", partial(study_report_pdf, result, validation, opacity),
+            st.download_button("PDF report", partial(study_report_pdf, result, evidence, opacity),
                                f"medcore_report_{index + 1}.pdf", "application/pdf", key=f"pdf-{index}",
                                icon=":material/picture_as_pdf:")
-            st.download_button("Download report (HTML)", study_report_html(result, validation, opacity),
+            st.download_button("Download report (HTML)", study_report_html(result, evidence, opacity),
                                f"medcore_report_{index + 1}.html", "text/html", key=f"report-{index}")
         middle.image(result.display, caption="Original", width="stretch", clamp=True)
         right.image(overlay(result.display, result.heatmap, opacity),

@@ -1,5 +1,9 @@
 """Grad-CAM (Selvaraju et al. 2017) on the last conv layer, as in the keras-io example.
 
+For an ensemble, the gradient of the ensemble's own logit is taken with respect to every member's
+last conv layer and the weighted maps are summed: with global average pooling and a linear head this
+is exactly each spatial cell's share of the served logit, so the heatmap explains the ensemble.
+
 One compiled function returns the logits and the heatmaps together: the forward pass that
 predicts is the one that is explained, so a prediction and its heatmap can never disagree.
 The heatmap shows where evidence *for pneumonia* (the positive logit) lies.
@@ -12,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from medcore.imaging.model import LAST_CONV
+from medcore.imaging.model import last_conv_layers
 
 
 class GradCam:
@@ -22,8 +26,9 @@ class GradCam:
     quality gate compares with the training films.
     """
 
-    def __init__(self, network: keras.Model, layer_name: str = LAST_CONV) -> None:
-        self._model = keras.Model(network.inputs, [network.get_layer(layer_name).output, network.output])
+    def __init__(self, network: keras.Model, layer_names: list[str] | None = None) -> None:
+        names = layer_names or last_conv_layers(network)
+        self._model = keras.Model(network.inputs, [[network.get_layer(n).output for n in names], network.output])
         size = network.input_shape[1:]
         self._compiled = tf.function(self._explain, input_signature=[tf.TensorSpec((None, *size), tf.float32)])
 
@@ -33,10 +38,10 @@ class GradCam:
             # Samples are independent at inference, so one gradient of the sum serves the batch.
             target = tf.reduce_sum(logits)
         grads = tape.gradient(target, activations)
-        channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cams = tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
-        features = tf.reduce_mean(activations, axis=(1, 2))
-        return tf.reshape(logits, [-1]), cams, features
+        cams = tf.add_n([tf.reduce_sum(a * tf.reduce_mean(g, axis=(1, 2), keepdims=True), axis=-1)
+                         for a, g in zip(activations, grads)])
+        features = tf.concat([tf.reduce_mean(a, axis=(1, 2)) for a in activations], axis=-1)
+        return tf.reshape(logits, [-1]), tf.nn.relu(cams), features
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, cams, features = self._compiled(tf.convert_to_tensor(images, dtype=tf.float32))

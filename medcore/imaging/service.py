@@ -25,7 +25,7 @@ from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.io import UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.preprocess import to_model_input
-from medcore.metrics import binary_metrics
+from medcore.metrics import binary_metrics, intervals
 
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
 
@@ -47,10 +47,15 @@ class LoadedXrayModel(ModelInfo):
 
     def predict_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities, heatmaps, pooled features) for preprocessed inputs, in batches."""
-        outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
-        logits, heatmaps, features = (np.concatenate(parts) for parts in zip(*outputs))
+        logits, heatmaps, features = self.explain_inputs(inputs, batch_size)
         scale = self.artifact.quality_reference.get("gradcam_scale")
         return self.artifact.calibrate(logits), normalise(heatmaps, None if scale is None else float(scale)), features
+
+    def explain_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw logits, raw heatmaps, pooled features): what a recalibration refits from."""
+        outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
+        logits, heatmaps, features = (np.concatenate(parts) for parts in zip(*outputs))
+        return logits, heatmaps, features
 
 
 @dataclass
@@ -174,12 +179,19 @@ def audit_study(user: str, result: StudyResult, digest: str) -> None:
                  explanation="grad-cam" if result.heatmap is not None else None)
 
 
-def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(readable mask, calibrated probabilities of the readable files, atypical flags) for image files.
+@dataclass
+class FolderScores:
+    """A model's scores on a list of image files: what evaluation, comparison and recalibration need."""
 
-    Every readable image is scored, including those the quality gate would refuse (flagged atypical):
-    metrics describe the model, not the gate.
+    readable: np.ndarray  # (n_files,) bool: the rest could not be read and have no score
+    logits: np.ndarray  # (n_readable,) raw network output
+    probabilities: np.ndarray  # (n_readable,) calibrated by the model's own map
+    atypical: np.ndarray  # (n_readable,) bool: the quality gate would refuse it
+
+
+def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4) -> FolderScores:
+    """Score image files; every readable image is scored, including those the quality gate would refuse
+    (flagged atypical): metrics describe the model, not the gate.
     """
     artifact = model.artifact
 
@@ -197,21 +209,22 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4
     if not readable.any():
         raise ValueError(f"None of the {len(prepared)} images could be read.")
     inputs = np.stack([x for x, _ in prepared if x is not None])
-    probs, _, features = model.predict_inputs(inputs, batch_size=128)
+    logits, _, features = model.explain_inputs(inputs, batch_size=128)
     rule_refused = [flag for x, flag in prepared if x is not None]
     atypical = np.array([refused or quality.atypicality(x, f, artifact.quality_reference) > 1.0
                          for x, f, refused in zip(inputs, features, rule_refused)])
-    return readable, probs, atypical
+    return FolderScores(readable, logits, artifact.calibrate(logits), atypical)
 
 
 def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) -> dict:
     """Metrics on a labelled folder at the model's own threshold: the release-check numbers."""
     folder = list_image_folder(Path(data_dir), tuple(model.labels))
-    readable, probs, atypical = score_files(model, folder.files, workers)
-    labels = folder.labels[readable]
-    metrics = binary_metrics(labels, probs, model.threshold)
+    scores = score_files(model, folder.files, workers)
+    labels = folder.labels[scores.readable]
+    metrics = binary_metrics(labels, scores.probabilities, model.threshold)
     return {**metrics, "model_version": model.version,
             "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
-            "n_unreadable": int((~readable).sum()),
-            "n_atypical": int(atypical.sum()),
-            "labels": model.labels}
+            "n_unreadable": int((~scores.readable).sum()),
+            "n_atypical": int(scores.atypical.sum()),
+            "labels": model.labels,
+            "intervals": intervals(metrics, labels, scores.probabilities)}

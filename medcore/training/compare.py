@@ -38,11 +38,10 @@ def compare_xray(candidate_dir: Path, production_dir: Path, data_dir: Path) -> t
     folder = folders.list_image_folder(Path(data_dir))
     _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
     files, labels = [folder.files[i] for i in val_idx], folder.labels[val_idx]
-    readable_c, prob_c, _ = score_files(candidate, files)
-    readable_p, prob_p, _ = score_files(production, files)
-    if not np.array_equal(readable_c, readable_p):
+    scores_c, scores_p = score_files(candidate, files), score_files(production, files)
+    if not np.array_equal(scores_c.readable, scores_p.readable):
         raise ValueError("The two models could not read the same validation images.")
-    labels = labels[readable_c]
+    labels, prob_c, prob_p = labels[scores_c.readable], scores_c.probabilities, scores_p.probabilities
     return _result(candidate, production, labels, prob_c, prob_p,
                    binary_metrics(labels, prob_c, candidate.threshold),
                    binary_metrics(labels, prob_p, production.threshold))

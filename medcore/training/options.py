@@ -30,8 +30,10 @@ def option(default: Any, help: str, **spec: Any) -> Any:
 class XrayTrainingOptions:
     image_size: int = option(128, "input size in pixels", label="Image size (px)",
                              choices=(64, 96, 128, 160, 192, 224))
-    epochs: int = option(24, "training epochs (the best epoch by validation AUC is kept)", label="Epochs",
-                         minimum=1, maximum=200)
+    epochs: int = option(12, "training epochs of each ensemble member (its best epoch by validation AUC is kept)",
+                         label="Epochs per member", minimum=1, maximum=200)
+    members: int = option(3, "networks in the ensemble, each with its own seed; the served logit is their mean",
+                          label="Ensemble members", choices=(1, 2, 3, 4, 5))
     batch_size: int = option(32, "images per training step")
     learning_rate: float = option(2e-3, "peak learning rate (warm-up, then cosine decay)")
     width: int = option(16, "filters in the first conv layer")
@@ -43,6 +45,9 @@ class XrayTrainingOptions:
     augmentation: bool = option(True, "augment the training films (rotation, shift, zoom, exposure, noise)",
                                 flag="--no-augmentation", label="Augmentation")
     min_sensitivity: float = option(0.95, "the operating threshold keeps at least this validation sensitivity")
+    shift_calibration: bool = option(True, "fit calibration and threshold on the validation films plus perturbed "
+                                     "copies that imitate other hospitals' films", flag="--no-shift-calibration",
+                                     label="Calibrate for other hospitals' films")
 
 
 @dataclass

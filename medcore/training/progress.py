@@ -51,3 +51,17 @@ _DESCRIPTIONS = {
 def event(stage: Stage, **values: object) -> dict:
     """A progress event: {"stage": <value>, ...values}."""
     return {"stage": stage.value, **values}
+
+
+def epoch_step(row: dict) -> tuple[int, int]:
+    """(epochs done, epochs in all) of an epoch event, counting the ensemble's members one after another."""
+    members, member = int(row.get("members", 1)), int(row.get("member", 1))
+    return (member - 1) * int(row["epochs"]) + int(row["epoch"]), members * int(row["epochs"])
+
+
+def epoch_label(row: dict) -> str:
+    """'Member 2 of 3 · epoch 4 of 12' (or 'Epoch 4 of 12' for one network)."""
+    text = f"epoch {row['epoch']} of {row['epochs']}"
+    if int(row.get("members", 1)) > 1:
+        return f"Member {row['member']} of {row['members']} · {text}"
+    return text[0].upper() + text[1:]

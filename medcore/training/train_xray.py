@@ -13,16 +13,17 @@ import platform
 import secrets
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from medcore import config
 from medcore.calibration import apply_platt, fit_platt
 from medcore.imaging import folders, quality
-from medcore.imaging.model import build_xray_network, save_artifact
+from medcore.imaging.model import build_xray_ensemble, save_artifact
 from medcore.imaging.preprocess import PREPROCESS_VERSION
 from medcore.metrics import (
     binary_metrics,
@@ -30,7 +31,7 @@ from medcore.metrics import (
     expected_calibration_error,
 )
 from medcore.model_card import xray_model_card
-from medcore.training import datasets, device
+from medcore.training import datasets, device, shift
 from medcore.training.options import XrayTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
@@ -109,6 +110,49 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
     return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
 
 
+def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray,
+                  x_val: np.ndarray, y_val: np.ndarray, strategy, started: float, history: list[dict],
+                  progress: ProgressFn, should_stop: Callable[[], bool] | None) -> int:
+    """Train one ensemble member with its own seed; keep its best epoch by validation AUC; return that epoch."""
+    import keras
+
+    seed = options.seed + 1000 * index
+    keras.utils.set_random_seed(seed)
+    steps_per_epoch = int(np.ceil(len(x_train) / options.batch_size))
+    with strategy.scope():
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=options.learning_rate / 20, decay_steps=steps_per_epoch * options.epochs,
+            warmup_target=options.learning_rate, warmup_steps=steps_per_epoch, alpha=0.01)
+        member.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                       loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                       metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
+    best = {"auc": -1.0, "epoch": 0, "weights": None}
+    total = options.epochs * options.members
+
+    class EpochReport(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            val_auc = float(roc_auc_score(y_val, member.predict(x_val, batch_size=256, verbose=0).ravel()))
+            elapsed = time.time() - started
+            done = index * options.epochs + epoch + 1
+            row = {"epoch": epoch + 1, "epochs": options.epochs, "member": index + 1, "members": options.members,
+                   "loss": float(logs["loss"]), "auc": float(logs["auc"]), "val_auc": val_auc,
+                   "elapsed_s": round(elapsed, 1), "eta_s": round(elapsed / done * (total - done), 1)}
+            history.append(row)
+            if val_auc > best["auc"]:
+                best.update(auc=val_auc, epoch=epoch + 1, weights=member.get_weights())
+            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
+            if should_stop is not None and should_stop():
+                self.model.stop_training = True
+
+    options_for_data = replace(options, seed=seed)
+    weights = datasets.class_weights(y_train) if options.class_weighting else None
+    member.fit(_dataset(x_train, y_train, options_for_data), epochs=options.epochs, class_weight=weights,
+               callbacks=[EpochReport()], verbose=0)
+    if best["weights"] is not None:
+        member.set_weights(best["weights"])
+    return best["epoch"]
+
+
 def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | None = None,
                progress: ProgressFn | None = None, cache_dir: Path | None = None,
                should_stop: Callable[[], bool] | None = None, task: str = "xray") -> dict:
@@ -131,50 +175,38 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     x_val, y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
 
     strategy = device.training_strategy()
-    steps_per_epoch = int(np.ceil(len(x_train) / options.batch_size))
     with strategy.scope():
-        network = build_xray_network(options.image_size, options.width)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=options.learning_rate / 20, decay_steps=steps_per_epoch * options.epochs,
-            warmup_target=options.learning_rate, warmup_steps=steps_per_epoch, alpha=0.01)
-        network.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-                        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                        metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
-
+        network, members = build_xray_ensemble(options.image_size, options.width, options.members)
     history: list[dict] = []
-    best = {"auc": -1.0, "epoch": 0, "weights": None}
-
-    class EpochReport(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            from sklearn.metrics import roc_auc_score
-
-            val_logits = network.predict(x_val, batch_size=256, verbose=0).ravel()
-            val_auc = float(roc_auc_score(y_val, val_logits))
-            elapsed = time.time() - started
-            row = {"epoch": epoch + 1, "epochs": options.epochs, "loss": float(logs["loss"]),
-                   "auc": float(logs["auc"]), "val_auc": val_auc, "elapsed_s": round(elapsed, 1),
-                   "eta_s": round(elapsed / (epoch + 1) * (options.epochs - epoch - 1), 1)}
-            history.append(row)
-            if val_auc > best["auc"]:
-                best.update(auc=val_auc, epoch=epoch + 1, weights=network.get_weights())
-            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
-            if should_stop is not None and should_stop():
-                self.model.stop_training = True
-
-    weights = datasets.class_weights(y_train) if options.class_weighting else None
-    network.fit(_dataset(x_train, y_train, options), epochs=options.epochs, class_weight=weights,
-                callbacks=[EpochReport()], verbose=0)
-    if best["weights"] is not None:
-        network.set_weights(best["weights"])
+    best_epochs = []
+    for index, member in enumerate(members):
+        best_epochs.append(_train_member(member, index, options, x_train, y_train, x_val, y_val, strategy,
+                                         started, history, progress, should_stop))
+        if should_stop is not None and should_stop():
+            break
 
     progress(event(Stage.CALIBRATING))
-    val_logits = network.predict(x_val, batch_size=256, verbose=0).ravel()
-    calibration = fit_platt(val_logits, y_val)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return network.predict(batch, batch_size=256, verbose=0).ravel()
+
+    val_logits = predict(x_val)
+    if options.shift_calibration:
+        fit_logits, fit_labels = shift.shifted_logits(predict, x_val, y_val, seed=options.seed)
+        fitted_on = shift.DESCRIPTION
+    else:
+        fit_logits, fit_labels, fitted_on = val_logits, y_val, "validation films"
+    calibration = fit_platt(fit_logits, fit_labels)
+    threshold = choose_threshold(fit_labels, apply_platt(fit_logits, calibration), options.min_sensitivity)
     val_prob = apply_platt(val_logits, calibration)
-    threshold = choose_threshold(y_val, val_prob, options.min_sensitivity)
     metrics = binary_metrics(y_val, val_prob, threshold)
-    raw_prob = 1.0 / (1.0 + np.exp(-val_logits))
-    metrics["ece_uncalibrated"] = expected_calibration_error(y_val, raw_prob)
+    metrics["ece_uncalibrated"] = expected_calibration_error(y_val, 1.0 / (1.0 + np.exp(-val_logits)))
+    if options.shift_calibration:
+        metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
+            fit_labels[len(y_val):], apply_platt(fit_logits[len(y_val):], calibration), threshold).items()
+            if k in ("auc", "accuracy", "sensitivity", "specificity", "ece", "n")}
+    metrics["members"] = [float(roc_auc_score(y_val, m.predict(x_val, batch_size=256, verbose=0).ravel()))
+                          for m in members] if len(members) > 1 else []
 
     reference = fit_quality_reference(network, images, train_idx, val_idx)
 
@@ -184,11 +216,11 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "labels": list(folders.XRAY_CLASSES),
         "positive_label": folders.XRAY_CLASSES[1],
         "image_size": options.image_size,
-        "calibration": {"method": "platt", **calibration},
+        "calibration": {"method": "platt", **calibration, "fitted_on": fitted_on},
         "threshold": threshold,
         "quality": {"method": QUALITY_METHOD},
-        "threshold_rule": (f"threshold with the best validation specificity among those with sensitivity >= "
-                           f"{options.min_sensitivity} (ties: highest sensitivity)"),
+        "threshold_rule": (f"threshold with the best specificity among those with sensitivity >= "
+                           f"{options.min_sensitivity} (ties: highest sensitivity), on the {fitted_on}"),
         "metrics": {"validation": metrics},
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
@@ -196,11 +228,13 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                  "train_counts": np.bincount(y_train).tolist(), "val_counts": np.bincount(y_val).tolist()},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
-                     "best_epoch": best["epoch"], "history": history, "parameters": network.count_params(),
+                     "best_epoch": best_epochs[0] if best_epochs else 0, "best_epochs": best_epochs,
+                     "history": history, "parameters": network.count_params(),
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
     save_artifact(Path(out_dir), network, meta, reference,
-                  validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32)},
+                  validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32),
+                              "logit": val_logits.astype(np.float32)},
                   model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
     progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
     return meta

@@ -1,0 +1,51 @@
+"""Record a model's figures on new patients (an external sample) in its own folder, before it is registered.
+
+The external sample measures generalization only: this writes the scores (as logits, so a later local
+recalibration shows its own figures) and the figures with 95 % intervals into the model folder and its
+card. Registered versions are immutable, so only an unregistered folder (e.g. `assets/models/xray`
+before it ships) can be given.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medcore import registry
+from medcore.artifacts import EXTERNAL_FILE
+from medcore.imaging import folders
+from medcore.imaging.service import load_xray_model, score_files
+from medcore.metrics import binary_metrics, intervals
+from medcore.model_card import xray_model_card
+
+
+def figures(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
+    """binary_metrics with their 95 % intervals."""
+    metrics = binary_metrics(y_true, prob, threshold)
+    return {**metrics, "intervals": intervals(metrics, y_true, prob)}
+
+
+def record_external(model_dir: Path, data_dir: Path, command: str) -> dict:
+    """Score the model on data_dir, store scores and figures in the folder, rewrite its card; return the figures."""
+    model_dir = Path(model_dir).resolve()
+    if registry.models_dir().resolve() in model_dir.parents:
+        raise ValueError(f"{model_dir} is a registered version, and registered versions never change.")
+    model = load_xray_model(model_dir)
+    folder = folders.list_image_folder(Path(data_dir), tuple(model.labels))
+    scores = score_files(model, folder.files)
+    y_true = folder.labels[scores.readable]
+    validation = model.validation_predictions()
+    meta = json.loads((model_dir / "meta.json").read_text())
+    meta["external"] = {
+        "source": Path(data_dir).resolve().name, "fingerprint": folders.fingerprint(folder.files, folder.labels),
+        "measured_at": time.strftime("%Y-%m-%d"), "command": command,
+        "n_unreadable": int((~scores.readable).sum()), "n_atypical": int(scores.atypical.sum()),
+        "figures": figures(y_true, scores.probabilities, model.threshold),
+        "internal": figures(validation["y_true"], validation["prob"], model.threshold)}
+    np.savez_compressed(model_dir / EXTERNAL_FILE, y_true=y_true.astype(np.int8), logit=scores.logits.astype(np.float32))
+    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (model_dir / "model_card.md").write_text(xray_model_card(meta))
+    return meta["external"]

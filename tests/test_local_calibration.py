@@ -1,0 +1,98 @@
+"""Local validation and recalibration: a new version with the same weights, a map chosen by cross-validation,
+honest before/after figures, registered as a candidate and promoted like any other."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from medcore import auth, registry
+from medcore.imaging.service import load_xray_model
+from medcore.training.local_calibration import LocalDataError, calibrate_and_register, cross_validated
+from tests.synthetic import write_opacity_folder
+
+ADMIN = auth.operator("tests")
+
+
+@pytest.fixture(scope="module")
+def local_films(tmp_path_factory, xray_model):
+    return write_opacity_folder(tmp_path_factory.mktemp("local"), xray_model.artifact.quality_reference, 24, seed=7)
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cross_validated_figures_never_see_their_own_films():
+    """A map fitted on all films would fit shifted logits perfectly; out-of-fold it must still help but each
+    film's probability must come from a fold fitted without it (different from the all-films fit)."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(150), np.ones(150)].astype(int)
+    logits = rng.normal(0, 1.5, 300) + 3.0 * y + 2.5  # ranks well, far too confident for pneumonia
+    prob, decisions = cross_validated(logits, y, "platt", {"method": "platt", "a": 1.0, "b": 0.0}, 0.95, seed=0)
+    raw = 1 / (1 + np.exp(-logits))
+    from medcore.metrics import expected_calibration_error
+    assert expected_calibration_error(y, prob) < expected_calibration_error(y, raw) / 2
+    assert decisions[y == 1].mean() >= 0.85 and decisions.dtype == bool
+
+
+def test_calibration_registers_a_candidate_with_the_same_weights(store, local_films):
+    production = registry.production("xray")
+    result = calibrate_and_register(local_films, ADMIN, store / "work")
+    assert result["status"] == "candidate" and result["based_on"] == production.version
+    assert result["method"] in ("intercept", "platt", "isotonic")
+    assert set(result["cv_log_loss"]) == {"unchanged", "intercept", "platt", "isotonic"}
+    for side in ("before", "after"):
+        figures = result[side]
+        for key in ("auc", "sensitivity", "specificity", "accuracy", "ece"):
+            low, high = figures["intervals"][key]
+            assert low <= figures[key] <= high, (side, key)
+    assert result["warnings"] and "24 films" in result["warnings"][0]  # a small set says so
+    assert registry.production("xray").version == production.version  # nothing promoted by itself
+
+    entry = registry.get("xray", result["version"])
+    for name in ("model.keras", "quality.npz"):
+        assert _digest(entry.path / name) == _digest(production.path / name)
+    model = load_xray_model(entry.path)
+    assert model.threshold == pytest.approx(result["threshold_after"])
+    assert model.meta["calibration"]["method"] == result["method"]
+    assert "Local validation" in model.model_card() and model.meta["local_validation"]["fingerprint"][:16] in \
+        model.model_card()
+    kinds = [e.kind for e in model.evaluations()]
+    assert kinds[0] == "internal" and "local" in kinds
+    assert model.operating_evidence()["source"].startswith("local validation")
+
+    registry.promote("xray", result["version"], ADMIN, expected_production=production.version)
+    assert registry.production("xray").version == result["version"]
+
+
+def test_calibration_refuses_a_clinician_and_a_tiny_set(store, local_films, tmp_path, xray_model):
+    clinician = auth.User("someone", "clinician", False)
+    with pytest.raises(auth.NotAllowed):
+        calibrate_and_register(local_films, clinician, store / "work")
+    tiny = write_opacity_folder(tmp_path / "tiny", xray_model.artifact.quality_reference, 4)
+    with pytest.raises(LocalDataError, match="at least 10"):
+        calibrate_and_register(tiny, ADMIN, store / "work")
+    assert [v.origin for v in registry.list_versions("xray")] == ["shipped"]
+
+
+def test_cli_prints_one_json_object_with_the_version_and_both_figures(store, local_films):
+    done = subprocess.run([sys.executable, "-m", "medcore.cli", "calibrate", "xray", "--data", str(local_films),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert {"version", "before", "after", "method", "warnings"} <= set(result)
+    assert "warning" in done.stderr  # the small-set warning also reaches a person at a terminal
+    assert registry.get("xray", result["version"]).status == "candidate"
+
+
+def test_external_sample_recalibration_improves_calibration(store, xray_train_dir):
+    external = xray_train_dir.parent / "external_sample"
+    if not external.is_dir():
+        pytest.skip("no external sample")
+    result = calibrate_and_register(external, ADMIN, store / "work")
+    assert result["after"]["ece"] < 0.06 and result["after"]["sensitivity"] >= 0.93
+    assert not result["warnings"]
