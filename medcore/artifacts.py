@@ -95,8 +95,8 @@ class ModelInfo:
         if local:
             return {"source": f"local validation: {local['n_normal'] + local['n_pneumonia']} films of "
                               f"{local['source']}, cross-validated", "metrics": local["after"]}
-        return {"source": "internal validation: children from the training source, not seen in training",
-                "metrics": self.validation_metrics}
+        return {"source": f"internal validation: {self.validation_metrics['n']} films of children from the training "
+                          "source, not seen in training", "metrics": self.validation_metrics}
 
     def external_metrics(self) -> dict[str, Any] | None:
         """Figures on new patients (the external sample), where they were measured for this version's weights."""

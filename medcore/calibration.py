@@ -97,3 +97,36 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
 
     result = minimize(negative_log_likelihood, x0=np.array([0.0]), method="L-BFGS-B", bounds=[(-3, 3)])
     return float(np.exp(result.x[0]))
+
+
+def fit_vector_scaling(logits: np.ndarray, y_true: np.ndarray, l2: float = 1e-3) -> dict[str, list[float]]:
+    """Vector scaling (Guo et al. 2017): one scale and one offset per class, z' = w * z + b, fitted by likelihood.
+
+    Class-wise, so a class the network is over-confident about and one it is timid about are both fixed,
+    which one temperature cannot do. A small L2 pull towards w = 1, b = 0 keeps rare classes from overfitting.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=int)
+    k = logits.shape[1]
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:k], params[k:]
+        z = logits * w + b
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        n = len(y)
+        nll = -np.mean(np.log(p[np.arange(n), y] + 1e-12))
+        residual = p.copy()
+        residual[np.arange(n), y] -= 1.0
+        grad_w = (residual * logits).mean(axis=0) + 2 * l2 * (w - 1.0)
+        grad_b = residual.mean(axis=0) + 2 * l2 * b
+        return nll + l2 * (np.sum((w - 1.0) ** 2) + np.sum(b ** 2)), np.concatenate([grad_w, grad_b])
+
+    result = minimize(loss, x0=np.r_[np.ones(k), np.zeros(k)], jac=True, method="L-BFGS-B")
+    return {"w": result.x[:k].tolist(), "b": result.x[k:].tolist()}
+
+
+def apply_vector_scaling(logits: np.ndarray, params: dict[str, list[float]]) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) * np.asarray(params["w"]) + np.asarray(params["b"])
+    return softmax(z)

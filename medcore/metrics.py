@@ -178,3 +178,22 @@ def multiclass_metrics(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) 
         "confusion": confusion_matrix(y_true, pred, labels=list(range(len(labels)))).tolist(),
         "labels": list(labels),
     }
+
+
+def confidence_threshold(y_true: np.ndarray, prob: np.ndarray, min_precision: float = 0.9) -> dict[str, float]:
+    """The lowest top-class probability at which a finding is shown as "most likely" (below it: "uncertain").
+
+    Chosen so that, on these notes, at least min_precision of the findings shown are correct while as many
+    notes as possible get one: {"threshold", "precision", "coverage"} (coverage: share of notes with a finding).
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    confidence = prob.max(axis=1)
+    correct = prob.argmax(axis=1) == y_true
+    order = np.argsort(-confidence, kind="stable")
+    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(precision >= min_precision)
+    if not len(ok):
+        return {"threshold": 1.0, "precision": float("nan"), "coverage": 0.0}
+    k = int(ok[-1]) + 1
+    return {"threshold": float(confidence[order][k - 1]), "precision": float(precision[k - 1]),
+            "coverage": k / len(order)}

@@ -235,7 +235,7 @@ def external_section(meta: dict[str, Any]) -> str:
 `{external['command']}` on {external['measured_at']}: folder `{external['source']}` (fingerprint
 `{external['fingerprint'][:16]}…`), children from the same hospital's later test set, never trained on. Nothing
 about this model (weights, epoch, calibration, threshold, perturbation strengths) was fitted or chosen on it.
-95 % intervals: Wilson for proportions, class-stratified bootstrap for AUC and ECE.
+95 % intervals: Wilson for proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
 
 {FIGURES_HEADER}
 {figures_row("internal validation", external['internal'])}

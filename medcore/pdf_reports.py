@@ -111,7 +111,7 @@ def study_report_pdf(result: StudyResult, evidence: dict, opacity: float = 0.5) 
                  ("Decision", f"{result.decision} (probability {'at or above' if result.flagged else 'below'} "
                               "the threshold)"),
                  ("This threshold on held-out films",
-                  f"{operating_figures(evidence['metrics'])}; n = {evidence['metrics']['n']}, {evidence['source']}")]
+                  f"{operating_figures(evidence['metrics'])}; {evidence['source']}")]
         pdf.table(rows)
         if result.display is not None and result.heatmap is not None:
             top, width, gap = pdf.get_y(), (pdf.epw - 6) / 2, 6

@@ -23,7 +23,7 @@ def xray_banner(model: ModelInfo) -> str:
     evidence, external = model.operating_evidence(), model.external_metrics()
     metrics, positive = evidence["metrics"], model.positive_label
     text = (f"**Operating threshold {model.threshold:.1%}.** A study whose calibrated {positive.lower()} probability "
-            f"is at or above it is flagged **{positive}**. {evidence['source'].capitalize()} ({metrics['n']} films): "
+            f"is at or above it is flagged **{positive}**. {evidence['source'].capitalize()}: "
             f"{operating_figures(metrics)}, AUC {metrics['auc']:.3f}.")
     if external and not model.meta.get("local_validation"):
         text += (f" On {external['metrics']['n']} new patients (later children of the same hospital): "
@@ -72,8 +72,7 @@ def study_report_html(result: StudyResult, evidence: dict, opacity: float = 0.5)
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),
                  ("At this threshold",
-                  f"{html.escape(operating_figures(evidence['metrics']))} (n = {evidence['metrics']['n']}, "
-                  f"{html.escape(evidence['source'])})")]
+                  f"{html.escape(operating_figures(evidence['metrics']))} ({html.escape(evidence['source'])})")]
         images = ""
         if result.display is not None and result.heatmap is not None:
             images = (_img_tag(result.display, "original radiograph") + " " +

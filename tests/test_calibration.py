@@ -109,3 +109,38 @@ def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_more_data():
             assert bounds[key][0] <= metrics[key] <= bounds[key][1], key
         widths.append(bounds["auc"][1] - bounds["auc"][0])
     assert widths[1] < widths[0] / 2
+
+
+def test_vector_scaling_fixes_classes_that_a_single_temperature_cannot():
+    """Class 0 is over-confident, class 2 timid: vector scaling brings the top-label ECE down further than a
+    temperature, and keeps the argmax of a well-separated problem."""
+    from medcore.calibration import apply_vector_scaling, fit_temperature, fit_vector_scaling, softmax
+
+    rng = np.random.default_rng(1)
+    n, k = 6000, 3
+    true_logits = rng.normal(0, 1.5, (n, k))
+    y = np.array([rng.choice(k, p=p) for p in softmax(true_logits)])
+    distorted = true_logits * np.array([3.0, 1.0, 0.4]) + np.array([0.5, 0.0, -0.5])
+    temperature = softmax(distorted, fit_temperature(distorted, y))
+    vector = apply_vector_scaling(distorted, fit_vector_scaling(distorted, y))
+
+    def top_ece(p):
+        return expected_calibration_error((p.argmax(1) == y).astype(int), p.max(1))
+
+    assert top_ece(vector) < 0.02 and top_ece(vector) < top_ece(temperature)
+
+
+def test_confidence_threshold_keeps_the_precision_it_promises():
+    from medcore.metrics import confidence_threshold
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    confidence = rng.uniform(0.2, 1.0, n)
+    y = np.zeros(n, dtype=int)
+    correct = rng.random(n) < confidence  # a calibrated model: right as often as it is sure
+    prob = np.stack([confidence, 1 - confidence], axis=1)
+    y[~correct] = 1
+    chosen = confidence_threshold(y, prob, 0.9)
+    shown = confidence >= chosen["threshold"]
+    assert (prob.argmax(1)[shown] == y[shown]).mean() >= 0.9
+    assert chosen["coverage"] == shown.mean() and 0.1 < chosen["coverage"] < 0.6

@@ -192,9 +192,11 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     shipped = xray_model.artifact.version
     assert page.get_by_text(shipped).count() >= 1
     page.get_by_label("Path on the server").fill(str(films))
-    page.get_by_role("spinbutton", name="Epochs").fill("60")
+    page.get_by_role("spinbutton", name="Epochs per member").fill("60")
     page.get_by_role("combobox", name="Image size (px)").click()
     page.get_by_role("option", name="64", exact=True).click()
+    page.get_by_role("combobox", name="Ensemble members").click()
+    page.get_by_role("option", name="1", exact=True).click()
     page.get_by_role("button", name="Start retraining").click()
     page.get_by_text("about").filter(has_text="left").first.wait_for(timeout=120_000)  # live epoch progress
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
@@ -234,4 +236,34 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     for action in ("sign_in", "train_start:xray", "train:xray", "promote:xray", "rollback:xray"):
         assert action in csv, action
     assert "film.png" not in csv and "study.dcm" not in csv and "onerror" not in csv  # no patient content
+    page.close()
+
+
+def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser, xray_model, tmp_path):
+    """Local validation on the hospital's own films: a recalibrated candidate, promoted; the X-ray banner and the
+    performance page then state the local, cross-validated figures."""
+    from tests.synthetic import write_opacity_folder
+
+    films = write_opacity_folder(tmp_path / "local", xray_model.artifact.quality_reference, 30, seed=11)
+    page = sign_in(browser, app_url, ADMIN, 1700)
+    page.get_by_role("link", name="Models & retraining").click()
+    page.get_by_text("In production:").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Local validation").click()
+    page.get_by_label("Path on the server").last.fill(str(films))
+    page.get_by_role("button", name="Validate and recalibrate").click()
+    page.get_by_text("Locally calibrated candidate").wait_for(timeout=180_000)
+    assert page.get_by_text("cross-validated on the local films").count() >= 1
+    assert page.get_by_text("Only 30 films in the smaller class").count() == 1  # a small set is flagged
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_local_validation.png"), full_page=True)
+    page.get_by_role("button", name="Promote to production").last.click()
+    page.get_by_text("-local-").first.wait_for(timeout=60_000)
+    assert "-local-" in page.get_by_text("In production:").inner_text()
+
+    page.get_by_role("link", name="Chest X-ray").click()
+    page.get_by_text("Local validation: 60 films").wait_for(timeout=60_000)
+    page.screenshot(path=str(SCREENSHOTS / "xray_banner_local.png"))
+    page.get_by_role("link", name="Model performance").click()
+    page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
+    assert page.get_by_text("Local validation", exact=True).count() >= 1
+    settled(page).screenshot(path=str(SCREENSHOTS / "performance_local.png"), full_page=True)
     page.close()
