@@ -130,3 +130,10 @@ def fit_vector_scaling(logits: np.ndarray, y_true: np.ndarray, l2: float = 1e-3)
 def apply_vector_scaling(logits: np.ndarray, params: dict[str, list[float]]) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) * np.asarray(params["w"]) + np.asarray(params["b"])
     return softmax(z)
+
+
+def calibrate_logits(logits: np.ndarray, params: dict) -> np.ndarray:
+    """A multi-class model's stored calibration applied: {"method": "vector", w, b} or {"temperature": T}."""
+    if params.get("method") == "vector":
+        return apply_vector_scaling(logits, params)
+    return softmax(logits, float(params["temperature"]))

@@ -170,6 +170,7 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
     best = model.labels.index(top[0][0])
     words = attribution.top(best, args.top_words) if attribution is not None else []
     result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],
+              "finding": prediction.finding, "confidence_threshold": round(prediction.confidence_threshold, 4),
               "top": [{"label": label, "probability": round(p, 4)} for label, p in top],
               "attributions": [{"word": w, "shap": round(v, 4)} for w, v in words],
               **({"explanation_error": error} if error else {}),
@@ -177,7 +178,7 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
     if args.json:
         _emit(result)
     else:
-        print(f"{top[0][0]} ({top[0][1]:.1%})")
+        print(f"{prediction.finding}: {top[0][0]} ({top[0][1]:.1%})")
     return 0
 
 

@@ -154,6 +154,60 @@ def _metric_rows(name: str, m: dict[str, Any]) -> str:
     return f"| {name} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['ece']:.4f} |"
 
 
+def _notes_network(meta: dict[str, Any]) -> str:
+    training, options = meta["training"], meta["options"]
+    if options.get("arch") == "linear":
+        linear = meta["linear"]
+        scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in linear["cv_macro_f1"].items())
+        return (f"Model: multinomial logistic regression on the features (scikit-learn L-BFGS, class weights "
+                f"{options['class_weighting']}), C = {linear['C']} chosen by 5-fold cross-validated macro-F1 on the "
+                f"training notes ({scores}); carried as one Keras Dense layer, {training['parameters']:,} parameters.")
+    return (f"Network: Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) "
+            f"on the sparse features, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch "
+            f"{options['batch_size']}, class weights {options['class_weighting']}; best of {len(training['history'])} "
+            f"epochs by validation macro-F1 (epoch {training['best_epoch']}, patience {options['patience']}).")
+
+
+def _notes_calibration(meta: dict[str, Any]) -> str:
+    calibration = meta.get("calibration")
+    if not calibration:
+        return f"temperature scaling on validation logits (T = {meta['temperature']:.3f})."
+    report = meta["metrics"]["validation"].get("calibration_cv", {})
+    scores = "; ".join(f"{m}: log-loss {r['cv_log_loss']:.4f}, ECE {r['cv_ece']:.4f}" for m, r in report.items())
+    name = {"vector": "vector scaling (a scale and an offset per class, Guo et al. 2017)",
+            "temperature": f"temperature scaling (T = {calibration.get('temperature', 0):.3f})"}[calibration["method"]]
+    return (f"{name}, fitted on validation logits; chosen over the other by 5-fold cross-validated log-loss within "
+            f"validation ({scores}).")
+
+
+def _ece_steps(val: dict[str, Any]) -> str:
+    return f", calibrated {val['ece']:.4f} (in-sample: the same notes fitted the map)"
+
+
+def _baseline_name(meta: dict[str, Any]) -> str:
+    baseline = meta.get("baseline")
+    return f"{baseline['model']}, C = {baseline['C']}" if baseline else "TF-IDF(1-2) + logistic regression baseline"
+
+
+def _baseline_tuning(meta: dict[str, Any]) -> str:
+    baseline = meta.get("baseline")
+    if not baseline:
+        return "the baseline was not tuned on it beyond a fixed C = 4."
+    scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in baseline["cv_macro_f1"].items())
+    return (f"the baseline's C was chosen by {baseline['folds']}-fold cross-validated macro-F1 on the training "
+            f"notes only ({scores}).")
+
+
+def _confidence_note(meta: dict[str, Any]) -> str:
+    confidence = meta.get("confidence")
+    if not confidence:
+        return ""
+    return (f"- \"Uncertain\": when the top class's calibrated probability is below {confidence['threshold']:.3f}, the "
+            f"page says \"uncertain\" instead of \"most likely\". Chosen on validation so that at least "
+            f"{confidence['min_precision']:.0%} of the findings shown are correct ({confidence['precision']:.1%} on "
+            f"validation); coverage {confidence['coverage']:.1%} of validation notes get a finding.")
+
+
 def notes_model_card(meta: dict[str, Any]) -> str:
     val, base = meta["metrics"]["validation"], meta["metrics"]["baseline_validation"]
     training, data, options = meta["training"], meta["data"], meta["options"]
@@ -175,27 +229,25 @@ that pushed each category up or down (SHAP). Decision support for triage and cod
 - Command: `{training['command']}`
 - Features: TF-IDF (sublinear TF, L2) of word unigrams, word bigrams and character 3-5-grams of words,
   {training['n_features']:,} features kept by document frequency (min 2), fitted on the training part.
-- Network: Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) on the sparse
-  features, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch {options['batch_size']},
-  class weights {options['class_weighting']}; best of {len(training['history'])} epochs by validation macro-F1
-  (epoch {training['best_epoch']}, patience {options['patience']}).
-- Calibration: temperature scaling on validation logits (T = {meta['temperature']:.3f}).
+- {_notes_network(meta)}
+- Calibration: {_notes_calibration(meta)}
 - Time: {training['seconds']:.0f} s on {training['device']}; TensorFlow {training['tensorflow']}.
+{_confidence_note(meta)}
 
 ## Validation metrics (same split for both models)
 | model | n | accuracy | macro-F1 | ECE |
 |---|---|---|---|---|
-{_metric_rows('MLP (shipped)', val)}
-{_metric_rows('TF-IDF(1-2) + logistic regression baseline', base)}
+{_metric_rows(('linear model' if meta['options'].get('arch') == 'linear' else 'MLP') + ' (shipped)', val)}
+{_metric_rows(_baseline_name(meta), base)}
 
-ECE of the MLP before temperature scaling: {val['ece_uncalibrated']:.4f}.
+ECE of the MLP: raw {val['ece_uncalibrated']:.4f}{_ece_steps(val)}.
 
 | class | F1 (MLP) | F1 (baseline) |
 |---|---|---|
 {per_class}
 
-The validation split chose the epoch and the temperature, so the MLP's figures are slightly optimistic;
-the baseline was not tuned on it beyond a fixed C = 4.
+The validation split chose the epoch and the calibration, so the MLP's figures are slightly optimistic;
+{_baseline_tuning(meta)}
 
 ## Explanations
 SHAP values from `shap.explainers.Permutation` over the note's words (a word removed takes its n-grams and

@@ -34,6 +34,22 @@ def xray_banner(model: ModelInfo) -> str:
                    "not a diagnosis.")
 
 
+def notes_summary(model: ModelInfo) -> str:
+    """The Case notes page's standing statement: the model against its baseline, and when it says "uncertain"."""
+    deep, baseline = model.validation_metrics, model.baseline_metrics
+    text = (f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
+            f"n = {deep['n']})")
+    if baseline:
+        name = model.meta.get("baseline", {}).get("model", "TF-IDF + logistic regression")
+        text += f"; baseline ({name}) on the same notes: macro-F1 {baseline['macro_f1']:.3f}"
+    confidence = model.meta.get("confidence")
+    if confidence:
+        text += (f". Below a top probability of {confidence['threshold']:.0%} it says \"uncertain\": "
+                 f"{confidence['coverage']:.0%} of validation notes got a finding, {confidence['precision']:.0%} "
+                 "of those correct")
+    return text + ". Decision support only."
+
+
 def summary_rows(results: list[StudyResult], positive: str) -> list[dict]:
     """One row per study: file, decision (or "no prediction"), calibrated probability, why not."""
     return [{"file": r.filename, "decision": r.decision or "no prediction",

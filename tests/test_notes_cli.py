@@ -87,3 +87,21 @@ def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_mod
     assert result["n"] == recorded["n"]
     assert result["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
     assert result["macro_f1"] > model.meta["metrics"]["baseline_validation"]["macro_f1"]
+
+
+def test_a_note_below_the_models_confidence_threshold_is_uncertain(notes_models):
+    import copy
+
+    model = copy.copy(notes_models["symptom2disease"])
+    for threshold, finding in ((0.0, "most likely"), (0.9999, "uncertain")):
+        model.meta = {**model.meta, "confidence": {"threshold": threshold, "precision": 0.9, "coverage": 0.5,
+                                                   "min_precision": 0.9}}
+        prediction = predict_note(model, NOTE)
+        assert prediction.finding == finding and prediction.certain == (finding == "most likely")
+
+
+def test_predict_notes_json_says_which_finding_applies():
+    done = medcore("predict", "notes", "--task", "symptom2disease", "--text", NOTE, "--json")
+    result = json.loads(done.stdout)
+    assert result["finding"] in ("most likely", "uncertain") and 0 <= result["confidence_threshold"] <= 1
+    assert (result["finding"] == "most likely") == (result["top"][0]["probability"] >= result["confidence_threshold"])

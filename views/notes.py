@@ -9,6 +9,7 @@ from medcore.notes.explain import ExplanationCache, legend_html, render_html
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
 from medcore.pdf_reports import note_report_pdf
+from medcore.reports import notes_summary
 from views.common import current_user, production_model
 
 st.title("Case notes")
@@ -16,10 +17,7 @@ task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(
 model = production_model(task)
 if model is None:
     st.stop()
-deep, baseline = model.validation_metrics, model.baseline_metrics
-st.caption(f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
-           f"n = {deep['n']})" + (f"; TF-IDF + logistic-regression baseline on the same notes: macro-F1 "
-                                  f"{baseline['macro_f1']:.3f}" if baseline else "") + ". Decision support only.")
+st.caption(notes_summary(model))
 
 with st.form("note"):
     text = st.text_area("Paste the note", height=200, max_chars=100_000,
@@ -50,7 +48,14 @@ for warning in prediction.note.warnings:
 
 ranked = prediction.ranked()
 top3 = ranked[:3]
-st.subheader(f"Most likely: {top3[0][0]} ({format_probability(top3[0][1])})")
+if prediction.certain:
+    st.subheader(f"Most likely: {top3[0][0]} ({format_probability(top3[0][1])})")
+else:
+    st.subheader("Uncertain: no category is probable enough")
+    st.warning(f"The highest probability, {format_probability(top3[0][1])} for {top3[0][0]}, is below "
+               f"{prediction.confidence_threshold:.0%}: the level at which the model's findings were right at least "
+               "90 % of the time on validation. Read the candidates below as possibilities, not a finding.",
+               icon=":material/help:")
 st.plotly_chart(class_probabilities_figure(top3), config={"displayModeBar": False})
 
 if attribution is None:  # the prediction stands; its explanation failed (an incident was recorded)

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from scipy import sparse  # noqa: E402
 
 from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
-from medcore.calibration import softmax  # noqa: E402
+from medcore.calibration import calibrate_logits  # noqa: E402
 from medcore.notes.features import Design, Featurizer  # noqa: E402
 
 FEATURES_VERSION = "words12-chars35-sublinear-tfidf-v1"
@@ -33,6 +33,17 @@ def build_notes_network(n_features: int, n_classes: int, hidden: int = 128, drop
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     logits = keras.layers.Dense(n_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name="medcore_notes")
+
+
+def build_linear_notes_network(n_features: int, n_classes: int) -> keras.Model:
+    """Multinomial logistic regression over sparse TF-IDF as a Keras layer: logits = X W + b.
+
+    Fitted by scikit-learn (exact L-BFGS, regularization chosen by cross-validation) and carried in this
+    layer, so a linear model is served, explained and versioned exactly like the MLP.
+    """
+    inputs = keras.Input((n_features,), sparse=True, name="tfidf")
+    logits = keras.layers.Dense(n_classes, name="logits", dtype="float32")(inputs)
+    return keras.Model(inputs, logits, name="medcore_notes_linear")
 
 
 def to_sparse_tensor(matrix: sparse.spmatrix) -> tf.SparseTensor:
@@ -55,7 +66,14 @@ class NotesModel(ModelInfo):
         return self._forward(to_sparse_tensor(features)).numpy()
 
     def probabilities(self, features: sparse.spmatrix) -> np.ndarray:
-        return softmax(self.logits(features), float(self.meta["temperature"]))
+        """Calibrated by the model's own map: vector or temperature scaling (older models: a temperature)."""
+        return calibrate_logits(self.logits(features), self.meta.get("calibration") or
+                                {"temperature": self.meta["temperature"]})
+
+    @property
+    def confidence_threshold(self) -> float:
+        """The top-class probability below which the finding is "uncertain" (0: older models always answer)."""
+        return float(self.meta.get("confidence", {}).get("threshold", 0.0))
 
     def predict_words(self, documents: list[list[str]]) -> np.ndarray:
         return self.probabilities(self.featurizer.transform(documents))

@@ -21,10 +21,20 @@ class NotePrediction:
     probabilities: np.ndarray  # (n_classes,) calibrated
     labels: list[str]
     model_version: str
+    confidence_threshold: float = 0.0  # below it the finding is "uncertain"
 
     def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    @property
+    def certain(self) -> bool:
+        """Is the top class probable enough to be shown as "most likely" (see the model's confidence threshold)?"""
+        return float(self.probabilities.max()) >= self.confidence_threshold
+
+    @property
+    def finding(self) -> str:
+        return "most likely" if self.certain else "uncertain"
 
 
 def load_for_serving(folder: Path) -> NotesModel:
@@ -43,7 +53,7 @@ def predict_note(model: NotesModel, text: str) -> NotePrediction:
     """Raises NoteRejected for unusable text; warnings travel on the result's note."""
     note = prepare(text)
     probabilities = model.predict_words([[t.text for t in note.tokens]])[0]
-    return NotePrediction(note, probabilities, model.labels, model.version)
+    return NotePrediction(note, probabilities, model.labels, model.version, model.confidence_threshold)
 
 
 def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: str
@@ -69,8 +79,8 @@ def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: st
         error = (f"The word-level explanation could not be computed (incident {incident}); the prediction "
                  "stands.")
     top_label, top_probability = prediction.ranked(1)[0]
-    audit.record(user, action, top_label, model.version, note=digest, probability=round(top_probability, 4),
-                 explanation=explanation)
+    audit.record(user, action, top_label if prediction.certain else "uncertain", model.version, note=digest,
+                 probability=round(top_probability, 4), explanation=explanation)
     return prediction, attribution, error
 
 

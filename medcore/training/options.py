@@ -52,6 +52,9 @@ class XrayTrainingOptions:
 
 @dataclass
 class NotesTrainingOptions:
+    arch: str = option("mlp", "model over the TF-IDF features: mlp (one hidden layer) or linear (logistic "
+                              "regression, C chosen by cross-validation on the training notes)",
+                       label="Architecture", choices=("mlp", "linear"))
     epochs: int = option(40, "at most this many epochs (early stopping on validation macro-F1)",
                          label="Epochs (at most; early stopping)", minimum=1, maximum=500)
     patience: int = option(8, "epochs without improvement before stopping")
@@ -64,6 +67,8 @@ class NotesTrainingOptions:
     seed: int = option(42, "seed of the split and the initial weights", label="Seed", minimum=0, maximum=2**31 - 1)
     class_weighting: bool = option(True, "weight the classes by inverse frequency", flag="--no-class-weights",
                                    label="Class weighting")
+    min_precision: float = option(0.9, "below the confidence that keeps this share of shown findings correct on "
+                                       "validation, a note is called 'uncertain'")
 
 
 def specs(options_class: type) -> list[tuple[str, Any, OptionSpec]]:

@@ -1,8 +1,9 @@
 """Train, calibrate and package a case-note classifier from a CSV with `label` and `text` columns.
 
 Recipe: stratified split (seed) -> TF-IDF features fitted on the training part -> MLP with class
-weights, best epoch by validation macro-F1 (early stopping) -> temperature scaling on validation
-logits -> metrics, next to a TF-IDF(1-2-gram) + logistic-regression baseline on the same split.
+weights, best epoch by validation macro-F1 (early stopping) -> vector scaling on validation logits ->
+the confidence below which the page says "uncertain" -> metrics, next to a tuned TF-IDF + logistic
+regression baseline (notes_baseline) on the same split.
 """
 
 from __future__ import annotations
@@ -17,27 +18,75 @@ from typing import Callable
 
 import numpy as np
 
-from medcore.calibration import fit_temperature, softmax
-from medcore.metrics import multiclass_metrics
+from medcore.calibration import apply_vector_scaling, calibrate_logits, fit_temperature, fit_vector_scaling, softmax
+from medcore.metrics import confidence_threshold, multiclass_metrics
 from medcore.notes.data import read_labelled_notes, split_notes
 from medcore.notes.features import Featurizer
+from medcore.training.notes_baseline import fit_baseline
 from medcore.training.options import NotesTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
 
-def baseline_metrics(train_texts: list[str], train_y: np.ndarray, val_texts: list[str], val_y: np.ndarray,
-                     labels: list[str]) -> dict:
-    """The reference a deep model must beat: TF-IDF(1-2-gram) + logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def choose_calibration(logits: np.ndarray, y: np.ndarray, labels: list[str], seed: int, folds: int = 5
+                       ) -> tuple[dict, dict]:
+    """Temperature or vector scaling, whichever has the lower cross-validated log-loss on the validation logits.
 
-    vectoriser = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    classifier = LogisticRegression(C=4.0, max_iter=3000)
-    classifier.fit(vectoriser.fit_transform(train_texts), train_y)
-    prob = classifier.predict_proba(vectoriser.transform(val_texts))
-    full = np.zeros((len(val_y), len(labels)))
-    full[:, classifier.classes_] = prob
-    return multiclass_metrics(val_y, full, labels)
+    Vector scaling fixes classes one by one but has two parameters a class; with few validation notes a class
+    (24 classes, 8 notes each) one temperature can generalize better. Returns (calibration, report), the report
+    holding each method's cross-validated log-loss and top-label ECE.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    fitters = {"temperature": lambda lg, yy: {"temperature": fit_temperature(lg, yy)},
+               "vector": fit_vector_scaling}
+    appliers = {"temperature": lambda lg, params: softmax(lg, params["temperature"]), "vector": apply_vector_scaling}
+    smallest = int(np.bincount(y).min())
+    splitter = StratifiedKFold(max(2, min(folds, smallest)), shuffle=True, random_state=seed)
+    report = {}
+    for method in fitters:
+        prob = np.zeros_like(logits, dtype=np.float64)
+        for fit_idx, test_idx in splitter.split(logits, y):
+            prob[test_idx] = appliers[method](logits[test_idx], fitters[method](logits[fit_idx], y[fit_idx]))
+        report[method] = {"cv_log_loss": round(float(-np.mean(np.log(prob[np.arange(len(y)), y] + 1e-12))), 4),
+                          "cv_ece": round(multiclass_metrics(y, prob, labels)["ece"], 4)}
+    method = min(report, key=lambda m: report[m]["cv_log_loss"])
+    return {"method": method, **fitters[method](logits, y)}, report
+
+
+def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_classes: int,
+                  options: NotesTrainingOptions, started: float, progress: ProgressFn):
+    """Logistic regression on the TF-IDF features, C by 5-fold CV on the training notes, carried in a Keras layer."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    from medcore.notes.model import build_linear_notes_network
+
+    def fitted(c: float, x, y):
+        weights = "balanced" if options.class_weighting else None
+        return LogisticRegression(C=c, max_iter=5000, class_weight=weights).fit(x, y)
+
+    scores = {c: [] for c in LINEAR_C_GRID}
+    for fit_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=options.seed).split(x_train, y_train):
+        for c in LINEAR_C_GRID:
+            predicted = fitted(c, x_train[fit_idx], y_train[fit_idx]).predict(x_train[test_idx])
+            scores[c].append(f1_score(y_train[test_idx], predicted, average="macro"))
+    means = {c: float(np.mean(v)) for c, v in scores.items()}
+    best_c = max(means, key=means.get)
+    classifier = fitted(best_c, x_train, y_train)
+    coef, intercept = np.zeros((n_classes, x_train.shape[1])), np.zeros(n_classes)
+    coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
+    network = build_linear_notes_network(x_train.shape[1], n_classes)
+    network.set_weights([coef.T.astype(np.float32), intercept.astype(np.float32)])
+    val_f1 = float(f1_score(y_val, classifier.predict(x_val), average="macro"))
+    row = {"epoch": 1, "epochs": 1, "loss": float(log_loss(y_train, classifier.predict_proba(x_train),
+                                                           labels=classifier.classes_)),
+           "val_macro_f1": val_f1, "elapsed_s": round(time.time() - started, 1), "eta_s": 0.0}
+    progress(event(Stage.EPOCH, **row, best_epoch=1))
+    return network, [row], 1, {"C": best_c, "cv_macro_f1": {str(c): round(v, 4) for c, v in means.items()}}
+
+
+LINEAR_C_GRID = (1.0, 4.0, 16.0, 64.0, 256.0)
 
 
 def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None, *, task: str,
@@ -69,51 +118,66 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
     y_train, y_val = data.labels[train_idx], data.labels[val_idx]
 
     n_classes = len(data.label_names)
-    with device.training_strategy(mixed_precision=False).scope():
-        network = build_notes_network(featurizer.size, n_classes, options.hidden, options.dropout)
-        network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     counts = np.bincount(y_train, minlength=n_classes)
-    weights = datasets.class_weights(y_train) if options.class_weighting else None
-    forward = tf.function(lambda x: network(x, training=False))
-    best = {"f1": -1.0, "epoch": 0, "weights": None}
-    history = []
-    for epoch in range(1, options.epochs + 1):
-        fit = network.fit(x_train, y_train, batch_size=options.batch_size, epochs=1, class_weight=weights,
-                          verbose=0, shuffle=True)
-        val_f1 = float(f1_score(y_val, forward(x_val).numpy().argmax(1), average="macro"))
-        elapsed = time.time() - started
-        row = {"epoch": epoch, "epochs": options.epochs, "loss": float(fit.history["loss"][-1]),
-               "val_macro_f1": val_f1, "elapsed_s": round(elapsed, 1),
-               "eta_s": round(elapsed / epoch * (options.epochs - epoch), 1)}  # at most: early stopping may end sooner
-        history.append(row)
-        if val_f1 > best["f1"]:
-            best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
-        progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
-        if epoch - best["epoch"] >= options.patience or (should_stop and should_stop()):
-            break
-    network.set_weights(best["weights"])
+    if options.arch == "linear":
+        network, history, best_epoch, linear = _train_linear(features[train_idx], y_train, features[val_idx], y_val,
+                                                             n_classes, options, started, progress)
+        forward = tf.function(lambda x: network(x, training=False))
+    else:
+        linear = None
+        with device.training_strategy(mixed_precision=False).scope():
+            network = build_notes_network(featurizer.size, n_classes, options.hidden, options.dropout)
+            network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        weights = datasets.class_weights(y_train) if options.class_weighting else None
+        forward = tf.function(lambda x: network(x, training=False))
+        best = {"f1": -1.0, "epoch": 0, "weights": None}
+        history = []
+        for epoch in range(1, options.epochs + 1):
+            fit = network.fit(x_train, y_train, batch_size=options.batch_size, epochs=1, class_weight=weights,
+                              verbose=0, shuffle=True)
+            val_f1 = float(f1_score(y_val, forward(x_val).numpy().argmax(1), average="macro"))
+            elapsed = time.time() - started
+            row = {"epoch": epoch, "epochs": options.epochs, "loss": float(fit.history["loss"][-1]),
+                   "val_macro_f1": val_f1, "elapsed_s": round(elapsed, 1),
+                   "eta_s": round(elapsed / epoch * (options.epochs - epoch), 1)}  # at most: early stopping may end sooner
+            history.append(row)
+            if val_f1 > best["f1"]:
+                best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
+            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
+            if epoch - best["epoch"] >= options.patience or (should_stop and should_stop()):
+                break
+        network.set_weights(best["weights"])
 
+        best_epoch = best["epoch"]
+    progress(event(Stage.CALIBRATING))
     val_logits = forward(x_val).numpy()
-    temperature = fit_temperature(val_logits, y_val)
-    val_prob = softmax(val_logits, temperature)
+    calibration, calibration_report = choose_calibration(val_logits, y_val, data.label_names, options.seed)
+    val_prob = calibrate_logits(val_logits, calibration)
     metrics = multiclass_metrics(y_val, val_prob, data.label_names)
     metrics["ece_uncalibrated"] = multiclass_metrics(y_val, softmax(val_logits), data.label_names)["ece"]
+    metrics["calibration_cv"] = calibration_report
+    confidence = {**confidence_threshold(y_val, val_prob, options.min_precision), "min_precision": options.min_precision}
     texts = [" ".join(words) for words in data.words]
-    baseline = baseline_metrics([texts[i] for i in train_idx], y_train, [texts[i] for i in val_idx], y_val,
-                                data.label_names)
+    baseline_predict, baseline_description = fit_baseline([texts[i] for i in train_idx], y_train,
+                                                          len(data.label_names), options.seed)
+    baseline = multiclass_metrics(y_val, baseline_predict([texts[i] for i in val_idx]), data.label_names)
     meta = {
         "task": task,
         "version": time.strftime(f"notes-{task}-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
         "labels": data.label_names,
-        "temperature": temperature,
+        "temperature": calibration.get("temperature", 1.0),
+        "calibration": calibration,
+        "confidence": confidence,
+        "baseline": baseline_description,
+        **({"linear": linear} if linear else {}),
         "metrics": {"validation": metrics, "baseline_validation": baseline},
         "options": asdict(options),
         "data": {"source": Path(csv_path).name, "fingerprint": data.fingerprint, "n_train": int(len(train_idx)),
                  "n_val": int(len(val_idx)), "dropped_rows": data.dropped,
                  "train_counts": counts.tolist()},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]), "seconds": round(time.time() - started, 1),
-                     "device": device.describe(), "best_epoch": best["epoch"], "history": history,
+                     "device": device.describe(), "best_epoch": best_epoch, "history": history,
                      "parameters": network.count_params(), "n_features": featurizer.size,
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
