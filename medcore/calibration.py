@@ -24,7 +24,10 @@ def fit_platt(logits: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
         # log(1 + e^z) - y z, written stably
         return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
-    result = minimize(negative_log_likelihood, x0=np.array([1.0, 0.0]), method="L-BFGS-B")
+    # The slope is kept positive: a map that inverted the network's ranking (possible on a tiny or odd fitting
+    # set) would turn its best evidence for pneumonia into evidence against it.
+    result = minimize(negative_log_likelihood, x0=np.array([1.0, 0.0]), method="L-BFGS-B",
+                      bounds=[(1e-3, None), (None, None)])
     return {"a": float(result.x[0]), "b": float(result.x[1])}
 
 

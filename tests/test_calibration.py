@@ -144,3 +144,14 @@ def test_confidence_threshold_keeps_the_precision_it_promises():
     shown = confidence >= chosen["threshold"]
     assert (prob.argmax(1)[shown] == y[shown]).mean() >= 0.9
     assert chosen["coverage"] == shown.mean() and 0.1 < chosen["coverage"] < 0.6
+
+
+def test_platt_never_inverts_the_ranking():
+    """On labels that run against the logits, an unconstrained fit would take a negative slope and turn the best
+    evidence for the positive class into evidence against it."""
+    logits = np.linspace(-3, 3, 40)
+    y = (logits < 0).astype(int)
+    params = fit_platt(logits, y)
+    assert params["a"] > 0
+    prob = apply_platt(logits, params)
+    assert np.all(np.diff(prob) >= 0)

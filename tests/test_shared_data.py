@@ -36,5 +36,7 @@ def test_shipped_model_reproduces_its_validation_metrics(xray_model, validation_
     assert result["auc"] == pytest.approx(recorded["auc"], abs=2e-3)
     assert result["sensitivity"] == pytest.approx(recorded["sensitivity"], abs=0.01)
     assert result["specificity"] == pytest.approx(recorded["specificity"], abs=0.01)
-    assert result["auc"] >= 0.97 and result["ece"] <= 0.05
+    # Calibrated for other hospitals' films (validation + perturbed copies), the model is a little under-confident
+    # on its own validation films: internal ECE is traded for honesty on new patients (model card, "New patients").
+    assert result["auc"] >= 0.97 and result["ece"] <= 0.08
     assert result["n_atypical"] / result["n"] <= 0.01  # the gate refuses almost no real film

@@ -147,7 +147,8 @@ def local_validation_form() -> None:
                 "calibration and threshold are refitted on the films (method chosen by cross-validation), and the "
                 "result is registered as a **candidate version** with the same weights: promote it or discard it.")
     with st.form("local-validation"):
-        path = st.text_input("Path on the server", placeholder=str(config.data_dir() / "chest_xray" / "local"))
+        path = st.text_input("Folder of local films on the server",
+                             placeholder=str(config.data_dir() / "chest_xray" / "local"))
         upload = st.file_uploader("…or upload a zip", type=["zip"], max_upload_size=64)
         target = st.number_input("Sensitivity target of the new threshold", 0.5, 0.999, 0.95, 0.01)
         submitted = st.form_submit_button("Validate and recalibrate", type="primary", icon=":material/tune:")

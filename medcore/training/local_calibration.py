@@ -63,13 +63,23 @@ def _figures(y: np.ndarray, prob: np.ndarray, threshold: float, decisions: np.nd
     return {**metrics, "intervals": intervals(metrics, y, prob)}
 
 
-def warnings_for(counts: tuple[int, int]) -> list[str]:
+MIN_PLAUSIBLE_AUC = 0.85  # below this (upper 95 % bound) the model does not rank these films; do not promote
+
+
+def warnings_for(counts: tuple[int, int], before: dict | None = None) -> list[str]:
+    """What a person must know before promoting: a set too small to trust, a model that does not rank the films."""
+    warnings = []
     smallest = min(counts)
     if smallest < ADVISED_PER_CLASS:
-        return [f"Only {smallest} films in the smaller class: sensitivity and specificity intervals are wide "
-                f"(about ±{1.96 * np.sqrt(0.25 / smallest):.0%} at worst). Collect at least {ADVISED_PER_CLASS} "
-                "films of each class before relying on these figures."]
-    return []
+        warnings.append(f"Only {smallest} films in the smaller class: sensitivity and specificity intervals are wide "
+                        f"(about ±{1.96 * np.sqrt(0.25 / smallest):.0%} at worst). Collect at least "
+                        f"{ADVISED_PER_CLASS} films of each class before relying on these figures.")
+    if before is not None and before["intervals"]["auc"][1] < MIN_PLAUSIBLE_AUC:
+        warnings.append(f"The model barely ranks these films (AUC {before['auc']:.2f}, 95 % CI up to "
+                        f"{before['intervals']['auc'][1]:.2f}): recalibration cannot fix that. Check the labels and "
+                        "that the films are frontal chest radiographs of the kind the model was made for; do not "
+                        "promote this candidate.")
+    return warnings
 
 
 def recalibrate_xray(production_dir: Path, data_dir: Path, out_dir: Path, min_sensitivity: float | None = None,
@@ -111,7 +121,7 @@ def recalibrate_xray(production_dir: Path, data_dir: Path, out_dir: Path, min_se
         "n_atypical": int(scores.atypical.sum()), "method": method,
         "cv_log_loss": {k: round(v, 4) for k, v in log_loss.items()}, "folds": FOLDS, "seed": seed,
         "min_sensitivity": target, "before": before, "after": after,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "warnings": warnings_for(counts),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "warnings": warnings_for(counts, before),
     }
     _write_version(model, Path(out_dir), version, {"method": method, **params,
                    "fitted_on": f"{len(y)} local films of {local['source']} (fingerprint {fingerprint[:12]})"},

@@ -40,8 +40,10 @@ def choose_calibration(logits: np.ndarray, y: np.ndarray, labels: list[str], see
     fitters = {"temperature": lambda lg, yy: {"temperature": fit_temperature(lg, yy)},
                "vector": fit_vector_scaling}
     appliers = {"temperature": lambda lg, params: softmax(lg, params["temperature"]), "vector": apply_vector_scaling}
-    smallest = int(np.bincount(y).min())
-    splitter = StratifiedKFold(max(2, min(folds, smallest)), shuffle=True, random_state=seed)
+    smallest = int(np.bincount(y, minlength=len(labels)).min())
+    if smallest < 2:  # a class with one validation note (or none) cannot be cross-validated: one temperature
+        return {"method": "temperature", "temperature": fit_temperature(logits, y)}, {}
+    splitter = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
     report = {}
     for method in fitters:
         prob = np.zeros_like(logits, dtype=np.float64)
@@ -67,7 +69,10 @@ def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_clas
         return LogisticRegression(C=c, max_iter=5000, class_weight=weights).fit(x, y)
 
     scores = {c: [] for c in LINEAR_C_GRID}
-    for fit_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=options.seed).split(x_train, y_train):
+    folds = min(5, int(np.bincount(y_train).min()))
+    if folds < 2:
+        raise ValueError("Every class needs at least 2 training notes to choose the linear model's regularization.")
+    for fit_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=options.seed).split(x_train, y_train):
         for c in LINEAR_C_GRID:
             predicted = fitted(c, x_train[fit_idx], y_train[fit_idx]).predict(x_train[test_idx])
             scores[c].append(f1_score(y_train[test_idx], predicted, average="macro"))
@@ -86,7 +91,7 @@ def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_clas
     return network, [row], 1, {"C": best_c, "cv_macro_f1": {str(c): round(v, 4) for c, v in means.items()}}
 
 
-LINEAR_C_GRID = (1.0, 4.0, 16.0, 64.0, 256.0)
+LINEAR_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)
 
 
 def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None, *, task: str,
