@@ -139,4 +139,52 @@ def calibrate_logits(logits: np.ndarray, params: dict) -> np.ndarray:
     """A multi-class model's stored calibration applied: {"method": "vector", w, b} or {"temperature": T}."""
     if params.get("method") == "vector":
         return apply_vector_scaling(logits, params)
+    if params.get("method") == "top_label":
+        return apply_top_label(logits, params)
     return softmax(logits, float(params["temperature"]))
+
+
+TOP_LABEL_MIN_NOTES = 30  # a predicted class needs this many validation notes for a map of its own
+
+
+def fit_top_label(logits: np.ndarray, y_true: np.ndarray, min_per_class: int = TOP_LABEL_MIN_NOTES) -> dict:
+    """Class-wise top-label calibration (Gupta & Ramdas 2022): the confidence in the predicted class is recalibrated
+    by a Platt map of that class (a shared map for classes predicted too rarely), the rest rescaled.
+
+    Unlike vector scaling it never changes which class is predicted: the decision stays the model's, and the
+    probability shown beside it becomes honest. Fitted after a temperature, which settles the other classes.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=int)
+    temperature = fit_temperature(logits, y)
+    prob = softmax(logits, temperature)
+    predicted, confidence = prob.argmax(axis=1), prob.max(axis=1)
+    z, correct = _logit(confidence), (predicted == y).astype(float)
+    maps = {"all": fit_platt(z, correct)}
+    for k in np.unique(predicted):
+        chosen = predicted == k
+        if chosen.sum() >= min_per_class and 0 < correct[chosen].mean() < 1:
+            maps[str(int(k))] = fit_platt(z[chosen], correct[chosen])
+    return {"method": "top_label", "temperature": temperature, "maps": maps}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_top_label(logits: np.ndarray, params: dict) -> np.ndarray:
+    prob = softmax(logits, float(params["temperature"]))
+    rows = np.arange(len(prob))
+    predicted, confidence = prob.argmax(axis=1), prob[rows, prob.argmax(axis=1)]
+    maps = params["maps"]
+    new = np.array([apply_platt(_logit(np.array([c])), maps.get(str(int(k)), maps["all"]))[0]
+                    for k, c in zip(predicted, confidence)])
+    others = prob.copy()
+    others[rows, predicted] = 0.0
+    runner_up = others.max(axis=1)
+    new = np.maximum(new, runner_up / (1.0 - confidence + runner_up + 1e-12))  # the predicted class stays on top
+    scale = (1.0 - new) / np.maximum(1.0 - confidence, 1e-12)
+    result = others * scale[:, None]
+    result[rows, predicted] = new
+    return result

@@ -161,11 +161,19 @@ def _notes_network(meta: dict[str, Any]) -> str:
         scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in linear["cv_macro_f1"].items())
         return (f"Model: multinomial logistic regression on the features (scikit-learn L-BFGS, class weights "
                 f"{options['class_weighting']}), C = {linear['C']} chosen by 5-fold cross-validated macro-F1 on the "
-                f"training notes ({scores}); carried as one Keras Dense layer, {training['parameters']:,} parameters.")
+                f"training notes ({scores}){_vocabulary_note(linear)}; carried as one Keras Dense layer, "
+                f"{training['parameters']:,} parameters.")
     return (f"Network: Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) "
             f"on the sparse features, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch "
             f"{options['batch_size']}, class weights {options['class_weighting']}; best of {len(training['history'])} "
             f"epochs by validation macro-F1 (epoch {training['best_epoch']}, patience {options['patience']}).")
+
+
+def _vocabulary_note(linear: dict[str, Any]) -> str:
+    tried = linear.get("vocabulary_cv")
+    if not tried or len(tried) < 2:
+        return ""
+    return "; vocabulary size chosen the same way (" + ", ".join(f"{k} features: {v:.4f}" for k, v in tried.items()) + ")"
 
 
 def _notes_calibration(meta: dict[str, Any]) -> str:
@@ -173,11 +181,16 @@ def _notes_calibration(meta: dict[str, Any]) -> str:
     if not calibration:
         return f"temperature scaling on validation logits (T = {meta['temperature']:.3f})."
     report = meta["metrics"]["validation"].get("calibration_cv", {})
-    scores = "; ".join(f"{m}: log-loss {r['cv_log_loss']:.4f}, ECE {r['cv_ece']:.4f}" for m, r in report.items())
+    scores = "; ".join(f"{m}: log-loss {r['cv_log_loss']:.4f}, ECE {r['cv_ece']:.4f}, macro-F1 {r['cv_macro_f1']:.4f}"
+                       for m, r in report.items())
     name = {"vector": "vector scaling (a scale and an offset per class, Guo et al. 2017)",
+            "top_label": "class-wise top-label calibration (Gupta & Ramdas 2022: a Platt map of the confidence for "
+                         "each predicted class with enough validation notes, a shared one otherwise; the decision "
+                         "is kept)",
             "temperature": f"temperature scaling (T = {calibration.get('temperature', 0):.3f})"}[calibration["method"]]
-    return (f"{name}, fitted on validation logits; chosen over the other by 5-fold cross-validated log-loss within "
-            f"validation ({scores}).")
+    return (f"{name}, fitted on validation logits. Chosen by the lowest 5-fold cross-validated log-loss within "
+            f"validation among the maps that keep the model's decision (vector scaling moves decisions towards "
+            f"frequent classes, so it is measured, not chosen): {scores}.")
 
 
 def _ece_steps(val: dict[str, Any]) -> str:

@@ -15,12 +15,14 @@ from medcore.training.train_notes import train_notes
 from tests.synthetic import KEYWORDS, keyword_notes, write_notes_csv
 
 
-@pytest.fixture(scope="module")
-def keyword_model(tmp_path_factory):
+@pytest.fixture(scope="module", params=["linear", "mlp"])
+def keyword_model(request, tmp_path_factory):
+    """Every architecture must pass the same explanation tests."""
     root = tmp_path_factory.mktemp("notes")
     write_notes_csv(root / "train.csv", keyword_notes(300, seed=0))
     train_notes(root / "train.csv", root / "model",
-                NotesTrainingOptions(epochs=12, patience=12, hidden=32, max_features=2000), task="symptom2disease")
+                NotesTrainingOptions(arch=request.param, epochs=12, patience=12, hidden=32, max_features=2000),
+                task="symptom2disease")
     return load_notes_model(root / "model")
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from medcore.calibration import apply_vector_scaling, calibrate_logits, fit_temperature, fit_vector_scaling, softmax
+from medcore.calibration import calibrate_logits, fit_temperature, fit_top_label, fit_vector_scaling, softmax
 from medcore.metrics import confidence_threshold, multiclass_metrics
 from medcore.notes.data import read_labelled_notes, split_notes
 from medcore.notes.features import Featurizer
@@ -26,33 +26,37 @@ from medcore.training.notes_baseline import fit_baseline
 from medcore.training.options import NotesTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
+KEEPS_THE_DECISION = ("temperature", "top_label")  # vector scaling moves decisions towards frequent classes
+
 
 def choose_calibration(logits: np.ndarray, y: np.ndarray, labels: list[str], seed: int, folds: int = 5
                        ) -> tuple[dict, dict]:
-    """Temperature or vector scaling, whichever has the lower cross-validated log-loss on the validation logits.
+    """Temperature, vector or class-wise top-label scaling, judged by 5-fold cross-validation within validation.
 
-    Vector scaling fixes classes one by one but has two parameters a class; with few validation notes a class
-    (24 classes, 8 notes each) one temperature can generalize better. Returns (calibration, report), the report
-    holding each method's cross-validated log-loss and top-label ECE.
+    The map chosen is the one with the lowest cross-validated log-loss among those that keep the model's decision
+    (its argmax): vector scaling, fitted for likelihood, shifts decisions towards frequent classes and costs
+    macro-F1 (measured and reported, not chosen). Returns (calibration, report per method: cross-validated
+    log-loss, top-label ECE and macro-F1).
     """
     from sklearn.model_selection import StratifiedKFold
 
-    fitters = {"temperature": lambda lg, yy: {"temperature": fit_temperature(lg, yy)},
-               "vector": fit_vector_scaling}
-    appliers = {"temperature": lambda lg, params: softmax(lg, params["temperature"]), "vector": apply_vector_scaling}
+    fitters = {"temperature": lambda lg, yy: {"method": "temperature", "temperature": fit_temperature(lg, yy)},
+               "vector": lambda lg, yy: {"method": "vector", **fit_vector_scaling(lg, yy)},
+               "top_label": fit_top_label}
     smallest = int(np.bincount(y, minlength=len(labels)).min())
     if smallest < 2:  # a class with one validation note (or none) cannot be cross-validated: one temperature
-        return {"method": "temperature", "temperature": fit_temperature(logits, y)}, {}
+        return fitters["temperature"](logits, y), {}
     splitter = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
     report = {}
-    for method in fitters:
+    for method, fit in fitters.items():
         prob = np.zeros_like(logits, dtype=np.float64)
         for fit_idx, test_idx in splitter.split(logits, y):
-            prob[test_idx] = appliers[method](logits[test_idx], fitters[method](logits[fit_idx], y[fit_idx]))
+            prob[test_idx] = calibrate_logits(logits[test_idx], fit(logits[fit_idx], y[fit_idx]))
+        metrics = multiclass_metrics(y, prob, labels)
         report[method] = {"cv_log_loss": round(float(-np.mean(np.log(prob[np.arange(len(y)), y] + 1e-12))), 4),
-                          "cv_ece": round(multiclass_metrics(y, prob, labels)["ece"], 4)}
-    method = min(report, key=lambda m: report[m]["cv_log_loss"])
-    return {"method": method, **fitters[method](logits, y)}, report
+                          "cv_ece": round(metrics["ece"], 4), "cv_macro_f1": round(metrics["macro_f1"], 4)}
+    method = min(KEEPS_THE_DECISION, key=lambda m: report[m]["cv_log_loss"])
+    return fitters[method](logits, y), report
 
 
 def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_classes: int,
@@ -88,10 +92,12 @@ def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_clas
                                                            labels=classifier.classes_)),
            "val_macro_f1": val_f1, "elapsed_s": round(time.time() - started, 1), "eta_s": 0.0}
     progress(event(Stage.EPOCH, **row, best_epoch=1))
-    return network, [row], 1, {"C": best_c, "cv_macro_f1": {str(c): round(v, 4) for c, v in means.items()}}
+    return network, [row], 1, {"C": best_c, "cv_macro_f1": {str(c): round(v, 4) for c, v in means.items()},
+                               "cv_best": round(means[best_c], 4)}
 
 
 LINEAR_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)
+LINEAR_VOCABULARIES = (20_000, 150_000)
 
 
 def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None, *, task: str,
@@ -117,19 +123,29 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
     data = read_labelled_notes(Path(csv_path))
     train_idx, val_idx = split_notes(data.labels, options.val_fraction, options.seed)
     progress(event(Stage.FEATURES, n_train=len(train_idx), n_val=len(val_idx)))
-    featurizer = Featurizer.fit([data.words[i] for i in train_idx], max_features=options.max_features)
-    features = featurizer.transform(data.words)
-    x_train, x_val = to_sparse_tensor(features[train_idx]), to_sparse_tensor(features[val_idx])
     y_train, y_val = data.labels[train_idx], data.labels[val_idx]
-
     n_classes = len(data.label_names)
     counts = np.bincount(y_train, minlength=n_classes)
+    train_words = [data.words[i] for i in train_idx]
     if options.arch == "linear":
-        network, history, best_epoch, linear = _train_linear(features[train_idx], y_train, features[val_idx], y_val,
-                                                             n_classes, options, started, progress)
+        # The vocabulary size is chosen with C by cross-validation on the training notes (a short-symptom corpus
+        # and an abstracts corpus want different sizes); the chosen features serve, the others are dropped.
+        sizes = (options.max_features,) if options.max_features else LINEAR_VOCABULARIES
+        tried = []
+        for size in sizes:
+            featurizer = Featurizer.fit(train_words, max_features=size)
+            features = featurizer.transform(data.words)
+            tried.append((featurizer, features, *_train_linear(features[train_idx], y_train, features[val_idx], y_val,
+                                                               n_classes, options, started, progress)))
+        featurizer, features, network, history, best_epoch, linear = max(tried, key=lambda t: t[-1]["cv_best"])
+        linear["vocabulary_cv"] = {str(t[0].size): t[-1]["cv_best"] for t in tried}
         forward = tf.function(lambda x: network(x, training=False))
+        x_val = to_sparse_tensor(features[val_idx])
     else:
         linear = None
+        featurizer = Featurizer.fit(train_words, max_features=options.max_features or 20_000)
+        features = featurizer.transform(data.words)
+        x_train, x_val = to_sparse_tensor(features[train_idx]), to_sparse_tensor(features[val_idx])
         with device.training_strategy(mixed_precision=False).scope():
             network = build_notes_network(featurizer.size, n_classes, options.hidden, options.dropout)
             network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
