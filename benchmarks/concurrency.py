@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -41,6 +42,9 @@ class Outcome:
 
     def time(self, action: str, seconds: float) -> None:
         self.timings.setdefault(action, []).append(seconds)
+
+
+FINDING = re.compile(r"^(Most likely|Uncertain): ")
 
 
 def _free_port() -> int:
@@ -107,7 +111,7 @@ async def clinician(browser, url: str, index: int, sessions: int, film: bytes, o
         await page.get_by_role("textbox", name="Paste the note").fill(note)
         started = time.perf_counter()
         await page.get_by_role("button", name="Analyse").click()
-        await page.get_by_text("Most likely:").wait_for(timeout=180_000)
+        await page.get_by_text(FINDING).wait_for(timeout=180_000)  # "Most likely: …" or "Uncertain: …"
         await page.get_by_text(marker).first.wait_for(timeout=180_000)
         outcome.time("case note (analyse to SHAP)", time.perf_counter() - started)
         body = await page.inner_text("body")
