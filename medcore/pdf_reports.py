@@ -176,7 +176,11 @@ def note_report_pdf(prediction: NotePrediction, attribution: Attribution, class_
     pdf.heading("MedCore case-note report")
     label = prediction.labels[class_index]
     top = prediction.ranked(3)
-    pdf.table([("Task", task_title), ("Model version", prediction.model_version), ("Report created", _created())]
+    finding = (f"most likely {top[0][0]}" if prediction.certain else
+               f"uncertain: no class reaches {prediction.confidence_threshold:.0%}, the confidence at which at least "
+               "90 % of the model's findings were correct on validation")
+    pdf.table([("Task", task_title), ("Model version", prediction.model_version), ("Report created", _created()),
+               ("Finding", finding)]
               + [(f"Class {rank}", f"{name}: {format_probability(p)}") for rank, (name, p) in enumerate(top, 1)])
     pdf.paragraph(f"Words on red pushed the note towards \"{label}\", words on blue away from it; the stronger the "
                   "colour, the larger the push (SHAP values, log-odds).", size=9)
