@@ -29,17 +29,18 @@ from medcore.imaging import folders  # noqa: E402
 from medcore.imaging.io import read_radiograph  # noqa: E402
 from medcore.imaging.model import load_artifact  # noqa: E402
 from medcore.imaging.preprocess import to_model_input  # noqa: E402
-from medcore.metrics import binary_metrics, choose_threshold, intervals  # noqa: E402
+from medcore.metrics import binary_figures, choose_threshold  # noqa: E402
 from medcore.model_card import xray_model_card  # noqa: E402
 from medcore.training import datasets, shift  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "xray_ideas.json"
 
 
+KEPT = ("n", "auc", "accuracy", "sensitivity", "specificity", "ece", "tp", "fn", "tn", "fp", "intervals")
+
+
 def figures(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    metrics = binary_metrics(y, prob, threshold)
-    return {**{k: metrics[k] for k in ("n", "auc", "accuracy", "sensitivity", "specificity", "ece", "tp", "fn",
-                                       "tn", "fp")}, "intervals": intervals(metrics, y, prob)}
+    return {k: v for k, v in binary_figures(y, prob, threshold).items() if k in KEPT}
 
 
 def external_inputs(folder: Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:

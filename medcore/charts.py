@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from medcore.artifacts import Evaluation
-from medcore.metrics import binary_metrics, curves, format_probability, intervals, multiclass_metrics
+from medcore.metrics import binary_figures, binary_metrics, curves, format_probability, multiclass_metrics
 
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
 
@@ -190,16 +190,15 @@ SOURCE_COLOURS = {"internal": "#1f77b4", "external": "#d62728", "local": "#2ca02
 
 def evaluation_report(evaluation: Evaluation) -> dict:
     """Metrics with 95 % intervals and curves of one stored evaluation (internal, new patients or local)."""
-    metrics = binary_metrics(evaluation.y_true, evaluation.prob, evaluation.threshold, evaluation.decisions)
+    metrics = binary_figures(evaluation.y_true, evaluation.prob, evaluation.threshold, evaluation.decisions)
     return {"kind": evaluation.kind, "title": evaluation.title, "source": evaluation.source, "metrics": metrics,
-            "intervals": intervals(metrics, evaluation.y_true, evaluation.prob),
             "curves": curves(evaluation.y_true, evaluation.prob)}
 
 
 def figures_table(reports: list[dict]) -> list[dict]:
-    """One row per evaluation: each figure with its 95 % interval, and where it comes from."""
+    """One row per evaluation ({"title", "source", "metrics": binary_figures}): each figure with its 95 % interval."""
     def cell(report: dict, key: str, percent: bool) -> str:
-        value, (low, high) = report["metrics"][key], report["intervals"][key]
+        value, (low, high) = report["metrics"][key], report["metrics"]["intervals"][key]
         return f"{value:.1%} ({low:.1%}–{high:.1%})" if percent else f"{value:.3f} ({low:.3f}–{high:.3f})"
 
     return [{"evaluation": r["title"], "films": r["metrics"]["n"], "AUC": cell(r, "auc", False),

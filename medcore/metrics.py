@@ -142,6 +142,13 @@ def intervals(metrics: dict, y_true: np.ndarray, prob: np.ndarray, n_resamples: 
             for key, (low, high) in result.items()}
 
 
+def binary_figures(y_true: np.ndarray, prob: np.ndarray, threshold: float,
+                   decisions: np.ndarray | None = None) -> dict:
+    """binary_metrics with their 95 % intervals under "intervals": what every table of figures shows."""
+    metrics = binary_metrics(y_true, prob, threshold, decisions)
+    return {**metrics, "intervals": intervals(metrics, y_true, prob)}
+
+
 def curves(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
     """ROC, precision-recall and reliability points for plotting."""
     fpr, tpr, roc_thr = roc_curve(y_true, prob)

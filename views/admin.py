@@ -181,10 +181,9 @@ def local_validation_form() -> None:
                 f"Threshold {result['threshold_before']:.1%} → **{result['threshold_after']:.1%}**. "
                 f"{result['n_normal']} NORMAL and {result['n_pneumonia']} PNEUMONIA films; status **{entry.status}**.")
     st.dataframe(pd.DataFrame(charts.figures_table([
-        {"title": f"production {result['based_on']}", "source": "as it is now", "metrics": result["before"],
-         "intervals": result["before"]["intervals"]},
-        {"title": f"candidate {entry.version}", "source": result["after_is"], "metrics": result["after"],
-         "intervals": result["after"]["intervals"]}])), hide_index=True, width="stretch")
+        {"title": f"production {result['based_on']}", "source": "as it is now", "metrics": result["before"]},
+        {"title": f"candidate {entry.version}", "source": result["after_is"], "metrics": result["after"]}])),
+        hide_index=True, width="stretch")
     if entry.status == "candidate":
         promote_or_discard("xray", entry.version, key="-local")
 

@@ -25,7 +25,7 @@ from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.io import UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.preprocess import to_model_input
-from medcore.metrics import binary_metrics, intervals
+from medcore.metrics import binary_figures
 
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
 
@@ -221,10 +221,8 @@ def evaluate_folder(model: LoadedXrayModel, data_dir: Path, workers: int = 4) ->
     folder = list_image_folder(Path(data_dir), tuple(model.labels))
     scores = score_files(model, folder.files, workers)
     labels = folder.labels[scores.readable]
-    metrics = binary_metrics(labels, scores.probabilities, model.threshold)
-    return {**metrics, "model_version": model.version,
+    return {**binary_figures(labels, scores.probabilities, model.threshold), "model_version": model.version,
             "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
             "n_unreadable": int((~scores.readable).sum()),
             "n_atypical": int(scores.atypical.sum()),
-            "labels": model.labels,
-            "intervals": intervals(metrics, labels, scores.probabilities)}
+            "labels": model.labels}

@@ -18,14 +18,8 @@ from medcore import registry
 from medcore.artifacts import EXTERNAL_FILE
 from medcore.imaging import folders
 from medcore.imaging.service import load_xray_model, score_files
-from medcore.metrics import binary_metrics, intervals
+from medcore.metrics import binary_figures
 from medcore.model_card import xray_model_card
-
-
-def figures(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    """binary_metrics with their 95 % intervals."""
-    metrics = binary_metrics(y_true, prob, threshold)
-    return {**metrics, "intervals": intervals(metrics, y_true, prob)}
 
 
 def record_external(model_dir: Path, data_dir: Path, command: str) -> dict:
@@ -43,8 +37,8 @@ def record_external(model_dir: Path, data_dir: Path, command: str) -> dict:
         "source": Path(data_dir).resolve().name, "fingerprint": folders.fingerprint(folder.files, folder.labels),
         "measured_at": time.strftime("%Y-%m-%d"), "command": command,
         "n_unreadable": int((~scores.readable).sum()), "n_atypical": int(scores.atypical.sum()),
-        "figures": figures(y_true, scores.probabilities, model.threshold),
-        "internal": figures(validation["y_true"], validation["prob"], model.threshold)}
+        "figures": binary_figures(y_true, scores.probabilities, model.threshold),
+        "internal": binary_figures(validation["y_true"], validation["prob"], model.threshold)}
     np.savez_compressed(model_dir / EXTERNAL_FILE, y_true=y_true.astype(np.int8), logit=scores.logits.astype(np.float32))
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     (model_dir / "model_card.md").write_text(xray_model_card(meta))

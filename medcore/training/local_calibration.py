@@ -24,7 +24,7 @@ from medcore import audit, auth, calibration, registry
 from medcore.artifacts import LOCAL_FILE, VALIDATION_FILE
 from medcore.imaging import folders
 from medcore.imaging.service import LoadedXrayModel, load_xray_model, score_files
-from medcore.metrics import binary_metrics, choose_threshold, intervals
+from medcore.metrics import binary_figures, binary_metrics, choose_threshold
 from medcore.model_card import local_validation_section
 
 METHODS = ("intercept", "platt", "isotonic")
@@ -56,11 +56,6 @@ def cross_validated(logits: np.ndarray, y: np.ndarray, method: str, base: dict, 
         prob[test_idx] = calibration.apply(logits[test_idx], params)
         decisions[test_idx] = prob[test_idx] >= threshold
     return prob, decisions
-
-
-def _figures(y: np.ndarray, prob: np.ndarray, threshold: float, decisions: np.ndarray | None = None) -> dict:
-    metrics = binary_metrics(y, prob, threshold, decisions)
-    return {**metrics, "intervals": intervals(metrics, y, prob)}
 
 
 MIN_PLAUSIBLE_AUC = 0.85  # below this (upper 95 % bound) the model does not rank these films; do not promote
@@ -99,7 +94,7 @@ def recalibrate_xray(production_dir: Path, data_dir: Path, out_dir: Path, min_se
     y, logits = folder.labels[scores.readable], scores.logits.astype(np.float64)
     target = float(min_sensitivity if min_sensitivity is not None else model.options.get("min_sensitivity", 0.95))
     base = model.meta["calibration"]
-    before = _figures(y, scores.probabilities, model.threshold)
+    before = binary_figures(y, scores.probabilities, model.threshold)
 
     log_loss = {"unchanged": _log_loss(y, scores.probabilities)}
     out_of_fold = {}
@@ -111,7 +106,7 @@ def recalibrate_xray(production_dir: Path, data_dir: Path, out_dir: Path, min_se
     prob_after = calibration.apply(logits, params)
     threshold = choose_threshold(y, prob_after, target, SENSITIVITY_Z)
     oof_prob, oof_decisions = out_of_fold[method]
-    after = _figures(y, oof_prob, threshold, oof_decisions)
+    after = binary_figures(y, oof_prob, threshold, oof_decisions)
 
     fingerprint = folders.fingerprint(folder.files, folder.labels)
     version = time.strftime("xray-%Y%m%d-%H%M%S-local-") + secrets.token_hex(2)
