@@ -55,7 +55,7 @@ def rows_for(name: str, predict, x_val, y_val, x_ext, y_ext, seed: int, min_sens
     rows = []
     for label, (fit_logits, fit_labels) in (
             ("validation only", (val_logits, y_val)),
-            ("validation + perturbed copies", shift.shifted_logits(predict, x_val, y_val, seed))):
+            ("validation + perturbed copies", shift.shifted_logits(predict, x_val, val_logits, y_val, seed))):
         params = fit_platt(fit_logits, fit_labels)
         threshold = choose_threshold(fit_labels, apply_platt(fit_logits, params), min_sensitivity)
         rows.append({"idea": f"{name}; calibration and threshold on {label}", "threshold": round(threshold, 4),

@@ -112,8 +112,8 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
 
 def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray,
                   x_val: np.ndarray, y_val: np.ndarray, strategy, started: float, history: list[dict],
-                  progress: ProgressFn, should_stop: Callable[[], bool] | None) -> int:
-    """Train one ensemble member with its own seed; keep its best epoch by validation AUC; return that epoch."""
+                  progress: ProgressFn, should_stop: Callable[[], bool] | None) -> tuple[int, float]:
+    """Train one ensemble member with its own seed; keep its best epoch by validation AUC; return (epoch, AUC)."""
     import keras
 
     seed = options.seed + 1000 * index
@@ -150,7 +150,7 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
                callbacks=[EpochReport()], verbose=0)
     if best["weights"] is not None:
         member.set_weights(best["weights"])
-    return best["epoch"]
+    return best["epoch"], best["auc"]
 
 
 def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | None = None,
@@ -178,12 +178,13 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     with strategy.scope():
         network, members = build_xray_ensemble(options.image_size, options.width, options.members)
     history: list[dict] = []
-    best_epochs = []
+    best = []  # (epoch, validation AUC) of each member's kept checkpoint
     for index, member in enumerate(members):
-        best_epochs.append(_train_member(member, index, options, x_train, y_train, x_val, y_val, strategy,
-                                         started, history, progress, should_stop))
+        best.append(_train_member(member, index, options, x_train, y_train, x_val, y_val, strategy,
+                                  started, history, progress, should_stop))
         if should_stop is not None and should_stop():
             break
+    best_epochs = [epoch for epoch, _ in best]
 
     progress(event(Stage.CALIBRATING))
 
@@ -192,7 +193,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
 
     val_logits = predict(x_val)
     if options.shift_calibration:
-        fit_logits, fit_labels = shift.shifted_logits(predict, x_val, y_val, seed=options.seed)
+        fit_logits, fit_labels = shift.shifted_logits(predict, x_val, val_logits, y_val, seed=options.seed)
         fitted_on = shift.DESCRIPTION
     else:
         fit_logits, fit_labels, fitted_on = val_logits, y_val, "validation films"
@@ -205,8 +206,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
             fit_labels[len(y_val):], apply_platt(fit_logits[len(y_val):], calibration), threshold).items()
             if k in ("auc", "accuracy", "sensitivity", "specificity", "ece", "n")}
-    metrics["members"] = [float(roc_auc_score(y_val, m.predict(x_val, batch_size=256, verbose=0).ravel()))
-                          for m in members] if len(members) > 1 else []
+    metrics["members"] = [auc for _, auc in best] if len(members) > 1 else []
 
     reference = fit_quality_reference(network, images, train_idx, val_idx)
 
