@@ -1,8 +1,9 @@
 """Train, calibrate and package a case-note classifier from a CSV with `label` and `text` columns.
 
 Recipe: stratified split (seed) -> TF-IDF features fitted on the training part -> MLP with class
-weights, best epoch by validation macro-F1 (early stopping) -> vector scaling on validation logits ->
-the confidence below which the page says "uncertain" -> metrics, next to a tuned TF-IDF + logistic
+weights, best epoch by validation macro-F1 (early stopping), or logistic regression (`--arch linear`,
+vocabulary and C by cross-validation) -> a calibration map chosen by cross-validation within validation
+-> the confidence below which the page says "uncertain" -> metrics, next to a tuned TF-IDF + logistic
 regression baseline (notes_baseline) on the same split.
 """
 
@@ -22,7 +23,7 @@ from medcore.calibration import calibrate_logits, fit_temperature, fit_top_label
 from medcore.metrics import confidence_threshold, multiclass_metrics
 from medcore.notes.data import read_labelled_notes, split_notes
 from medcore.notes.features import Featurizer
-from medcore.training.notes_baseline import fit_baseline
+from medcore.training.notes_baseline import cross_validated_macro_f1, fit_baseline
 from medcore.training.options import NotesTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
@@ -64,25 +65,18 @@ def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_clas
     """Logistic regression on the TF-IDF features, C by 5-fold CV on the training notes, carried in a Keras layer."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, log_loss
-    from sklearn.model_selection import StratifiedKFold
 
     from medcore.notes.model import build_linear_notes_network
 
-    def fitted(c: float, x, y):
-        weights = "balanced" if options.class_weighting else None
-        return LogisticRegression(C=c, max_iter=5000, class_weight=weights).fit(x, y)
+    def classifier_for(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, max_iter=5000, class_weight="balanced" if options.class_weighting else None)
 
-    scores = {c: [] for c in LINEAR_C_GRID}
-    folds = min(5, int(np.bincount(y_train).min()))
-    if folds < 2:
+    means = cross_validated_macro_f1(lambda fit_idx, test_idx: (x_train[fit_idx], x_train[test_idx]), y_train,
+                                     LINEAR_C_GRID, classifier_for, options.seed)
+    if not means:
         raise ValueError("Every class needs at least 2 training notes to choose the linear model's regularization.")
-    for fit_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=options.seed).split(x_train, y_train):
-        for c in LINEAR_C_GRID:
-            predicted = fitted(c, x_train[fit_idx], y_train[fit_idx]).predict(x_train[test_idx])
-            scores[c].append(f1_score(y_train[test_idx], predicted, average="macro"))
-    means = {c: float(np.mean(v)) for c, v in scores.items()}
     best_c = max(means, key=means.get)
-    classifier = fitted(best_c, x_train, y_train)
+    classifier = classifier_for(best_c).fit(x_train, y_train)
     coef, intercept = np.zeros((n_classes, x_train.shape[1])), np.zeros(n_classes)
     coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
     network = build_linear_notes_network(x_train.shape[1], n_classes)
@@ -137,6 +131,8 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
             features = featurizer.transform(data.words)
             tried.append((featurizer, features, *_train_linear(features[train_idx], y_train, features[val_idx], y_val,
                                                                n_classes, options, started, progress)))
+            if featurizer.size < size:  # the corpus has fewer features than this cap: larger caps change nothing
+                break
         featurizer, features, network, history, best_epoch, linear = max(tried, key=lambda t: t[-1]["cv_best"])
         linear["vocabulary_cv"] = {str(t[0].size): t[-1]["cv_best"] for t in tried}
         forward = tf.function(lambda x: network(x, training=False))
