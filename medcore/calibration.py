@@ -178,8 +178,10 @@ def apply_top_label(logits: np.ndarray, params: dict) -> np.ndarray:
     rows = np.arange(len(prob))
     predicted, confidence = prob.argmax(axis=1), prob[rows, prob.argmax(axis=1)]
     maps = params["maps"]
-    new = np.array([apply_platt(_logit(np.array([c])), maps.get(str(int(k)), maps["all"]))[0]
-                    for k, c in zip(predicted, confidence)])
+    # Each row's map, as arrays: explanations pass ~1000 masked notes at once, so no per-row Python loop.
+    slope = np.array([maps.get(str(k), maps["all"])["a"] for k in range(prob.shape[1])])
+    offset = np.array([maps.get(str(k), maps["all"])["b"] for k in range(prob.shape[1])])
+    new = apply_platt(_logit(confidence), {"a": slope[predicted], "b": offset[predicted]})
     others = prob.copy()
     others[rows, predicted] = 0.0
     runner_up = others.max(axis=1)
