@@ -36,17 +36,6 @@ def roc_figure(report: dict) -> go.Figure:
     return figure
 
 
-def pr_figure(report: dict) -> go.Figure:
-    c, op, m = report["curves"], report["operating_point"], report["metrics"]
-    figure = go.Figure([
-        go.Scatter(x=c["recall"], y=c["precision"], mode="lines", name="precision-recall"),
-        go.Scatter(x=[op["recall"]], y=[op["precision"]], mode="markers", name=f"threshold {m['threshold']:.2f}",
-                   marker={"size": 12, "color": "#c0392b", "symbol": "x"})])
-    figure.update_layout(title="Precision-recall curve", xaxis_title="recall (sensitivity)",
-                         yaxis_title="precision (PPV)", **LAYOUT)
-    return figure
-
-
 def reliability_figure(predicted: list[float], observed: list[float], counts: list[int], ece: float,
                        what: str = "predicted probability") -> go.Figure:
     figure = go.Figure([
