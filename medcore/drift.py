@@ -77,19 +77,21 @@ def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
     probabilities = np.array([r["detail"]["probability"] for r in predicted], dtype=float)
     atypicality = np.array([r["detail"]["atypicality"] for r in rows if r["detail"].get("atypicality") is not None],
                            dtype=float)
+    days = sorted(per_day)
     result = DriftReport(
-        days=sorted(per_day), studies_per_day=[len(per_day[d]) for d in sorted(per_day)],
-        flagged_share_per_day=[_share(per_day[d], model.positive_label) for d in sorted(per_day)],
+        days=days, studies_per_day=[len(per_day[d]) for d in days],
+        flagged_share_per_day=[_share(per_day[d], model.positive_label) for d in days],
         probabilities=probabilities, reference_probabilities=reference, atypicality=atypicality)
     reference_flagged = float(np.mean(reference >= model.threshold))
     flagged = int(np.sum(probabilities >= model.threshold))
+    ks = stats.ks_2samp(probabilities, reference) if len(probabilities) else None  # statistic and p-value at once
     result.checks = [
         DriftCheck("share flagged " + str(model.positive_label), flagged / max(len(probabilities), 1),
                    reference_flagged, _enough(probabilities, lambda: stats.binomtest(
                        flagged, len(probabilities), reference_flagged).pvalue),
                    "two-sided exact binomial test against the validation share"),
-        DriftCheck("probability distribution (KS distance)", _ks(probabilities, reference), 0.0,
-                   _enough(probabilities, lambda: stats.ks_2samp(probabilities, reference).pvalue),
+        DriftCheck("probability distribution (KS distance)", float(ks.statistic) if ks else 0.0, 0.0,
+                   _enough(probabilities, lambda: ks.pvalue),
                    "two-sample Kolmogorov-Smirnov test against the validation probabilities"),
         DriftCheck("share atypical (atypicality > 1.0)", float(np.mean(atypicality > 1.0)) if len(atypicality) else 0.0,
                    ATYPICAL_DESIGN_RATE, _enough(atypicality, lambda: stats.binomtest(
@@ -108,7 +110,3 @@ def _share(rows: list[dict], positive: str | None) -> float:
 
 def _enough(values: np.ndarray, test) -> float | None:
     return float(test()) if len(values) >= MIN_STUDIES else None
-
-
-def _ks(values: np.ndarray, reference: np.ndarray) -> float:
-    return float(stats.ks_2samp(values, reference).statistic) if len(values) else 0.0
