@@ -193,12 +193,12 @@ def write_model_folder(folder: Path, network, meta: dict[str, Any], arrays: dict
     return write_atomically(folder, write)
 
 
-def read_model_folder(folder: Path, arrays: tuple[str, ...], contract_key: str, contract: str
+def read_model_folder(folder: Path, arrays: tuple[str, ...], contract_key: str, contract: str | tuple[str, ...]
                       ) -> tuple[Any, dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """(network, meta, arrays) of a model folder; ModelLoadError with a clear reason if anything is off.
 
-    contract_key names the meta field that must equal `contract` (the preprocessing or feature version
-    the code implements): a model made for another contract is refused, never silently misread.
+    contract_key names the meta field that must equal `contract`, or one of them (the preprocessing or feature
+    versions the code implements): a model made for another contract is refused, never silently misread.
     """
     import keras
 
@@ -214,7 +214,8 @@ def read_model_folder(folder: Path, arrays: tuple[str, ...], contract_key: str, 
         raise ModelLoadError(f"Model files missing in {folder}: {exc.filename}") from exc
     except Exception as exc:  # corrupt zip / json / h5
         raise ModelLoadError(f"Model in {folder} cannot be loaded: {exc}") from exc
-    if meta.get(contract_key) != contract:
+    contracts = (contract,) if isinstance(contract, str) else contract
+    if meta.get(contract_key) not in contracts:
         raise ModelLoadError(f"Model in {folder} was made for {contract_key} {meta.get(contract_key)!r}; "
-                             f"this code implements {contract!r}.")
+                             f"this code implements {' or '.join(map(repr, contracts))}.")
     return network, meta, loaded

@@ -15,14 +15,15 @@ from medcore.training.train_notes import train_notes
 from tests.synthetic import KEYWORDS, keyword_notes, write_notes_csv
 
 
-@pytest.fixture(scope="module", params=["linear", "mlp"])
+@pytest.fixture(scope="module", params=["linear", "mlp", "bigru", "transformer"])
 def keyword_model(request, tmp_path_factory):
     """Every architecture must pass the same explanation tests."""
     root = tmp_path_factory.mktemp("notes")
     write_notes_csv(root / "train.csv", keyword_notes(300, seed=0))
+    epochs = 30 if request.param in ("bigru", "transformer") else 12  # embeddings learned from scratch need more
     train_notes(root / "train.csv", root / "model",
-                NotesTrainingOptions(arch=request.param, epochs=12, patience=12, hidden=32, max_features=2000),
-                task="symptom2disease")
+                NotesTrainingOptions(arch=request.param, epochs=epochs, patience=epochs, hidden=32, max_features=2000,
+                                     width=32), task="symptom2disease")
     return load_notes_model(root / "model")
 
 

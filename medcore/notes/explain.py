@@ -51,7 +51,7 @@ def explain(model: NotesModel, note: Note, seed: int = 0) -> Attribution:
     import shap
 
     words = [t.text for t in note.tokens]
-    design = model.featurizer.design(words)
+    design = model.encoder.design(words)
     n = min(len(words), MAX_EXPLAINED_WORDS)
 
     def value(masks: np.ndarray) -> np.ndarray:

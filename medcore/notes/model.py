@@ -1,8 +1,10 @@
-"""Case-note classifier: TF-IDF features (notes.features) -> Keras MLP -> temperature-scaled softmax.
+"""Case-note classifier: an encoder of the note's words -> a Keras network -> calibrated softmax.
 
-An artifact is a folder: `model.keras`, `featurizer.npz` (vocabulary and IDF), `meta.json` (task,
-labels, temperature, validation and baseline metrics, data fingerprint, command) and
-`validation.npz` (labels and probabilities, for every curve shown later).
+Two encoders, one interface (`design`, `masked`, `transform`): TF-IDF n-gram features (notes.features) for the
+linear model and the MLP, word ids (notes.sequence) for the BiGRU and the Transformer. An artifact is a folder:
+`model.keras`, `featurizer.npz` (the encoder: vocabulary, and IDF for TF-IDF), `meta.json` (task, labels,
+calibration, validation and baseline metrics, data fingerprint, command) and `validation.npz` (labels and
+probabilities, for every curve shown later).
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from scipy import sparse  # noqa: E402
 
 from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
 from medcore.calibration import calibrate_logits  # noqa: E402
-from medcore.notes.features import Design, Featurizer  # noqa: E402
+from medcore.notes.features import Featurizer  # noqa: E402
+from medcore.notes.sequence import WordIndex  # noqa: E402  (also registers the sequence networks' layers)
 
 FEATURES_VERSION = "words12-chars35-sublinear-tfidf-v1"
+SEQUENCE_VERSION = "word-ids-mask2-max512-v1"
+Encoder = Featurizer | WordIndex
+PREDICT_BATCH = 256  # notes per forward pass of a sequence network (bounds memory on a large CSV)
 
 
 def build_notes_network(n_features: int, n_classes: int, hidden: int = 128, dropout: float = 0.5) -> keras.Model:
@@ -55,19 +61,23 @@ def to_sparse_tensor(matrix: sparse.spmatrix) -> tf.SparseTensor:
 @dataclass
 class NotesModel(ModelInfo):
     network: keras.Model
-    featurizer: Featurizer
+    encoder: Encoder
     meta: dict[str, Any]
     path: Path | None = None
 
     def __post_init__(self) -> None:
         self._forward = tf.function(lambda x: self.network(x, training=False), reduce_retracing=True)
 
-    def logits(self, features: sparse.spmatrix) -> np.ndarray:
-        return self._forward(to_sparse_tensor(features)).numpy()
+    def logits(self, inputs: sparse.spmatrix | np.ndarray) -> np.ndarray:
+        """Logits of encoded notes: TF-IDF rows (sparse) or word ids (an int array, in batches)."""
+        if sparse.issparse(inputs):
+            return self._forward(to_sparse_tensor(inputs)).numpy()
+        return np.concatenate([self._forward(tf.constant(inputs[i:i + PREDICT_BATCH]))
+                               for i in range(0, max(len(inputs), 1), PREDICT_BATCH)])
 
-    def probabilities(self, features: sparse.spmatrix) -> np.ndarray:
+    def probabilities(self, inputs: sparse.spmatrix | np.ndarray) -> np.ndarray:
         """Calibrated by the model's own map: vector or temperature scaling (older models: a temperature)."""
-        return calibrate_logits(self.logits(features), self.meta.get("calibration") or
+        return calibrate_logits(self.logits(inputs), self.meta.get("calibration") or
                                 {"temperature": self.meta["temperature"]})
 
     @property
@@ -76,20 +86,29 @@ class NotesModel(ModelInfo):
         return float(self.meta.get("confidence", {}).get("threshold", 0.0))
 
     def predict_words(self, documents: list[list[str]]) -> np.ndarray:
-        return self.probabilities(self.featurizer.transform(documents))
+        return self.probabilities(self.encoder.transform(documents))
 
-    def masked_probabilities(self, design: Design, masks: np.ndarray) -> np.ndarray:
-        return self.probabilities(self.featurizer.masked(design, masks))
+    def masked_probabilities(self, design: Any, masks: np.ndarray) -> np.ndarray:
+        """Probabilities of the note (encoder.design of its words) with the words where masks == 0 removed."""
+        return self.probabilities(self.encoder.masked(design, masks))
 
 
 def save_notes_model(folder: Path, model: NotesModel, validation: dict[str, np.ndarray], model_card: str = "") -> Path:
     """Write the model folder atomically."""
-    featurizer = {"vocabulary": np.array(model.featurizer.vocabulary), "idf": model.featurizer.idf}
-    return write_model_folder(folder, model.network, {**model.meta, "features_version": FEATURES_VERSION},
-                              {"featurizer": featurizer, "validation": validation}, model_card)
+    encoder = {"vocabulary": np.array(model.encoder.vocabulary)}
+    if isinstance(model.encoder, Featurizer):
+        encoder["idf"] = model.encoder.idf
+    version = FEATURES_VERSION if isinstance(model.encoder, Featurizer) else SEQUENCE_VERSION
+    return write_model_folder(folder, model.network, {**model.meta, "features_version": version},
+                              {"featurizer": encoder, "validation": validation}, model_card)
 
 
 def load_notes_model(folder: Path) -> NotesModel:
-    network, meta, arrays = read_model_folder(folder, ("featurizer",), "features_version", FEATURES_VERSION)
-    featurizer = Featurizer(arrays["featurizer"]["vocabulary"].tolist(), arrays["featurizer"]["idf"])
-    return NotesModel(network, featurizer, meta, Path(folder))
+    network, meta, arrays = read_model_folder(folder, ("featurizer",), "features_version",
+                                              (FEATURES_VERSION, SEQUENCE_VERSION))
+    stored = arrays["featurizer"]
+    if meta["features_version"] == SEQUENCE_VERSION:
+        encoder = WordIndex(stored["vocabulary"].tolist())
+    else:
+        encoder = Featurizer(stored["vocabulary"].tolist(), stored["idf"])
+    return NotesModel(network, encoder, meta, Path(folder))

@@ -52,9 +52,11 @@ class XrayTrainingOptions:
 
 @dataclass
 class NotesTrainingOptions:
-    arch: str = option("linear", "model over the TF-IDF features: linear (logistic regression, C chosen by "
-                                 "cross-validation on the training notes; the better on validation) or mlp (one hidden "
-                                 "layer)", label="Architecture", choices=("linear", "mlp"))
+    arch: str = option("linear", "linear (logistic regression on TF-IDF n-grams, C chosen by cross-validation on the "
+                                 "training notes), mlp (one hidden layer on the same features), bigru (bidirectional "
+                                 "GRU over the words) or transformer (a small Transformer encoder over the words); "
+                                 "benchmarks/notes_architectures.py compares them by 5-fold cross-validation",
+                       label="Architecture", choices=("linear", "mlp", "bigru", "transformer"))
     epochs: int = option(40, "at most this many epochs (early stopping on validation macro-F1)",
                          label="Epochs (at most; early stopping)", minimum=1, maximum=500)
     patience: int = option(8, "epochs without improvement before stopping")
@@ -62,6 +64,9 @@ class NotesTrainingOptions:
     dropout: float = option(0.5, "dropout after the hidden layer")
     learning_rate: float = option(1e-3, "Adam learning rate")
     batch_size: int = option(32, "notes per training step")
+    width: int = option(64, "embedding width of the bigru and transformer models", label="Sequence model width",
+                        choices=(32, 64, 128))
+    word_dropout: float = option(0.1, "share of words replaced by [MASK] in each training epoch (sequence models)")
     max_features: int = option(0, "TF-IDF vocabulary size (0: linear chooses 20,000 or 150,000 by cross-validation; "
                                   "mlp takes 20,000, its hidden layer grows with it)")
     val_fraction: float = option(0.2, "share of notes held out for validation and calibration")
@@ -90,7 +95,8 @@ def add_cli_flags(parser: argparse.ArgumentParser, options_class: type) -> None:
             parser.add_argument(flag, dest=name, action="store_false" if default else "store_true",
                                 help=f"turn off: {spec.help}" if default else spec.help)
         else:
-            parser.add_argument(flag, dest=name, type=type(default), default=default,
+            choices = spec.choices if isinstance(default, str) else None  # numbers stay free on the command line
+            parser.add_argument(flag, dest=name, type=type(default), default=default, choices=choices,
                                 help=f"{spec.help} (default {default})")
 
 

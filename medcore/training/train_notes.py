@@ -1,10 +1,10 @@
 """Train, calibrate and package a case-note classifier from a CSV with `label` and `text` columns.
 
-Recipe: stratified split (seed) -> TF-IDF features fitted on the training part -> MLP with class
-weights, best epoch by validation macro-F1 (early stopping), or logistic regression (`--arch linear`,
-vocabulary and C by cross-validation) -> a calibration map chosen by cross-validation within validation
--> the confidence below which the page says "uncertain" -> metrics, next to a tuned TF-IDF + logistic
-regression baseline (notes_baseline) on the same split.
+Recipe: stratified split (seed) -> an encoder fitted on the training part (TF-IDF n-grams, or a word index for
+the sequence models) -> logistic regression (`--arch linear`, vocabulary and C by cross-validation), or a network
+(`mlp`, `bigru`, `transformer`) with class weights, best epoch by validation macro-F1 (early stopping) -> a
+calibration map chosen by cross-validation within validation -> the confidence below which the page says
+"uncertain" -> metrics, next to a tuned TF-IDF + logistic regression baseline (notes_baseline) on the same split.
 """
 
 from __future__ import annotations
@@ -90,6 +90,87 @@ def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_clas
                                "cv_best": round(means[best_c], 4)}
 
 
+def _network_for(arch: str, words: list[list[str]], train_idx: np.ndarray, val_idx: np.ndarray, y_train: np.ndarray,
+                 n_classes: int, options: NotesTrainingOptions):
+    """(compiled network, encoder, validation inputs, fit_epoch(epoch) -> mean training loss) for mlp or a sequence model."""
+    import keras
+    import tensorflow as tf
+
+    from medcore.notes import sequence
+    from medcore.notes.model import build_notes_network, to_sparse_tensor
+    from medcore.training import datasets, device
+
+    train_words = [words[i] for i in train_idx]
+    weights = datasets.class_weights(y_train) if options.class_weighting else None
+    with device.training_strategy(mixed_precision=False).scope():
+        if arch == "mlp":
+            encoder = Featurizer.fit(train_words, max_features=options.max_features or 20_000)
+            network = build_notes_network(encoder.size, n_classes, options.hidden, options.dropout)
+        elif arch in sequence.SEQUENCE_NETWORKS:
+            encoder = sequence.WordIndex.fit(train_words, max_words=options.max_features or 20_000)
+            network = sequence.SEQUENCE_NETWORKS[arch](encoder.size, n_classes, options.width)
+        else:
+            raise ValueError(f"Unknown notes architecture {arch!r}.")
+        network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if arch == "mlp":
+        features = encoder.transform(words)
+        x_train = to_sparse_tensor(features[train_idx])
+
+        def fit_epoch(epoch: int) -> float:
+            return network.fit(x_train, y_train, batch_size=options.batch_size, epochs=1, class_weight=weights,
+                               verbose=0, shuffle=True).history["loss"][-1]
+
+        return network, encoder, to_sparse_tensor(features[val_idx]), fit_epoch
+
+    train_ids = [encoder.design(w) for w in train_words]
+    lengths = np.array([len(ids) for ids in train_ids])
+    sample_weight = np.array([weights[c] for c in y_train], dtype=np.float32) if weights else np.ones(len(y_train))
+
+    def fit_epoch(epoch: int) -> float:
+        rng = np.random.default_rng([options.seed, epoch])
+        batches = sequence.length_batches(lengths, options.batch_size, rng)
+
+        def feed():
+            for batch in batches:
+                ids = sequence.word_dropout(sequence.pad([train_ids[i] for i in batch]), options.word_dropout, rng)
+                yield ids, y_train[batch].astype(np.int32), sample_weight[batch].astype(np.float32)
+
+        signature = (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32),
+                     tf.TensorSpec((None,), tf.float32))  # batches differ in length: declared, not guessed
+        dataset = tf.data.Dataset.from_generator(feed, output_signature=signature)
+        return network.fit(dataset, epochs=1, steps_per_epoch=len(batches), shuffle=False, verbose=0
+                           ).history["loss"][-1]
+
+    return network, encoder, tf.constant(encoder.transform([words[i] for i in val_idx])), fit_epoch
+
+
+def _train_with_early_stopping(network, fit_epoch: Callable[[int], float], val_logits: Callable[[], np.ndarray],
+                               y_val: np.ndarray, options: NotesTrainingOptions, started: float, progress: ProgressFn,
+                               should_stop: Callable[[], bool] | None) -> tuple[list[dict], int]:
+    """Epochs until validation macro-F1 stops improving (patience); the network keeps its best epoch's weights."""
+    from sklearn.metrics import f1_score
+
+    best = {"f1": -1.0, "epoch": 0, "weights": None}
+    history = []
+    for epoch in range(1, options.epochs + 1):
+        loss = fit_epoch(epoch)
+        val_f1 = float(f1_score(y_val, val_logits().argmax(1), average="macro"))
+        elapsed = time.time() - started
+        row = {"epoch": epoch, "epochs": options.epochs, "loss": float(loss), "val_macro_f1": val_f1,
+               "elapsed_s": round(elapsed, 1),
+               "eta_s": round(elapsed / epoch * (options.epochs - epoch), 1)}  # at most: early stopping may end sooner
+        history.append(row)
+        if val_f1 > best["f1"]:
+            best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
+        progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
+        if epoch - best["epoch"] >= options.patience or (should_stop and should_stop()):
+            break
+    network.set_weights(best["weights"])
+    return history, best["epoch"]
+
+
+
 LINEAR_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)
 LINEAR_VOCABULARIES = (20_000, 150_000)
 
@@ -99,16 +180,10 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
     """Train and write a model folder to out_dir; return its metadata (`task` is what it records)."""
     import keras
     import tensorflow as tf
-    from sklearn.metrics import f1_score
 
     from medcore.model_card import notes_model_card
-    from medcore.notes.model import (
-        NotesModel,
-        build_notes_network,
-        save_notes_model,
-        to_sparse_tensor,
-    )
-    from medcore.training import datasets, device
+    from medcore.notes.model import NotesModel, save_notes_model, to_sparse_tensor
+    from medcore.training import device
 
     options = options or NotesTrainingOptions()
     progress = progress or (lambda event: None)
@@ -127,46 +202,23 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
         sizes = (options.max_features,) if options.max_features else LINEAR_VOCABULARIES
         tried = []
         for size in sizes:
-            featurizer = Featurizer.fit(train_words, max_features=size)
-            features = featurizer.transform(data.words)
-            tried.append((featurizer, features, *_train_linear(features[train_idx], y_train, features[val_idx], y_val,
-                                                               n_classes, options, started, progress)))
-            if featurizer.size < size:  # the corpus has fewer features than this cap: larger caps change nothing
+            encoder = Featurizer.fit(train_words, max_features=size)
+            features = encoder.transform(data.words)
+            tried.append((encoder, features, *_train_linear(features[train_idx], y_train, features[val_idx], y_val,
+                                                            n_classes, options, started, progress)))
+            if encoder.size < size:  # the corpus has fewer features than this cap: larger caps change nothing
                 break
-        featurizer, features, network, history, best_epoch, linear = max(tried, key=lambda t: t[-1]["cv_best"])
+        encoder, features, network, history, best_epoch, linear = max(tried, key=lambda t: t[-1]["cv_best"])
         linear["vocabulary_cv"] = {str(t[0].size): t[-1]["cv_best"] for t in tried}
         forward = tf.function(lambda x: network(x, training=False))
         x_val = to_sparse_tensor(features[val_idx])
     else:
         linear = None
-        featurizer = Featurizer.fit(train_words, max_features=options.max_features or 20_000)
-        features = featurizer.transform(data.words)
-        x_train, x_val = to_sparse_tensor(features[train_idx]), to_sparse_tensor(features[val_idx])
-        with device.training_strategy(mixed_precision=False).scope():
-            network = build_notes_network(featurizer.size, n_classes, options.hidden, options.dropout)
-            network.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        weights = datasets.class_weights(y_train) if options.class_weighting else None
-        forward = tf.function(lambda x: network(x, training=False))
-        best = {"f1": -1.0, "epoch": 0, "weights": None}
-        history = []
-        for epoch in range(1, options.epochs + 1):
-            fit = network.fit(x_train, y_train, batch_size=options.batch_size, epochs=1, class_weight=weights,
-                              verbose=0, shuffle=True)
-            val_f1 = float(f1_score(y_val, forward(x_val).numpy().argmax(1), average="macro"))
-            elapsed = time.time() - started
-            row = {"epoch": epoch, "epochs": options.epochs, "loss": float(fit.history["loss"][-1]),
-                   "val_macro_f1": val_f1, "elapsed_s": round(elapsed, 1),
-                   "eta_s": round(elapsed / epoch * (options.epochs - epoch), 1)}  # at most: early stopping may end sooner
-            history.append(row)
-            if val_f1 > best["f1"]:
-                best.update(f1=val_f1, epoch=epoch, weights=network.get_weights())
-            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
-            if epoch - best["epoch"] >= options.patience or (should_stop and should_stop()):
-                break
-        network.set_weights(best["weights"])
-
-        best_epoch = best["epoch"]
+        network, encoder, x_val, fit_epoch = _network_for(options.arch, data.words, train_idx, val_idx, y_train,
+                                                           n_classes, options)
+        forward = tf.function(lambda x: network(x, training=False), reduce_retracing=True)
+        history, best_epoch = _train_with_early_stopping(network, fit_epoch, lambda: forward(x_val).numpy(), y_val,
+                                                         options, started, progress, should_stop)
     progress(event(Stage.CALIBRATING))
     val_logits = forward(x_val).numpy()
     calibration, calibration_report = choose_calibration(val_logits, y_val, data.label_names, options.seed)
@@ -195,10 +247,10 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
                  "train_counts": counts.tolist()},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]), "seconds": round(time.time() - started, 1),
                      "device": device.describe(), "best_epoch": best_epoch, "history": history,
-                     "parameters": network.count_params(), "n_features": featurizer.size,
+                     "parameters": network.count_params(), "n_features": encoder.size,
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
-    model = NotesModel(network, featurizer, meta)
+    model = NotesModel(network, encoder, meta)
     save_notes_model(Path(out_dir), model, {"y_true": y_val.astype(np.int16), "prob": val_prob.astype(np.float32)},
                      model_card=notes_model_card(meta))
     progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
