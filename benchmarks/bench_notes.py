@@ -1,6 +1,7 @@
 """Case-note speed: prediction of one note and the SHAP explanation of a 250-word note.
 
-Usage: python benchmarks/bench_notes.py [--rounds 5] [--calls 20]
+Usage: python benchmarks/bench_notes.py [--rounds 5] [--calls 20] [--models DIR ...]
+(--models: time these model folders too, e.g. a BiGRU and a Transformer from `medcore train notes --arch ...`)
 Prints medians over rounds (each round: median of --calls timed calls) as JSON. The 250-word note is built
 from the task's own vocabulary-bearing text (a fixed synthetic clinical paragraph), so no data is needed.
 """
@@ -22,6 +23,7 @@ from timing import median_ms  # noqa: E402
 
 from medcore import tasks  # noqa: E402
 from medcore.notes.explain import explain  # noqa: E402
+from medcore.notes.model import load_notes_model  # noqa: E402
 from medcore.notes.service import predict_note  # noqa: E402
 
 PARAGRAPH = ("The patient is a 54 year old man admitted with chest pain radiating to the left arm, shortness of "
@@ -40,11 +42,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--models", nargs="*", default=[], help="more model folders to time")
     args = parser.parse_args()
     short, long_note = note_of(60), note_of(250)
     result = {}
-    for task in tasks.notes_tasks():
-        model = task.load(task.shipped_dir)
+    candidates = [(task.name, task.load(task.shipped_dir)) for task in tasks.notes_tasks()]
+    for folder in args.models:
+        model = load_notes_model(Path(folder))
+        candidates.append((f"{Path(folder).name} ({model.meta['options'].get('arch')})", model))
+    for label, model in candidates:
         note = predict_note(model, long_note).note
         predict_note(model, short)  # warm-up: tracing
         explain(model, note)
@@ -53,7 +59,7 @@ def main() -> None:
             rounds["predict_60_words_ms"].append(median_ms(lambda: predict_note(model, short), args.calls))
             rounds["predict_250_words_ms"].append(median_ms(lambda: predict_note(model, long_note), args.calls))
             rounds["explain_250_words_ms"].append(median_ms(lambda: explain(model, note), max(3, args.calls // 4)))
-        result[task.name] = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
+        result[label] = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
     result.update(rounds=args.rounds, calls=args.calls, cpu_threads=os.cpu_count())
     print(json.dumps(result, indent=2))
 

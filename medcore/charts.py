@@ -71,9 +71,10 @@ def multiclass_report(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) -
     return {"metrics": metrics, "reliability": reliability}
 
 
-def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float]) -> go.Figure:
+def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float], name: str = "shipped model"
+                        ) -> go.Figure:
     labels = list(deep)
-    figure = go.Figure([go.Bar(y=labels, x=[deep[k] for k in labels], name="MLP (shipped)", orientation="h"),
+    figure = go.Figure([go.Bar(y=labels, x=[deep[k] for k in labels], name=f"{name} (shipped)", orientation="h"),
                         go.Bar(y=labels, x=[baseline[k] for k in labels], name="TF-IDF + LR baseline",
                                orientation="h")])
     figure.update_layout(title="F1 per class", xaxis_range=[0, 1], barmode="group",

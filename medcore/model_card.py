@@ -163,10 +163,61 @@ def _notes_network(meta: dict[str, Any]) -> str:
                 f"{options['class_weighting']}), C = {linear['C']} chosen by 5-fold cross-validated macro-F1 on the "
                 f"training notes ({scores}){_vocabulary_note(linear)}; carried as one Keras Dense layer, "
                 f"{training['parameters']:,} parameters.")
-    return (f"Network: Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) "
-            f"on the sparse features, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch "
+    arch = options.get("arch", "mlp")
+    width = options.get("width", 64)
+    network = {"mlp": f"Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) "
+                      "on the sparse features",
+               "bigru": f"word embedding ({width}) → bidirectional GRU ({width // 2} per direction) → mean over the "
+                        f"words → Dense({len(meta['labels'])}), trained from scratch with word dropout "
+                        f"{options.get('word_dropout')} to [MASK]",
+               "transformer": f"word + position embedding ({width}) → adjacent word pairs averaged → one Transformer "
+                              f"encoder block (1 head, feed-forward {2 * width}) → mean → Dense({len(meta['labels'])}), "
+                              f"trained from scratch with word dropout {options.get('word_dropout')} to [MASK]"}[arch]
+    return (f"Network: {network}, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch "
             f"{options['batch_size']}, class weights {options['class_weighting']}; best of {len(training['history'])} "
             f"epochs by validation macro-F1 (epoch {training['best_epoch']}, patience {options['patience']}).")
+
+
+ARCH_NAMES = {"linear": "linear model", "mlp": "MLP", "bigru": "BiGRU", "transformer": "Transformer"}
+
+
+def _features_line(meta: dict[str, Any]) -> str:
+    if meta["options"].get("arch") in ("bigru", "transformer"):
+        return (f"Input: the note's first 512 words as ids of a {meta['training']['n_features']:,}-word vocabulary "
+                "(words in at least 2 training notes; 0 padding, 1 unknown, 2 [MASK]), fitted on the training part.")
+    return (f"Features: TF-IDF (sublinear TF, L2) of word unigrams, word bigrams and character 3-5-grams of words,\n"
+            f"  {meta['training']['n_features']:,} features kept by document frequency (min 2), fitted on the training "
+            "part.")
+
+
+def architectures_section(table: dict[str, Any] | None) -> str:
+    """The architectures compared by k-fold cross-validation of the whole recipe (benchmarks/notes_architectures.py)."""
+    if not table:
+        return ""
+    ranked = sorted(table["rows"].items(), key=lambda r: -r[1]["macro_f1"]["mean"])
+    singles = [(n, r) for n, r in ranked if len(r["members"]) == 1]
+    ensembles = [(n, r) for n, r in ranked if len(r["members"]) > 1][:3]
+
+    def row(name: str, r: dict[str, Any]) -> str:
+        f1, acc, ece = r["macro_f1"], r["accuracy"], r["ece"]
+        seconds = f"{r['train_seconds']['mean']:.0f}" if r.get("train_seconds") else "sum of members"
+        return (f"| {ARCH_NAMES.get(name, name)} | {f1['mean']:.4f} ± {f1['sd']:.4f} ({f1['min']:.3f}-{f1['max']:.3f})"
+                f" | {acc['mean']:.4f} ± {acc['sd']:.4f} | {ece['mean']:.4f} ± {ece['sd']:.4f} | {seconds} |")
+
+    return f"""
+## Architectures compared ({table['folds']}-fold cross-validation on the training CSV)
+`{table['command']}`: every fold runs the whole training recipe (inner validation split, early stopping,
+calibration) on {table['folds'] - 1} parts and scores the held-out part; mean ± standard deviation over the folds
+(range of macro-F1 in brackets). Ensembles average the members' calibrated probabilities; the three best of
+every combination are shown (chosen after the fact, so slightly optimistic).
+
+| model | macro-F1 | accuracy | ECE | training s per fold |
+|---|---|---|---|---|
+{chr(10).join(row(n, r) for n, r in singles)}
+{chr(10).join(row(n, r) for n, r in ensembles)}
+
+Best single architecture: {ARCH_NAMES.get(table['best_single'], table['best_single'])}.
+"""
 
 
 def _vocabulary_note(linear: dict[str, Any]) -> str:
@@ -240,8 +291,7 @@ that pushed each category up or down (SHAP). Decision support for triage and cod
 
 ## Training
 - Command: `{training['command']}`
-- Features: TF-IDF (sublinear TF, L2) of word unigrams, word bigrams and character 3-5-grams of words,
-  {training['n_features']:,} features kept by document frequency (min 2), fitted on the training part.
+- {_features_line(meta)}
 - {_notes_network(meta)}
 - Calibration: {_notes_calibration(meta)}
 - Time: {training['seconds']:.0f} s on {training['device']}; TensorFlow {training['tensorflow']}.
@@ -250,28 +300,43 @@ that pushed each category up or down (SHAP). Decision support for triage and cod
 ## Validation metrics (same split for both models)
 | model | n | accuracy | macro-F1 | ECE |
 |---|---|---|---|---|
-{_metric_rows(('linear model' if meta['options'].get('arch') == 'linear' else 'MLP') + ' (shipped)', val)}
+{_metric_rows(ARCH_NAMES.get(meta['options'].get('arch', 'mlp'), 'MLP') + ' (shipped)', val)}
 {_metric_rows(_baseline_name(meta), base)}
 
-ECE of the MLP: raw {val['ece_uncalibrated']:.4f}{_ece_steps(val)}.
+ECE of the shipped model: raw {val['ece_uncalibrated']:.4f}{_ece_steps(val)}.
 
-| class | F1 (MLP) | F1 (baseline) |
+| class | F1 (shipped) | F1 (baseline) |
 |---|---|---|
 {per_class}
 
-The validation split chose the epoch and the calibration, so the MLP's figures are slightly optimistic;
+The validation split chose the epoch and the calibration, so the shipped model's figures are slightly optimistic;
 {_baseline_tuning(meta)}
 
+{architectures_section(meta.get('architectures'))}
 ## Explanations
-SHAP values from `shap.explainers.Permutation` over the note's words (a word removed takes its n-grams and
-bigrams with it), two antithetic permutations, on the log-odds of each class's calibrated probability;
-exact for effects additive in the words. Up to 400 words are explained; later words are held fixed.
+SHAP values from `shap.explainers.Permutation` over the note's words ({_removal(meta)}), two antithetic
+permutations, on the log-odds of each class's calibrated probability; exact for effects additive in the words.
+Up to 400 words are explained; later words are held fixed.
 
 ## Limitations
 - English only; trained on {'abstracts of medical papers, not bedside notes' if meta['task'] == 'medical_abstracts' else 'short lay descriptions of symptoms, not clinical notes'}.
 - Categories overlap (e.g. "general pathological conditions"); a top-3 list is more useful than the top-1.
-- A bag of n-grams: negation ("no fever") is only partly captured through bigrams.
+- {_order_limitation(meta)}
 """
+
+
+def _removal(meta: dict[str, Any]) -> str:
+    if meta["options"].get("arch") in ("bigru", "transformer"):
+        return "a word removed becomes the [MASK] id the network saw in training"
+    return "a word removed takes its n-grams and bigrams with it"
+
+
+def _order_limitation(meta: dict[str, Any]) -> str:
+    if meta["options"].get("arch") in ("bigru", "transformer"):
+        return ("Trained from scratch on a few thousand notes (no pretrained language model can be downloaded "
+                "here): word order is modelled, but rare words and phrasings are not.")
+    return 'A bag of n-grams: negation ("no fever") is only partly captured through bigrams.'
+
 
 
 def _interval(figures: dict[str, Any], key: str, percent: bool = True) -> str:

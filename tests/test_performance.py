@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcore import charts
+from medcore import charts, tasks
 from tests.conftest import signed_in_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,8 @@ def test_performance_page_renders_both_tabs(store, xray_model):
     assert list(tables[0].value.columns) == FIGURES_TABLE
     assert list(tables[0].value["evaluation"]) == [e.title for e in evaluations]
     assert list(tables[1].value["check"])[0].startswith("share flagged")  # recent use: nothing tested yet
-    assert list(tables[2].value["model"]) == ["MLP (shipped)", "TF-IDF + logistic regression (baseline)"]
+    shipped = tasks.get(tasks.NOTES_KEYS[0]).load(tasks.get(tasks.NOTES_KEYS[0]).shipped_dir).architecture
+    assert list(tables[2].value["model"]) == [f"{shipped} (shipped)", "TF-IDF + logistic regression (baseline)"]
     at.selectbox[0].select("symptom2disease").run()
     assert not at.exception
 

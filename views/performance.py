@@ -80,11 +80,12 @@ with notes_tab:
     m, baseline = report["metrics"], model.baseline_metrics
     st.markdown(f"Model `{model.version}` · {m['n']} validation notes")
     st.dataframe(pd.DataFrame([
-        {"model": "MLP (shipped)", "accuracy": m["accuracy"], "macro-F1": m["macro_f1"], "ECE": m["ece"]},
+        {"model": f"{model.architecture} (shipped)", "accuracy": m["accuracy"], "macro-F1": m["macro_f1"], "ECE": m["ece"]},
         {"model": "TF-IDF + logistic regression (baseline)", "accuracy": baseline["accuracy"],
          "macro-F1": baseline["macro_f1"], "ECE": baseline["ece"]}]).round(4), hide_index=True)
     left, right = st.columns(2)
-    left.plotly_chart(charts.per_class_f1_figure(m["per_class_f1"], baseline["per_class_f1"]), key="notes-f1")
+    left.plotly_chart(charts.per_class_f1_figure(m["per_class_f1"], baseline["per_class_f1"], model.architecture),
+                      key="notes-f1")
     r = report["reliability"]
     right.plotly_chart(charts.reliability_figure(r["reliability_predicted"], r["reliability_observed"],
                                                  r["reliability_count"], m["ece"], "top-class probability"),

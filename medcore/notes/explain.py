@@ -2,10 +2,11 @@
 
 `explain(model, note) -> Attribution`, whatever runs underneath (as shap.Explainer hides its
 algorithm). Underneath: shap's Permutation explainer over word masks. The players are the note's
-words; removing a word removes its unigram, its character n-grams and the bigrams it is part of
-(neighbours are not joined). Thanks to notes.features a batch of masked notes costs two sparse
-products, so the antithetic permutations that shap needs (2n + 1 evaluations each) take
-milliseconds. Attributions are exact for everything additive in the words and unbiased estimates
+words. For the TF-IDF models removing a word removes its unigram, its character n-grams and the bigrams
+it is part of (neighbours are not joined), and thanks to notes.features a batch of masked notes costs two
+sparse products; for the sequence models (notes.sequence) a removed word becomes the [MASK] id they saw
+in training, and a batch is one forward pass. Either way the antithetic permutations that shap needs
+(2n + 1 evaluations each) stay well under a second for a 250-word note. Attributions are exact for everything additive in the words and unbiased estimates
 for the interactions; all classes are explained in the same pass, so switching class is free.
 Values are on the log-odds scale of each class's calibrated probability.
 """

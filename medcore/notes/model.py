@@ -23,6 +23,7 @@ from scipy import sparse  # noqa: E402
 
 from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
 from medcore.calibration import calibrate_logits  # noqa: E402
+from medcore.model_card import ARCH_NAMES  # noqa: E402
 from medcore.notes.features import Featurizer  # noqa: E402
 from medcore.notes.sequence import WordIndex  # noqa: E402  (also registers the sequence networks' layers)
 
@@ -79,6 +80,11 @@ class NotesModel(ModelInfo):
         """Calibrated by the model's own map: vector or temperature scaling (older models: a temperature)."""
         return calibrate_logits(self.logits(inputs), self.meta.get("calibration") or
                                 {"temperature": self.meta["temperature"]})
+
+    @property
+    def architecture(self) -> str:
+        """What a clinician reads for the model: "linear model", "MLP", "BiGRU" or "Transformer"."""
+        return ARCH_NAMES.get(self.meta.get("options", {}).get("arch", "mlp"), "MLP")
 
     @property
     def confidence_threshold(self) -> float:
