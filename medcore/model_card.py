@@ -67,29 +67,20 @@ Calibration and threshold are always fitted on internal data; the external sampl
 """
 
 
-def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None,
-                    ideas: dict[str, Any] | None = None) -> str:
-    val = meta["metrics"]["validation"]
-    training, data, options = meta["training"], meta["data"], meta["options"]
-    history = "\n".join(f"| {h.get('member', 1)} | {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
-                        for h in training["history"])
-    members = options.get("members", 1)
-    network = (f"an ensemble of {members} small VGG-style CNNs (each trained alone with its own seed; the served "
-               f"logit is their mean), {training['parameters']:,} parameters in all" if members > 1 else
-               f"small VGG-style CNN, {training['parameters']:,} parameters")
+def _network_line(meta: dict[str, Any]) -> str:
+    training, members = meta["training"], meta["options"].get("members", 1)
+    return (f"an ensemble of {members} small VGG-style CNNs (each trained alone with its own seed; the served "
+            f"logit is their mean), {training['parameters']:,} parameters in all" if members > 1 else
+            f"small VGG-style CNN, {training['parameters']:,} parameters")
+
+
+def _data_and_training(meta: dict[str, Any]) -> str:
+    """The Data and Training sections of a centrally trained model."""
+    training, data, options, val = meta["training"], meta["data"], meta["options"], meta["metrics"]["validation"]
+    network = _network_line(meta)
     checkpoints = ", ".join(str(e) for e in training.get("best_epochs", [training["best_epoch"]]))
     member_aucs = ", ".join(f"{auc:.4f}" for auc in val.get("members", []))
-    shifted = val.get("simulated_shift")
-    return f"""# Model card: MedCore chest X-ray pneumonia classifier `{meta['version']}`
-
-## Intended use
-Decision support for reading **frontal (PA/AP) paediatric chest radiographs**: a calibrated probability of
-pneumonia (bacterial or viral) against normal, a decision at a stated operating threshold, and a Grad-CAM
-heatmap of the regions that raised the score. It does not replace a radiologist's or clinician's reading.
-It is not validated for adults, lateral views, other findings (effusion, nodules, tubes and lines), or for
-distinguishing bacterial from viral pneumonia.
-
-## Data
+    return f"""## Data
 - {XRAY_DATA}
 - Folder `{data['source']}`, data fingerprint `{data['fingerprint'][:16]}…` (SHA-256 over names, labels and bytes).
 - Validation split by child (patient id from the file name), stratified by class, seed {options['seed']},
@@ -108,7 +99,58 @@ distinguishing bacterial from viral pneumonia.
   {meta['calibration'].get('fitted_on', 'validation films')}.
 - Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.
 - Time: {training['seconds'] / 60:.1f} min on {training['device']}; TensorFlow {training['tensorflow']}, Python {training['python']}.
+"""
 
+
+def _federated_data_and_training(meta: dict[str, Any]) -> str:
+    """The Data and Training sections of a federated model: what each hospital held, how the rounds went."""
+    fed, training, options = meta["federated"], meta["training"], meta["options"]
+    sites = "\n".join(f"| {name} | {c['NORMAL']} | {c['PNEUMONIA']} | {c['PNEUMONIA'] / (c['NORMAL'] + c['PNEUMONIA']):.0%} |"
+                      for name, c in fed["sites"].items())
+    last = [r for r in fed["history"] if r["kind"] == "validation"][-1:]
+    site_aucs = ", ".join(f"{n} {v['auc']:.3f}" for n, v in last[0]["sites"].items()) if last else "none"
+    mu = f", proximal mu {fed['proximal_mu']}" if fed.get("proximal_mu") is not None else ""
+    return f"""## Data (federated: no film left its hospital)
+- {XRAY_DATA}
+- Each hospital kept its films; only weights and aggregate counts (binned validation logits, sums and scatter
+  matrices for the quality gate) travelled. Each split its own patients for validation (fraction
+  {options['val_fraction']}, seed {options['seed']}); {meta['data']['n_val']} validation films pooled by counts.
+
+| hospital | NORMAL | PNEUMONIA | pneumonia share |
+|---|---|---|---|
+{sites}
+
+## Training
+- Command: `{training['command']}`
+- {fed['transport']}; strategy {fed['strategy']}{mu}; {fed['rounds']} rounds of {fed['local_epochs']} local
+  epoch(s); {fed['bytes_per_round'] / 1e6:.1f} MB sent per round (all sites, both directions).
+- Network: {_network_line(meta)}, {meta['image_size']} px grayscale input (preprocessing
+  `{meta['preprocess_version']}`), the central recipe's augmentation and class weighting at each site.
+- Last round's validation AUC per hospital: {site_aucs}.
+- Calibration: Platt scaling (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}) fitted on
+  {meta['calibration']['fitted_on']}.
+- Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.
+- Time: {training['seconds'] / 60:.1f} min on {training['device']}; TensorFlow {training['tensorflow']}.
+"""
+
+
+def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None,
+                    ideas: dict[str, Any] | None = None) -> str:
+    val = meta["metrics"]["validation"]
+    training = meta["training"]
+    history = "\n".join(f"| {h.get('member', 1)} | {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
+                        for h in training["history"])
+    shifted = val.get("simulated_shift")
+    return f"""# Model card: MedCore chest X-ray pneumonia classifier `{meta['version']}`
+
+## Intended use
+Decision support for reading **frontal (PA/AP) paediatric chest radiographs**: a calibrated probability of
+pneumonia (bacterial or viral) against normal, a decision at a stated operating threshold, and a Grad-CAM
+heatmap of the regions that raised the score. It does not replace a radiologist's or clinician's reading.
+It is not validated for adults, lateral views, other findings (effusion, nodules, tubes and lines), or for
+distinguishing bacterial from viral pneumonia.
+
+{_federated_data_and_training(meta) if meta.get('federated') else _data_and_training(meta)}
 ## Validation metrics (calibrated, at the operating threshold; {val['n']} images of unseen children)
 | AUC | accuracy | sensitivity | specificity | F1 | PPV | NPV | ECE (calibrated) | ECE (raw) |
 |---|---|---|---|---|---|---|---|---|

@@ -65,7 +65,7 @@ class ModelVersion:
     path: Path
     created_at: float
     created_by: str
-    origin: str  # "shipped" or "retrained"
+    origin: str  # "shipped", "retrained", "federated" or "local calibration"
     manifest: dict[str, str]
     summary: dict
     discarded: bool

@@ -64,7 +64,8 @@ def augmenter(seed: int):
     return augment
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, options: XrayTrainingOptions):
+def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTrainingOptions):
+    """Shuffled, batched, augmented (radiograph-safe) training films: central and federated training alike."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)[:, None]))
@@ -146,7 +147,7 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
 
     options_for_data = replace(options, seed=seed)
     weights = datasets.class_weights(y_train) if options.class_weighting else None
-    member.fit(_dataset(x_train, y_train, options_for_data), epochs=options.epochs, class_weight=weights,
+    member.fit(training_dataset(x_train, y_train, options_for_data), epochs=options.epochs, class_weight=weights,
                callbacks=[EpochReport()], verbose=0)
     if best["weights"] is not None:
         member.set_weights(best["weights"])
