@@ -54,8 +54,13 @@ def _rows(path: Path) -> list[dict]:
 def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: str = "fedavg",
                   options: XrayTrainingOptions | None = None, local_epochs: int = 1, proximal_mu: float = 0.01,
                   progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-                  timeout_s: float = 3600.0, task: str = "xray") -> dict:
-    """Train across `sites` with Flower and write a model folder to out_dir; return its metadata."""
+                  timeout_s: float = 3600.0, task: str = "xray", port: int | None = None,
+                  client_address: str | None = None) -> dict:
+    """Train across `sites` with Flower and write a model folder to out_dir; return its metadata.
+
+    port: the server's (default: a free one); client_address: where the clients connect (default: the server;
+    the privacy test puts a recording relay in between).
+    """
     import tensorflow as tf
 
     from medcore.imaging.model import build_xray_ensemble, save_artifact
@@ -72,7 +77,7 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="medcore-federated-"))
     option_json = json.dumps(asdict(options))
-    port = free_port()
+    port = port or free_port()
     python = sys.executable
     logs = {name: open(work / f"{name}.log", "w") for name in ["server", *[s.name for s in sites]]}
     processes = [subprocess.Popen([python, "-m", "medcore.federated.server", "--port", str(port), "--rounds",
@@ -81,7 +86,7 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                                    "--out", str(work)], stdout=logs["server"], stderr=subprocess.STDOUT)]
     time.sleep(1.0)
     processes += [subprocess.Popen([python, "-m", "medcore.federated.client", "--site", str(site), "--server",
-                                    f"127.0.0.1:{port}", "--options", option_json,
+                                    client_address or f"127.0.0.1:{port}", "--options", option_json,
                                     "--cache", str(work / f"cache_{i}")], stdout=logs[site.name],
                                    stderr=subprocess.STDOUT) for i, site in enumerate(sites)]
     seen = 0
@@ -91,11 +96,12 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             for row in rows[seen:]:
                 progress(event(Stage.EPOCH, **row, epochs=rounds, federated=True))
             seen = len(rows)
-            crashed = [p for p in processes[1:] if p.poll() not in (None, 0)]
-            if crashed or (should_stop and should_stop()) or time.time() - started > timeout_s:
-                raise RuntimeError("A hospital's client stopped unexpectedly." if crashed else
-                                   "Federated run cancelled." if should_stop and should_stop() else
-                                   f"Federated run exceeded {timeout_s:.0f} s.")
+            if should_stop is not None and should_stop():
+                raise RuntimeError("Federated run cancelled.")
+            if any(p.poll() not in (None, 0) for p in processes[1:]):
+                raise RuntimeError("A hospital's client stopped unexpectedly; see its log.")
+            if time.time() - started > timeout_s:
+                raise RuntimeError(f"Federated run exceeded {timeout_s:.0f} s.")
             time.sleep(0.5)
         if processes[0].returncode != 0 or not (work / "quality.npz").exists():
             raise RuntimeError(f"The Flower server failed (exit {processes[0].returncode}): "

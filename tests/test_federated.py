@@ -1,0 +1,137 @@
+"""Federated training with real Flower processes on tiny synthetic hospitals.
+
+A server and three client processes talk gRPC over localhost through a relay that records every byte, so the
+privacy claim is checked on the wire itself: weights travel, no film and no file name does.
+"""
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcore.federated.run import free_port, run_federated
+from medcore.federated.sites import SitePlan, split_hospitals
+from medcore.imaging import folders
+from medcore.training.options import XrayTrainingOptions
+from tests.synthetic import encode, lesion_dataset
+
+OPTIONS = XrayTrainingOptions(image_size=64, width=8, members=1, val_fraction=0.3)
+
+
+def write_site(root: Path, n: int, seed: int, prefix: str) -> Path:
+    images, labels, _ = lesion_dataset(n, 64, seed=seed)
+    for label in folders.XRAY_CLASSES:
+        (root / label).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (root / folders.XRAY_CLASSES[int(label)] / f"{prefix}person{i}_x_1.png").write_bytes(encode(image, "PNG"))
+    return root
+
+
+class RecordingRelay:
+    """A TCP relay between the clients and the server that keeps a copy of every byte in both directions."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream, self.captured, self.lock = upstream_port, bytearray(), threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:  # the server is not up yet: the client retries
+                client.close()
+                continue
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                with self.lock:
+                    self.captured.extend(data)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def hospitals(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hospitals")
+    return [write_site(root / f"site{i}", n, seed=i, prefix=f"h{i}") for i, n in enumerate((40, 60, 50))]
+
+
+def test_federated_run_sends_weights_and_no_film_or_file_name(hospitals, tmp_path):
+    server_port = free_port()
+    relay = RecordingRelay(server_port)
+    events = []
+    meta = run_federated(hospitals, tmp_path / "model", rounds=2, strategy="fedprox", options=OPTIONS,
+                         progress=events.append, port=server_port, client_address=f"127.0.0.1:{relay.port}")
+    assert (tmp_path / "model" / "model.keras").exists()
+    fed = meta["federated"]
+    assert fed["strategy"] == "fedprox" and [r["round"] for r in fed["history"] if r["kind"] == "fit"] == [1, 2]
+    assert set(fed["sites"]) == {"site0", "site1", "site2"} and fed["bytes_per_round"] > 0
+    # what the server reported per round reached the progress callback (the admin page's live curves)
+    assert [e["round"] for e in events if e.get("kind") == "validation"] == [1, 2]
+    wire = bytes(relay.captured)
+    weights_bytes = meta["training"]["parameters"] * 4
+    assert len(wire) > 2 * 2 * 3 * weights_bytes * 0.9  # 2 rounds, down and up, 3 sites: the weights did travel
+    for forbidden in (b"person", b".png", b"\x89PNG", str(hospitals[0].parent).encode(), b"NORMAL/", b"PNEUMONIA/"):
+        assert forbidden not in wire, forbidden
+    # the validation films were pooled as counts, and the pooled counts add up to every site's validation films
+    assert meta["metrics"]["validation"]["n"] == sum(
+        len(folders.split_by_patient(folders.list_image_folder(h), OPTIONS.val_fraction, OPTIONS.seed)[1])
+        for h in hospitals)
+
+
+def test_cancelled_run_writes_no_model(hospitals, tmp_path):
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run_federated(hospitals, tmp_path / "model", rounds=3, options=OPTIONS,
+                      should_stop=lambda: (tmp_path / "stop").exists() or bool((tmp_path / "stop").touch()))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_site_without_both_classes_is_refused_before_anything_starts(hospitals, tmp_path):
+    lonely = tmp_path / "lonely"
+    (lonely / "NORMAL").mkdir(parents=True)
+    (lonely / "PNEUMONIA").mkdir()
+    for path in sorted((hospitals[0] / "NORMAL").iterdir())[:3]:
+        (lonely / "NORMAL" / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="both classes"):
+        run_federated([hospitals[0], lonely], tmp_path / "model", options=OPTIONS)
+
+
+def test_split_gives_unequal_hospitals_with_whole_patients(tmp_path):
+    source = tmp_path / "train"
+    rng = np.random.default_rng(0)
+    for label, first, n_patients in (("NORMAL", 0, 40), ("PNEUMONIA", 1000, 120)):
+        (source / label).mkdir(parents=True)
+        for p in range(first, first + n_patients):
+            for film in range(int(rng.integers(1, 4))):  # patients with several films: they must stay together
+                (source / label / f"person{p}_x_{film}.png").write_bytes(b"film")
+    plan = (SitePlan("a", 0.5, 0.2), SitePlan("b", 0.3, 0.5), SitePlan("c", 0.2, 0.8))
+    record = split_hospitals(source, tmp_path / "sites", seed=3, plan=plan)
+    rates = [record["sites"][s]["pneumonia_rate"] for s in "abc"]
+    assert rates[0] < 0.35 < rates[1] < 0.65 < rates[2]
+    seen = {}
+    for site in "abc":
+        for link in (tmp_path / "sites" / site).rglob("*.png"):
+            assert link.is_symlink()  # nothing copied
+            patient = folders.patient_id(link)
+            assert seen.setdefault(patient, site) == site  # no patient at two hospitals
+    assert json.loads((tmp_path / "sites" / "split.json").read_text())["seed"] == 3
+    assert record == split_hospitals(source, tmp_path / "again", seed=3, plan=plan) | {
+        "source": record["source"]}  # reproducible from the seed
+    assert os.path.realpath(next((tmp_path / "sites" / "a" / "NORMAL").iterdir())).startswith(str(source))
