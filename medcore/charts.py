@@ -106,6 +106,20 @@ def training_curves_figure(epochs: list[dict]) -> go.Figure:
     return figure
 
 
+def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
+    """Validation AUC per round: the global model on the pooled validation films and on each hospital's own."""
+    x = [int(r["epoch"]) for r in rounds]
+    traces = [go.Scatter(x=x, y=[r["val_auc"] for r in rounds], mode="lines+markers", name="global (pooled)",
+                         line={"width": 3})]
+    for site in rounds[0]["site_auc"] if rounds else []:
+        traces.append(go.Scatter(x=x, y=[r["site_auc"].get(site) for r in rounds], mode="lines+markers",
+                                 name=site, line={"dash": "dot"}))
+    figure = go.Figure(traces)
+    figure.update_layout(title="Validation AUC per round, global and per hospital", xaxis_title="round",
+                         yaxis_title="AUC", **LAYOUT)
+    return figure
+
+
 def comparison_roc_figure(y_true: np.ndarray, probabilities: dict[str, np.ndarray]) -> go.Figure:
     """Overlaid ROC curves of several models on the same items (micro-averaged one-vs-rest for classes)."""
     from sklearn.metrics import roc_auc_score, roc_curve

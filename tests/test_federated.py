@@ -84,7 +84,8 @@ def test_federated_run_sends_weights_and_no_film_or_file_name(hospitals, tmp_pat
     assert fed["strategy"] == "fedprox" and [r["round"] for r in fed["history"] if r["kind"] == "fit"] == [1, 2]
     assert set(fed["sites"]) == {"site0", "site1", "site2"} and fed["bytes_per_round"] > 0
     # what the server reported per round reached the progress callback (the admin page's live curves)
-    assert [e["round"] for e in events if e.get("kind") == "validation"] == [1, 2]
+    rounds = [e for e in events if e["stage"] == "epoch"]
+    assert [e["epoch"] for e in rounds] == [1, 2] and set(rounds[-1]["site_auc"]) == set(fed["sites"])
     wire = bytes(relay.captured)
     weights_bytes = meta["training"]["parameters"] * 4
     assert len(wire) > 2 * 2 * 3 * weights_bytes * 0.9  # 2 rounds, down and up, 3 sites: the weights did travel
@@ -135,3 +136,28 @@ def test_split_gives_unequal_hospitals_with_whole_patients(tmp_path):
     assert record == split_hospitals(source, tmp_path / "again", seed=3, plan=plan) | {
         "source": record["source"]}  # reproducible from the seed
     assert os.path.realpath(next((tmp_path / "sites" / "a" / "NORMAL").iterdir())).startswith(str(source))
+
+
+def test_admin_job_trains_across_hospitals_and_registers_a_compared_candidate(store, hospitals, xray_model):
+    """The admin page's path: a background job, live per-round events, a candidate compared with production."""
+    from medcore import auth, jobs, registry
+    from tests.test_jobs import wait
+
+    admin = auth.operator("admin-test")
+    shipped = registry.production("xray").version
+    with pytest.raises(jobs.JobError, match="at least two"):
+        jobs.start("xray", hospitals[0], {}, admin, federated={"sites": [str(hospitals[0])], "rounds": 1,
+                                                               "strategy": "fedavg"})
+    job = jobs.start("xray", hospitals[2], {"image_size": 64, "width": 8, "members": 1, "val_fraction": 0.3}, admin,
+                     federated={"sites": [str(h) for h in hospitals], "rounds": 2, "strategy": "fedavg"})
+    job = wait(job.id, timeout=400)
+    assert job.status == "succeeded", (job.error, (job.folder / "log.txt").read_text()[-3000:])
+    rounds = [e for e in jobs.events(job.id) if e["stage"] == "epoch"]
+    assert [e["epoch"] for e in rounds] == [1, 2] and all(e["federated"] and e["site_auc"] for e in rounds)
+    candidate = registry.get("xray", job.candidate_version)
+    assert candidate.status == "candidate" and candidate.origin == "federated"
+    assert registry.production("xray").version == shipped
+    from medcore.training import compare
+
+    result, _ = compare.load(candidate.path)
+    assert result["production_version"] == shipped and result["n"] > 0

@@ -47,6 +47,8 @@ def live_progress(job_id: str) -> None:
         done, total = epoch_step(last)
         st.progress(done / total, text=text)
         st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
+        if last.get("federated"):
+            st.plotly_chart(charts.federated_rounds_figure(epochs), key="live-federated")
     else:
         st.progress(0.0, text=Stage.describe(stage))
     if st.button("Cancel training", icon=":material/cancel:", disabled=job.cancel_requested):
@@ -92,6 +94,38 @@ def start_form(task: tasks.Task) -> None:
             raise UploadRejected("Give a path on the server or upload the data set.")
         jobs.start(task.key, data_path, options, admin, data_label=label)
     except (jobs.JobError, UploadRejected, auth.NotAllowed) as exc:
+        st.error(escape_markdown(str(exc)))
+    else:
+        st.rerun()
+
+
+def federated_form(task: tasks.Task) -> None:
+    """Train across hospitals with Flower: each folder stays with its client process; only weights travel."""
+    st.markdown("Each hospital's folder (`NORMAL/`, `PNEUMONIA/`) is read only by its own Flower client process; "
+                "only model weights and aggregate counts travel to the server. `medcore federated split` writes "
+                "three simulated hospitals from one training folder. The result is a **candidate version**, "
+                "compared with production on the held-out folder below.")
+    with st.form("federated"):
+        sites = st.text_area("Hospital folders on the server, one per line",
+                             placeholder="/srv/hospitals/hospital_a\n/srv/hospitals/hospital_b\n/srv/hospitals/hospital_c")
+        held_out = st.text_input("Held-out folder for the comparison with production",
+                                 placeholder=str(config.data_dir() / "chest_xray" / "external_sample"))
+        left, middle, right = st.columns(3)
+        rounds = left.number_input("Rounds", 1, 100, 10)
+        strategy = middle.selectbox("Strategy", ["fedavg", "fedprox"],
+                                    help="FedProx adds a proximal term that copes better with unequal hospitals")
+        members = right.selectbox("Networks in the ensemble", [1, 2, 3], help="each costs a full network's time")
+        submitted = st.form_submit_button("Start federated training", type="primary", icon=":material/hub:")
+    if not submitted:
+        return
+    folders_given = [line.strip() for line in sites.splitlines() if line.strip()]
+    try:
+        if not held_out.strip():
+            raise jobs.JobError("Give the held-out folder on which the candidate is compared with production.")
+        jobs.start(task.key, Path(held_out.strip()).expanduser(), {"members": members}, admin,
+                   data_label=f"federated over {len(folders_given)} hospitals; compared on {held_out.strip()}",
+                   federated={"sites": folders_given, "rounds": int(rounds), "strategy": strategy})
+    except (jobs.JobError, auth.NotAllowed) as exc:
         st.error(escape_markdown(str(exc)))
     else:
         st.rerun()
@@ -218,6 +252,9 @@ with retrain_tab:
         live_progress(running.id)
     else:
         start_form(task)
+        if task.key == "xray":
+            with st.expander("Federated training across hospitals (Flower)", icon=":material/hub:"):
+                federated_form(task)
     finished = next((j for j in all_jobs if j.task == task.key and not j.active), None)
     if finished is not None and running is None:
         show_result(finished)

@@ -51,6 +51,24 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def round_event(fit: dict, validation: dict, rounds: int) -> dict:
+    """One round as a training-progress event: the global score plus each hospital's (the admin page's curves)."""
+    sites = fit["sites"]
+    loss = sum(v["loss"] * v["n"] for v in sites.values()) / max(sum(v["n"] for v in sites.values()), 1)
+    elapsed = validation["seconds"]
+    return event(Stage.EPOCH, epoch=fit["round"], epochs=rounds, loss=loss, val_auc=validation["global_auc"],
+                 site_loss={k: v["loss"] for k, v in sites.items()},
+                 site_auc={k: v["auc"] for k, v in validation["sites"].items()},
+                 bytes=fit["bytes_up"] + fit["bytes_down"], elapsed_s=elapsed,
+                 eta_s=round(elapsed / fit["round"] * (rounds - fit["round"]), 1), federated=True)
+
+
+def _new_round_events(rows: list[dict], reported: int, rounds: int) -> list[dict]:
+    fits = {r["round"]: r for r in rows if r["kind"] == "fit"}
+    done = [r for r in rows if r["kind"] == "validation" and r["round"] in fits]
+    return [round_event(fits[r["round"]], r, rounds) for r in done[reported:]]
+
+
 def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: str = "fedavg",
                   options: XrayTrainingOptions | None = None, local_epochs: int = 1, proximal_mu: float = 0.01,
                   progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
@@ -89,13 +107,17 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                                     client_address or f"127.0.0.1:{port}", "--options", option_json,
                                     "--cache", str(work / f"cache_{i}")], stdout=logs[site.name],
                                    stderr=subprocess.STDOUT) for i, site in enumerate(sites)]
-    seen = 0
+    reported = 0
+
+    def report() -> None:
+        nonlocal reported
+        for round_progress in _new_round_events(_rows(work / "progress.jsonl"), reported, rounds):
+            progress(round_progress)
+            reported += 1
+
     try:
         while processes[0].poll() is None:
-            rows = _rows(work / "progress.jsonl")
-            for row in rows[seen:]:
-                progress(event(Stage.EPOCH, **row, epochs=rounds, federated=True))
-            seen = len(rows)
+            report()
             if should_stop is not None and should_stop():
                 raise RuntimeError("Federated run cancelled.")
             if any(p.poll() not in (None, 0) for p in processes[1:]):
@@ -108,9 +130,8 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                                f"{(work / 'server.log').read_text()[-2000:]}")
         for process in processes[1:]:
             process.wait(timeout=60)
+        report()
         history = _rows(work / "progress.jsonl")
-        for row in history[seen:]:
-            progress(event(Stage.EPOCH, **row, epochs=rounds, federated=True))
 
         progress(event(Stage.CALIBRATING))
         network, _ = build_xray_ensemble(options.image_size, options.width, options.members)

@@ -64,7 +64,20 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
         return store.cancel_requested(job.id)
 
     data = Path(job.data_path)
-    task.train(data, out, task.options(job.options), progress=progress, should_stop=should_stop)
+    options = dict(job.options)
+    federated = options.pop("federated", None)
+    if federated:
+        from medcore.federated.run import run_federated
+
+        try:
+            run_federated([Path(s) for s in federated["sites"]], out, int(federated["rounds"]), federated["strategy"],
+                          task.options(options), progress=progress, should_stop=should_stop)
+        except RuntimeError:
+            if should_stop():
+                raise Cancelled() from None
+            raise
+    else:
+        task.train(data, out, task.options(options), progress=progress, should_stop=should_stop)
     if should_stop():
         raise Cancelled()
     progress(event(Stage.COMPARING))
@@ -79,7 +92,7 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
     if should_stop():  # a cancel that came while comparing, just before SIGTERM was ignored
         raise Cancelled()
-    entry = registry.register(task.key, out, job.created_by)
+    entry = registry.register(task.key, out, job.created_by, origin="federated" if federated else "retrained")
     progress(event(Stage.REGISTERED, version=entry.version))
     _mirror(entry, job.id, progress)
     return entry.version

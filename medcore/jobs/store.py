@@ -160,11 +160,14 @@ def events(job_id: str) -> list[dict]:
     return [{"at": r["at"], **json.loads(r["event"])} for r in rows]
 
 
-def start(task: str, data_path: Path, options: dict, user: auth.User, data_label: str | None = None) -> Job:
+def start(task: str, data_path: Path, options: dict, user: auth.User, data_label: str | None = None,
+          federated: dict | None = None) -> Job:
     """Validate, record and launch a training job; JobError (nothing started) if anything is wrong.
 
     An uploaded data set (under <store>/uploads) belongs to the job from here: it is deleted when the job
-    ends, and at once when the job is refused.
+    ends, and at once when the job is refused. A federated job (federated = {"sites": [...], "rounds": N,
+    "strategy": ...}) trains across the sites with Flower; data_path is then the held-out set on which the
+    candidate is compared with production.
     """
     try:
         user = auth.require_admin(user)
@@ -173,6 +176,12 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
             options = asdict(tasks.get(task).options(options))
         except ValueError as exc:  # an unknown task or training option
             raise JobError(str(exc)) from exc
+        if federated is not None:
+            if task != "xray" or len(federated.get("sites", [])) < 2:
+                raise JobError("Federated training is for the X-ray model, with at least two hospital folders.")
+            for site in federated["sites"]:
+                validate_data(task, Path(site))
+            options["federated"] = {**federated, "sites": [str(Path(s).resolve()) for s in federated["sites"]]}
         description = validate_data(task, Path(data_path))
         job_id = _record(task, Path(data_path), data_label, options, user.name)
     except BaseException:

@@ -61,7 +61,7 @@ def epoch_step(row: dict) -> tuple[int, int]:
 
 def epoch_label(row: dict) -> str:
     """'Member 2 of 3 · epoch 4 of 12' (or 'Epoch 4 of 12' for one network)."""
-    text = f"epoch {row['epoch']} of {row['epochs']}"
+    text = f"{'round' if row.get('federated') else 'epoch'} {row['epoch']} of {row['epochs']}"
     if int(row.get("members", 1)) > 1:
         return f"Member {row['member']} of {row['members']} · {text}"
     return text[0].upper() + text[1:]
