@@ -204,7 +204,7 @@ def _notes_network(meta: dict[str, Any]) -> str:
         return (f"Model: multinomial logistic regression on the features (scikit-learn L-BFGS, class weights "
                 f"{options['class_weighting']}), C = {linear['C']} chosen by 5-fold cross-validated macro-F1 on the "
                 f"training notes ({scores}){_vocabulary_note(linear)}; carried as one Keras Dense layer, "
-                f"{training['parameters']:,} parameters.")
+                f"{training['parameters']:,} parameters.{_refit_note_notes(meta)}")
     arch = options.get("arch", "mlp")
     width = options.get("width", 64)
     network = {"mlp": f"Dense({options['hidden']}, ReLU) → dropout {options['dropout']} → Dense({len(meta['labels'])}) "
@@ -228,8 +228,8 @@ def _features_line(meta: dict[str, Any]) -> str:
         return (f"Input: the note's first 512 words as ids of a {meta['training']['n_features']:,}-word vocabulary "
                 "(words in at least 2 training notes; 0 padding, 1 unknown, 2 [MASK]), fitted on the training part.")
     return (f"Features: TF-IDF (sublinear TF, L2) of word unigrams, word bigrams and character 3-5-grams of words,\n"
-            f"  {meta['training']['n_features']:,} features kept by document frequency (min 2), fitted on the training "
-            "part.")
+            f"  {meta['training']['n_features']:,} features kept by document frequency (min 2), fitted on "
+            f"{'all the notes' if _refitted(meta) else 'the training part'}.")
 
 
 def architectures_section(table: dict[str, Any] | None) -> str:
@@ -243,23 +243,57 @@ def architectures_section(table: dict[str, Any] | None) -> str:
     def row(name: str, r: dict[str, Any]) -> str:
         f1, acc, ece = r["macro_f1"], r["accuracy"], r["ece"]
         seconds = f"{r['train_seconds']['mean']:.0f}" if r.get("train_seconds") else "sum of members"
+        paired = r.get("paired_vs_best_single", {"mean": 0.0, "sd": 0.0})
         return (f"| {ARCH_NAMES.get(name, name)} | {f1['mean']:.4f} ± {f1['sd']:.4f} ({f1['min']:.3f}-{f1['max']:.3f})"
-                f" | {acc['mean']:.4f} ± {acc['sd']:.4f} | {ece['mean']:.4f} ± {ece['sd']:.4f} | {seconds} |")
+                f" | {paired['mean']:+.4f} ± {paired['sd']:.4f} | {acc['mean']:.4f} ± {acc['sd']:.4f} | "
+                f"{ece['mean']:.4f} ± {ece['sd']:.4f} | {seconds} |")
 
     return f"""
 ## Architectures compared ({table['folds']}-fold cross-validation on the training CSV)
 `{table['command']}`: every fold runs the whole training recipe (inner validation split, early stopping,
 calibration) on {table['folds'] - 1} parts and scores the held-out part; mean ± standard deviation over the folds
-(range of macro-F1 in brackets). Ensembles average the members' calibrated probabilities; the three best of
-every combination are shown (chosen after the fact, so slightly optimistic).
+(range of macro-F1 in brackets). All models see the same folds, so the paired difference (per fold, from the
+best single architecture) is the fairer comparison. Ensembles average the members' calibrated probabilities;
+the three best of every combination are shown (chosen after the fact, so slightly optimistic).
 
-| model | macro-F1 | accuracy | ECE | training s per fold |
-|---|---|---|---|---|
+| model | macro-F1 | paired difference from the best single | accuracy | ECE | training s per fold |
+|---|---|---|---|---|---|
 {chr(10).join(row(n, r) for n, r in singles)}
 {chr(10).join(row(n, r) for n, r in ensembles)}
 
-Best single architecture: {ARCH_NAMES.get(table['best_single'], table['best_single'])}.
+{_architecture_decision(table, ensembles[0] if ensembles else None)}
 """
+
+
+def _architecture_decision(table: dict[str, Any], best_ensemble: tuple[str, dict[str, Any]] | None) -> str:
+    """Ship the best single architecture unless an ensemble beats it by more than two standard errors (paired)."""
+    single = ARCH_NAMES.get(table["best_single"], table["best_single"])
+    if best_ensemble is None:
+        return f"Best single architecture: {single}."
+    name, row = best_ensemble
+    paired = row["paired_vs_best_single"]
+    margin = 2 * paired["sd"] / table["folds"] ** 0.5
+    verdict = ("better beyond fold-to-fold noise: ship the ensemble" if paired["mean"] > margin else
+               f"not better beyond fold-to-fold noise (two standard errors: {margin:.4f}), so the {single} ships")
+    return f"Best single architecture: {single}. Best ensemble, {name}: {paired['mean']:+.4f} per fold, {verdict}."
+
+
+def _refitted(meta: dict[str, Any]) -> bool:
+    return bool(meta.get("linear", {}).get("refit_on_all"))
+
+
+def _held_out_logits(meta: dict[str, Any]) -> str:
+    return "every note's out-of-fold logits" if _refitted(meta) else "validation logits"
+
+
+def _refit_note_notes(meta: dict[str, Any]) -> str:
+    if not meta["linear"].get("refit_on_all"):
+        return ""
+    return (f" After that choice the model was refitted on all {meta['data']['n_train']} notes (training and "
+            f"validation); the calibration map and the \"uncertain\" threshold were fitted on every note's "
+            f"{meta['linear']['out_of_fold_folds']}-fold out-of-fold logits (as scikit-learn's "
+            "CalibratedClassifierCV(ensemble=False)), and the validation figures below are the validation notes' "
+            "out-of-fold predictions, from models that never saw them.")
 
 
 def _vocabulary_note(linear: dict[str, Any]) -> str:
@@ -281,8 +315,8 @@ def _notes_calibration(meta: dict[str, Any]) -> str:
                          "each predicted class with enough validation notes, a shared one otherwise; the decision "
                          "is kept)",
             "temperature": f"temperature scaling (T = {calibration.get('temperature', 0):.3f})"}[calibration["method"]]
-    return (f"{name}, fitted on validation logits. Chosen by the lowest 5-fold cross-validated log-loss within "
-            f"validation among the maps that keep the model's decision (vector scaling moves decisions towards "
+    return (f"{name}, fitted on {_held_out_logits(meta)}. Chosen by the lowest 5-fold cross-validated log-loss within "
+            f"them among the maps that keep the model's decision (vector scaling moves decisions towards "
             f"frequent classes, so it is measured, not chosen): {scores}.")
 
 
@@ -309,9 +343,9 @@ def _confidence_note(meta: dict[str, Any]) -> str:
     if not confidence:
         return ""
     return (f"- \"Uncertain\": when the top class's calibrated probability is below {confidence['threshold']:.3f}, the "
-            f"page says \"uncertain\" instead of \"most likely\". Chosen on validation so that at least "
-            f"{confidence['min_precision']:.0%} of the findings shown are correct ({confidence['precision']:.1%} on "
-            f"validation); coverage {confidence['coverage']:.1%} of validation notes get a finding.")
+            f"page says \"uncertain\" instead of \"most likely\". Chosen on {_held_out_logits(meta)} so that at least "
+            f"{confidence['min_precision']:.0%} of the findings shown are correct ({confidence['precision']:.1%} "
+            f"there); coverage: {confidence['coverage']:.1%} of those notes get a finding.")
 
 
 def notes_model_card(meta: dict[str, Any]) -> str:

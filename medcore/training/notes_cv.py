@@ -85,5 +85,8 @@ def cross_validate_architectures(csv_path: Path, task: str, archs: list[str], wo
                       "train_seconds": _summary([state[f"{a}/{k}"]["seconds"] for a in combo for k in range(folds)])
                       if len(combo) == 1 else None}
     best_single = max(archs, key=lambda a: rows[a]["macro_f1"]["mean"])
+    reference = np.array(rows[best_single]["macro_f1_per_fold"])
+    for row in rows.values():  # the same folds for all: the paired difference is far less noisy than the spread
+        row["paired_vs_best_single"] = _summary(list(np.array(row["macro_f1_per_fold"]) - reference))
     return {"task": task, "folds": folds, "seed": seed, "source": Path(csv_path).name, "rows": rows,
             "best_single": best_single, "best_overall": max(rows, key=lambda r: rows[r]["macro_f1"]["mean"])}

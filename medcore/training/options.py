@@ -73,6 +73,9 @@ class NotesTrainingOptions:
     seed: int = option(42, "seed of the split and the initial weights", label="Seed", minimum=0, maximum=2**31 - 1)
     class_weighting: bool = option(True, "weight the classes by inverse frequency", flag="--no-class-weights",
                                    label="Class weighting")
+    refit_all: bool = option(True, "linear only: after choosing C and the vocabulary on the split, refit on every note; "
+                                   "calibration and the 'uncertain' threshold then come from 5-fold out-of-fold logits",
+                             flag="--no-refit-all")
     min_precision: float = option(0.9, "below the confidence that keeps this share of shown findings correct on "
                                        "validation, a note is called 'uncertain'")
 
