@@ -127,7 +127,8 @@ def cmd_federated_xray(args: argparse.Namespace) -> int:
     options = from_cli(tasks.XRAY.options.resolve(), args)
     out = Path(args.out) if args.out else config.store_dir() / "federated" / time.strftime("%Y%m%d-%H%M%S")
     meta = run_federated([Path(s) for s in args.sites], out, args.rounds, args.strategy, options, args.local_epochs,
-                         args.proximal_mu, progress=_progress_to_stderr, timeout_s=args.timeout)
+                         args.proximal_mu, progress=_progress_to_stderr, timeout_s=args.timeout,
+                         noise_multiplier=args.noise_multiplier, clipping_norm=args.clipping_norm)
     result = {"model": str(out.resolve()), "version": meta["version"], "validation": meta["metrics"]["validation"],
               "federated": {k: v for k, v in meta["federated"].items() if k != "history"},
               "rounds": [r for r in meta["federated"]["history"] if r["kind"] == "validation"],
@@ -389,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
     xray.add_argument("--local-epochs", type=int, default=1, help="epochs over its own films per site and round")
     xray.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx's proximal term (fedprox only)")
+    xray.add_argument("--noise-multiplier", type=float, default=0.0,
+                      help="differential privacy: Gaussian noise multiplier on the clipped updates (0: off)")
+    xray.add_argument("--clipping-norm", type=float, default=1.0, help="differential privacy: each site's update "
+                      "is clipped to this L2 norm (the run's per-round update norms are in its progress)")
     xray.add_argument("--timeout", type=float, default=3600.0, help="seconds before the run is stopped")
     xray.add_argument("--out", help="write the model here instead of registering it")
     xray.add_argument("--json", action="store_true", help="print one JSON object")

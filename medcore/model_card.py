@@ -102,6 +102,14 @@ def _data_and_training(meta: dict[str, Any]) -> str:
 """
 
 
+def _privacy_line(privacy: dict[str, Any] | None) -> str:
+    if not privacy:
+        return "Differential privacy: off (weights are shared without added noise)."
+    return (f"Differential privacy: each hospital's update clipped to norm {privacy['clipping_norm']}, Gaussian noise "
+            f"multiplier {privacy['noise_multiplier']} ({privacy['mechanism']}): hospital-level "
+            f"(epsilon = {privacy['epsilon']:.1f}, delta = {privacy['delta']:g}) over all rounds.")
+
+
 def _federated_data_and_training(meta: dict[str, Any]) -> str:
     """The Data and Training sections of a federated model: what each hospital held, how the rounds went."""
     fed, training, options = meta["federated"], meta["training"], meta["options"]
@@ -127,6 +135,7 @@ def _federated_data_and_training(meta: dict[str, Any]) -> str:
 - Network: {_network_line(meta)}, {meta['image_size']} px grayscale input (preprocessing
   `{meta['preprocess_version']}`), the central recipe's augmentation and class weighting at each site.
 - Last round's validation AUC per hospital: {site_aucs}.
+- {_privacy_line(fed.get('privacy'))}
 - Calibration: Platt scaling (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}) fitted on
   {meta['calibration']['fitted_on']}.
 - Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.

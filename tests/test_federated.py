@@ -161,3 +161,21 @@ def test_admin_job_trains_across_hospitals_and_registers_a_compared_candidate(st
 
     result, _ = compare.load(candidate.path)
     assert result["production_version"] == shipped and result["n"] > 0
+
+
+def test_differential_privacy_clips_and_noises_and_states_its_epsilon(hospitals, tmp_path):
+    from medcore.federated.privacy import client_level_epsilon
+    from medcore.imaging.model import load_artifact
+
+    # Renyi-DP of 10 full-participation Gaussian rounds at z = 1, delta = 1e-5 (closed form: about 20.2)
+    assert client_level_epsilon(1.0, 10) == pytest.approx(20.18, abs=0.05)
+    assert client_level_epsilon(2.0, 10) < client_level_epsilon(1.0, 10) < client_level_epsilon(1.0, 20)
+    meta = run_federated(hospitals, tmp_path / "model", rounds=1, options=OPTIONS, noise_multiplier=0.5,
+                         clipping_norm=0.5)
+    privacy = meta["federated"]["privacy"]
+    assert privacy["epsilon"] == pytest.approx(client_level_epsilon(0.5, 1)) and privacy["clipping_norm"] == 0.5
+    norms = [s["update_norm"] for r in meta["federated"]["history"] if r["kind"] == "fit" for s in r["sites"].values()]
+    assert len(norms) == 3 and all(n > 0 for n in norms)
+    network = load_artifact(tmp_path / "model").network
+    assert all(np.isfinite(w).all() for w in network.get_weights())  # noise on BN variances did not break it
+    assert "hospital-level (epsilon = " in (tmp_path / "model" / "model_card.md").read_text()

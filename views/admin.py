@@ -115,6 +115,11 @@ def federated_form(task: tasks.Task) -> None:
         strategy = middle.selectbox("Strategy", ["fedavg", "fedprox"],
                                     help="FedProx adds a proximal term that copes better with unequal hospitals")
         members = right.selectbox("Networks in the ensemble", [1, 2, 3], help="each costs a full network's time")
+        noise = left.number_input("Privacy noise multiplier (0: off)", 0.0, 10.0, 0.0, 0.1,
+                                  help="differential privacy: each hospital's update is clipped, Gaussian noise "
+                                       "is added to the average; the model card states the epsilon it gives")
+        clipping = middle.number_input("Clipping norm", 0.01, 100.0, 1.0, 0.1,
+                                       help="each hospital's update is clipped to this L2 norm (with privacy on)")
         submitted = st.form_submit_button("Start federated training", type="primary", icon=":material/hub:")
     if not submitted:
         return
@@ -124,7 +129,8 @@ def federated_form(task: tasks.Task) -> None:
             raise jobs.JobError("Give the held-out folder on which the candidate is compared with production.")
         jobs.start(task.key, Path(held_out.strip()).expanduser(), {"members": members}, admin,
                    data_label=f"federated over {len(folders_given)} hospitals; compared on {held_out.strip()}",
-                   federated={"sites": folders_given, "rounds": int(rounds), "strategy": strategy})
+                   federated={"sites": folders_given, "rounds": int(rounds), "strategy": strategy,
+                              "noise_multiplier": float(noise), "clipping_norm": float(clipping)})
     except (jobs.JobError, auth.NotAllowed) as exc:
         st.error(escape_markdown(str(exc)))
     else:

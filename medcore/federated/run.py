@@ -27,6 +27,7 @@ import numpy as np
 
 from medcore.calibration import apply_platt, fit_platt
 from medcore.federated import wire
+from medcore.federated.privacy import client_level_epsilon
 from medcore.imaging import folders
 from medcore.metrics import binary_metrics, choose_threshold, expected_calibration_error
 from medcore.training.options import XrayTrainingOptions
@@ -73,8 +74,12 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                   options: XrayTrainingOptions | None = None, local_epochs: int = 1, proximal_mu: float = 0.01,
                   progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
                   timeout_s: float = 3600.0, task: str = "xray", port: int | None = None,
-                  client_address: str | None = None) -> dict:
+                  client_address: str | None = None, noise_multiplier: float = 0.0, clipping_norm: float = 1.0
+                  ) -> dict:
     """Train across `sites` with Flower and write a model folder to out_dir; return its metadata.
+
+    noise_multiplier > 0 turns on differential privacy (medcore.federated.privacy): each site's update clipped to
+    clipping_norm, Gaussian noise on the average.
 
     port: the server's (default: a free one); client_address: where the clients connect (default: the server;
     the privacy test puts a recording relay in between).
@@ -100,7 +105,8 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
     logs = {name: open(work / f"{name}.log", "w") for name in ["server", *[s.name for s in sites]]}
     processes = [subprocess.Popen([python, "-m", "medcore.federated.server", "--port", str(port), "--rounds",
                                    str(rounds), "--strategy", strategy, "--sites", str(len(sites)), "--local-epochs",
-                                   str(local_epochs), "--proximal-mu", str(proximal_mu), "--options", option_json,
+                                   str(local_epochs), "--proximal-mu", str(proximal_mu), "--noise-multiplier",
+                                   str(noise_multiplier), "--clipping-norm", str(clipping_norm), "--options", option_json,
                                    "--out", str(work)], stdout=logs["server"], stderr=subprocess.STDOUT)]
     time.sleep(1.0)
     processes += [subprocess.Popen([python, "-m", "medcore.federated.client", "--site", str(site), "--server",
@@ -165,7 +171,11 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             "federated": {"strategy": strategy, "rounds": rounds, "local_epochs": local_epochs,
                           "proximal_mu": proximal_mu if strategy == "fedprox" else None, "sites": site_counts,
                           "bytes_per_round": int(np.median([r["bytes_up"] + r["bytes_down"] for r in fit_rows])),
-                          "history": history, "transport": "Flower gRPC over localhost, one process per site"},
+                          "history": history, "transport": "Flower gRPC over localhost, one process per site",
+                          "privacy": {"noise_multiplier": noise_multiplier, "clipping_norm": clipping_norm,
+                                      "delta": 1e-5, "epsilon": client_level_epsilon(noise_multiplier, rounds),
+                                      "mechanism": "flwr DifferentialPrivacyServerSideFixedClipping"}
+                          if noise_multiplier > 0 else None},
             "data": {"source": "federated: " + ", ".join(site_counts), "fingerprint": "never leaves the sites",
                      "n_train": None, "n_val": int(len(y_val)), "val_counts": np.bincount(y_val, minlength=2).tolist(),
                      "train_counts": [sum(c["NORMAL"] for c in site_counts.values()),

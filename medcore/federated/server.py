@@ -39,8 +39,10 @@ def _append(path: Path, row: dict) -> None:
 
 
 def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weights: list[np.ndarray],
-                  local_epochs: int = 1, proximal_mu: float = 0.01):
-    """A FedAvg or FedProx strategy that also runs the statistics rounds and writes what it learns to `out`."""
+                  local_epochs: int = 1, proximal_mu: float = 0.01, noise_multiplier: float = 0.0,
+                  clipping_norm: float = 1.0, variance_indices: tuple[int, ...] = ()):
+    """A FedAvg or FedProx strategy that also runs the statistics rounds and writes what it learns to `out`;
+    with noise_multiplier > 0, wrapped in Flower's server-side fixed-clipping differential privacy."""
     import flwr
     from flwr.common import EvaluateIns, ndarrays_to_parameters, parameters_to_ndarrays
     from sklearn.metrics import roc_auc_score
@@ -56,23 +58,30 @@ def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weigh
         def configure_fit(self, server_round, parameters, client_manager):
             if server_round > rounds:  # the statistics rounds train nothing
                 return []
+            self.sent = parameters_to_ndarrays(parameters)
             return super().configure_fit(server_round, parameters, client_manager)
+
+        def _update_norm(self, parameters) -> float:
+            """How far a site moved the weights this round: what a privacy clipping norm must be set against."""
+            return float(np.sqrt(sum(np.sum((new - old) ** 2) for new, old in
+                                     zip(parameters_to_ndarrays(parameters), self.sent))))
 
         def aggregate_fit(self, server_round, results, failures):
             if failures:
                 raise RuntimeError(f"Round {server_round}: {len(failures)} site(s) failed to train; run stopped.")
             parameters, metrics = super().aggregate_fit(server_round, results, failures)
-            weights = parameters_to_ndarrays(parameters)
-            np.savez(out / "weights.tmp.npz", *weights)
-            os.replace(out / "weights.tmp.npz", out / "weights.npz")
             _append(progress, {"round": server_round, "kind": "fit", "seconds": round(time.time() - self.started, 1),
-                               "sites": {r.metrics["site"]: {"loss": r.metrics["loss"], "n": r.num_examples}
+                               "sites": {r.metrics["site"]: {"loss": r.metrics["loss"], "n": r.num_examples,
+                                                             "update_norm": self._update_norm(r.parameters)}
                                          for _, r in results},
                                "bytes_up": sum(_nbytes(r.parameters) for _, r in results),
                                "bytes_down": _nbytes(parameters) * len(results)})
             return parameters, metrics
 
         def configure_evaluate(self, server_round, parameters, client_manager):
+            if server_round <= rounds:  # the global weights after this round (after the privacy noise, if any)
+                np.savez(out / "weights.tmp.npz", *parameters_to_ndarrays(parameters))
+                os.replace(out / "weights.tmp.npz", out / "weights.npz")
             stage = "validation" if server_round <= rounds else "moments" if server_round == rounds + 1 else "scores"
             config = {"stage": stage}
             if stage == "scores":
@@ -107,10 +116,25 @@ def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weigh
             _append(progress, {"round": server_round, "kind": "quality", "seconds": round(time.time() - self.started, 1)})
             return 0.0, {}
 
-    return RecordingStrategy(fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n_sites,
-                             min_evaluate_clients=n_sites, min_available_clients=n_sites, accept_failures=False,
-                             initial_parameters=ndarrays_to_parameters(initial_weights),
-                             on_fit_config_fn=lambda r: {"local_epochs": local_epochs}, **extra)
+    strategy = RecordingStrategy(fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n_sites,
+                                 min_evaluate_clients=n_sites, min_available_clients=n_sites, accept_failures=False,
+                                 initial_parameters=ndarrays_to_parameters(initial_weights),
+                                 on_fit_config_fn=lambda r: {"local_epochs": local_epochs}, **extra)
+    if noise_multiplier <= 0:
+        return strategy
+
+    class PrivateStrategy(flwr.server.strategy.DifferentialPrivacyServerSideFixedClipping):
+        def aggregate_fit(self, server_round, results, failures):
+            parameters, metrics = super().aggregate_fit(server_round, results, failures)
+            if parameters is None:  # the wrapper returns nothing on a failure: stop, as without privacy
+                raise RuntimeError(f"Round {server_round}: a site failed to train; run stopped.")
+            # Noise also lands on batch-norm running variances, which must stay positive to be used.
+            weights = parameters_to_ndarrays(parameters)
+            for i in variance_indices:
+                weights[i] = np.maximum(weights[i], 1e-3)
+            return ndarrays_to_parameters(weights), metrics
+
+    return PrivateStrategy(strategy, noise_multiplier, clipping_norm, n_sites)
 
 
 def _pooled_reference(metrics: list[dict], counts: list[int]) -> dict[str, np.ndarray]:
@@ -141,6 +165,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, required=True, help="number of hospitals; every round waits for all")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--proximal-mu", type=float, default=0.01)
+    parser.add_argument("--noise-multiplier", type=float, default=0.0, help="differential privacy (0: off)")
+    parser.add_argument("--clipping-norm", type=float, default=1.0)
     parser.add_argument("--options", default="{}", help="XrayTrainingOptions fields as JSON (network shape, seed)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -156,8 +182,9 @@ def main() -> None:
     network, _ = build_xray_ensemble(options.image_size, options.width, options.members)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    variance = tuple(i for i, w in enumerate(network.weights) if "moving_variance" in w.path)
     strategy = make_strategy(args.strategy, args.rounds, args.sites, out, network.get_weights(), args.local_epochs,
-                             args.proximal_mu)
+                             args.proximal_mu, args.noise_multiplier, args.clipping_norm, variance)
     start_server(server_address=f"127.0.0.1:{args.port}",
                  config=flwr.server.ServerConfig(num_rounds=args.rounds + 2), strategy=strategy)
 

@@ -71,7 +71,9 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
 
         try:
             run_federated([Path(s) for s in federated["sites"]], out, int(federated["rounds"]), federated["strategy"],
-                          task.options(options), progress=progress, should_stop=should_stop)
+                          task.options(options), progress=progress, should_stop=should_stop,
+                          noise_multiplier=float(federated.get("noise_multiplier", 0.0)),
+                          clipping_norm=float(federated.get("clipping_norm", 1.0)))
         except RuntimeError:
             if should_stop():
                 raise Cancelled() from None
