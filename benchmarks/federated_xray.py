@@ -8,7 +8,8 @@ same network (one CNN, --members 1) and the same number of passes over each film
 epochs): FedAvg and FedProx over the three hospitals with Flower, central training on the hospitals' pooled
 films, and each hospital alone. Every model is scored on the external sample with 95 % intervals. Results go
 to benchmarks/results/federated_xray.json (each finished run is kept: a rerun skips it). About 80 minutes on
-2 CPU cores for all of them; one federated run takes about 20.
+2 CPU cores for all of them; one federated run takes about 20. The fedavg-dp run adds differential privacy
+(noise multiplier --noise-multiplier, clipping at the FedAvg run's median site update norm) to show its cost.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,8 +50,11 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--external", required=True)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--runs", nargs="+", default=["fedavg", "fedprox", "central", "sites"])
+    parser.add_argument("--runs", nargs="+", default=["fedavg", "fedprox", "central", "sites", "fedavg-dp"])
     parser.add_argument("--work", default="/tmp/medcore_federated")
+    parser.add_argument("--noise-multiplier", type=float, default=1.0, help="for the fedavg-dp run")
+    parser.add_argument("--clipping-norm", type=float, default=0.0,
+                        help="for the fedavg-dp run (0: the median site update norm of the fedavg run)")
     args = parser.parse_args()
     work = Path(args.work)
     if not (work / "sites" / "split.json").exists():
@@ -63,6 +69,13 @@ def main() -> None:
     for run in args.runs:
         if run in ("fedavg", "fedprox"):
             plan.append((f"federated {run}", lambda out, s=run: run_federated(sites, out, args.rounds, s, options)))
+        elif run == "fedavg-dp":
+            def private(out):
+                norms = results["rows"].get("federated fedavg", {}).get("update_norms") or [1.0]
+                clip = args.clipping_norm or float(np.median(norms))
+                return run_federated(sites, out, args.rounds, "fedavg", options, noise_multiplier=args.noise_multiplier,
+                                     clipping_norm=clip)
+            plan.append((f"federated fedavg, differential privacy z = {args.noise_multiplier}", private))
         elif run == "central":
             pooled = pooled_folder(sites, work / "pooled")
             plan.append(("central (pooled films)", lambda out: train_xray(pooled, out, options,
@@ -81,7 +94,10 @@ def main() -> None:
                **{k: figures[k] for k in FIGURES}, "intervals": {k: figures["intervals"][k] for k in FIGURES},
                "n": figures["n"]}
         if "federated" in meta:
-            row["bytes_per_round"] = meta["federated"]["bytes_per_round"]
+            fed = meta["federated"]
+            row.update(bytes_per_round=fed["bytes_per_round"], privacy=fed.get("privacy"),
+                       update_norms=[s["update_norm"] for r in fed["history"] if r["kind"] == "fit"
+                                     for s in r["sites"].values()])
         results["rows"][name] = row
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2))
