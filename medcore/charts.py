@@ -97,8 +97,9 @@ def training_curves_figure(epochs: list[dict]) -> go.Figure:
     figure.add_trace(go.Scatter(x=x, y=[e[score] for e in epochs], mode="lines+markers",
                                 name="validation " + ("AUC" if score == "val_auc" else "macro-F1")), secondary_y=True)
     members = int(epochs[0].get("members", 1)) if epochs else 1
+    unit = "round" if epochs and epochs[0].get("federated") else "epoch"
     figure.update_layout(title="Training progress", **LAYOUT,
-                         xaxis_title="epoch" + (f" ({members} members, one after another)" if members > 1 else ""))
+                         xaxis_title=unit + (f" ({members} members, one after another)" if members > 1 else ""))
     figure.update_yaxes(title_text="loss", secondary_y=False)
     scores = [e[k] for e in epochs for k in ("auc", score) if k in e]
     low = max(0.0, min(scores, default=0.0) - 0.05)  # zoomed in: late epochs differ in the third decimal

@@ -282,3 +282,30 @@ def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser,
     assert page.get_by_text("Local validation", exact=True).count() >= 1
     settled(page).screenshot(path=str(SCREENSHOTS / "performance_local.png"), full_page=True)
     page.close()
+
+
+def test_admin_trains_across_hospitals_with_flower_and_watches_each_round(app_url, browser, xray_model, tmp_path):
+    """Federated training from the admin page: three hospital folders, live per-round curves, a compared candidate."""
+    from tests.synthetic import write_opacity_folder
+
+    reference = xray_model.artifact.quality_reference
+    sites = [write_opacity_folder(tmp_path / f"hospital_{name}", reference, n, seed=20 + i)
+             for i, (name, n) in enumerate((("a", 10), ("b", 14), ("c", 12)))]
+    held_out = write_opacity_folder(tmp_path / "held_out", reference, 10, seed=30)
+    page = sign_in(browser, app_url, ADMIN, 2000)
+    page.get_by_role("link", name="Models & retraining").click()
+    page.get_by_text("In production:").wait_for(timeout=60_000)
+    page.get_by_text("Federated training across hospitals (Flower)").click()
+    page.get_by_label("Hospital folders on the server, one per line").fill("\n".join(str(s) for s in sites))
+    page.get_by_label("Held-out folder for the comparison with production").fill(str(held_out))
+    rounds = page.get_by_label("Rounds")
+    rounds.fill("2")
+    rounds.press("Tab")
+    page.get_by_role("button", name="Start federated training").click()
+    page.get_by_text("Validation AUC per round, global and per hospital").wait_for(timeout=240_000)
+    page.get_by_text(re.compile(r"Round \d of 2")).wait_for(timeout=60_000)
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_federated_live.png"), full_page=True)
+    page.get_by_text(re.compile(r"Candidate xray-fed-")).wait_for(timeout=300_000)
+    assert page.get_by_text(re.compile(r"federated over 3 hospitals")).count() >= 1
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_federated_candidate.png"), full_page=True)
+    page.close()

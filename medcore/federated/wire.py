@@ -12,7 +12,9 @@ import io
 
 import numpy as np
 
-LOGIT_EDGES = np.linspace(-20.0, 20.0, 801)  # 0.05-wide bins: Platt and the threshold lose nothing visible
+# 0.05-wide bins: Platt and the threshold lose nothing visible. Wide, because an early round's averaged network
+# can score far outside what a trained one does, and films clipped into one end bin would lose their ranking.
+LOGIT_EDGES = np.linspace(-60.0, 60.0, 2401)
 SCORE_EDGES = np.concatenate([[0.0], np.geomspace(1e-6, 1e6, 1200)])  # quality scores span many decades
 
 
