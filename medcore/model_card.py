@@ -224,7 +224,8 @@ def _notes_network(meta: dict[str, Any]) -> str:
                "transformer": f"word + position embedding ({width}) → adjacent word pairs averaged → one Transformer "
                               f"encoder block (1 head, feed-forward {2 * width}) → mean → Dense({len(meta['labels'])}), "
                               f"trained from scratch with word dropout {options.get('word_dropout')} to [MASK]"}[arch]
-    return (f"Network: {network}, {training['parameters']:,} parameters; Adam {options['learning_rate']}, batch "
+    learning_rate = training.get("learning_rate") or options["learning_rate"]
+    return (f"Network: {network}, {training['parameters']:,} parameters; Adam {learning_rate}, batch "
             f"{options['batch_size']}, class weights {options['class_weighting']}; best of {len(training['history'])} "
             f"epochs by validation macro-F1 (epoch {training['best_epoch']}, patience {options['patience']}).")
 
