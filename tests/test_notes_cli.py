@@ -71,6 +71,7 @@ def test_shipped_models_predict_sensible_classes(notes_models):
 @pytest.mark.parametrize("task", ["medical_abstracts", "symptom2disease"])
 def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_models, notes_dir, tmp_path):
     """The recorded validation split, rebuilt from the seed, gives the recorded macro-F1."""
+    from medcore.metrics import multiclass_metrics
     from medcore.notes.data import read_labelled_notes, split_notes
     from medcore.notes.service import evaluate_csv
 
@@ -85,7 +86,16 @@ def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_mod
     result = evaluate_csv(model, tmp_path / "val.csv")
     recorded = model.meta["metrics"]["validation"]
     assert result["n"] == recorded["n"]
-    assert result["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
+    if model.meta.get("linear", {}).get("refit_on_all"):
+        # Refitted on every note, so the served model has seen the validation notes: their recorded figures are the
+        # out-of-fold predictions (stored for the performance page), and the served model does at least as well.
+        stored = model.validation_predictions()
+        assert list(stored["y_true"]) == [data.labels[i] for i in val_idx]
+        assert multiclass_metrics(stored["y_true"], stored["prob"], model.labels)["macro_f1"] == pytest.approx(
+            recorded["macro_f1"], abs=1e-6)
+        assert result["macro_f1"] >= recorded["macro_f1"] - 0.005
+    else:
+        assert result["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
     # The shipped model may not fall clearly below the tuned baseline on the same notes (on medical_abstracts the two
     # tie: logistic regression is what cross-validation chose, over the MLP).
     assert result["macro_f1"] >= model.meta["metrics"]["baseline_validation"]["macro_f1"] - 0.01
