@@ -25,13 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from medcore.calibration import apply_platt, fit_platt
 from medcore.federated import wire
 from medcore.federated.privacy import client_level_epsilon
 from medcore.imaging import folders
-from medcore.metrics import binary_metrics, choose_threshold, expected_calibration_error
 from medcore.training.options import XrayTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
+from medcore.training.train_xray import calibrate_and_choose_threshold
 
 
 def free_port() -> int:
@@ -147,11 +146,8 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             val_logits, y_val = wire.histogram_samples(stored["histogram"])
         with np.load(work / "quality.npz") as stored:
             reference = {key: stored[key] for key in stored.files}
-        calibration = fit_platt(val_logits, y_val)
-        threshold = choose_threshold(y_val, apply_platt(val_logits, calibration), options.min_sensitivity)
-        val_prob = apply_platt(val_logits, calibration)
-        metrics = binary_metrics(y_val, val_prob, threshold)
-        metrics["ece_uncalibrated"] = expected_calibration_error(y_val, 1.0 / (1.0 + np.exp(-val_logits)))
+        calibration, threshold, val_prob, metrics = calibrate_and_choose_threshold(val_logits, y_val, val_logits, y_val,
+                                                                                   options.min_sensitivity)
         fit_rows = [r for r in history if r["kind"] == "fit"]
         meta = {
             "task": task,

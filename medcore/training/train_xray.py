@@ -111,6 +111,20 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
     return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
 
 
+def calibrate_and_choose_threshold(fit_logits: np.ndarray, fit_labels: np.ndarray, val_logits: np.ndarray,
+                                   y_val: np.ndarray, min_sensitivity: float) -> tuple[dict, float, np.ndarray, dict]:
+    """Platt map and operating threshold fitted on (fit_logits, fit_labels); validation figures with them.
+
+    Central and federated training share it: (calibration, threshold, calibrated validation probabilities, metrics).
+    """
+    calibration = fit_platt(fit_logits, fit_labels)
+    threshold = choose_threshold(fit_labels, apply_platt(fit_logits, calibration), min_sensitivity)
+    val_prob = apply_platt(val_logits, calibration)
+    metrics = binary_metrics(y_val, val_prob, threshold)
+    metrics["ece_uncalibrated"] = expected_calibration_error(y_val, 1.0 / (1.0 + np.exp(-val_logits)))
+    return calibration, threshold, val_prob, metrics
+
+
 def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray,
                   x_val: np.ndarray, y_val: np.ndarray, strategy, started: float, history: list[dict],
                   progress: ProgressFn, should_stop: Callable[[], bool] | None) -> tuple[int, float]:
@@ -198,11 +212,8 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         fitted_on = shift.DESCRIPTION
     else:
         fit_logits, fit_labels, fitted_on = val_logits, y_val, "validation films"
-    calibration = fit_platt(fit_logits, fit_labels)
-    threshold = choose_threshold(fit_labels, apply_platt(fit_logits, calibration), options.min_sensitivity)
-    val_prob = apply_platt(val_logits, calibration)
-    metrics = binary_metrics(y_val, val_prob, threshold)
-    metrics["ece_uncalibrated"] = expected_calibration_error(y_val, 1.0 / (1.0 + np.exp(-val_logits)))
+    calibration, threshold, val_prob, metrics = calibrate_and_choose_threshold(fit_logits, fit_labels, val_logits,
+                                                                               y_val, options.min_sensitivity)
     if options.shift_calibration:
         metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
             fit_labels[len(y_val):], apply_platt(fit_logits[len(y_val):], calibration), threshold).items()
