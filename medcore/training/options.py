@@ -62,8 +62,8 @@ class NotesTrainingOptions:
     patience: int = option(8, "epochs without improvement before stopping")
     hidden: int = option(128, "units in the hidden layer", label="Hidden units", choices=(64, 128, 256, 512))
     dropout: float = option(0.5, "dropout after the hidden layer")
-    learning_rate: float = option(0.0, "Adam learning rate (0: the architecture's own, 1e-3 for mlp and 3e-3 for bigru "
-                                       "and transformer, whose embeddings start from scratch)")
+    learning_rate: float = option(0.0, "Adam learning rate (0: the architecture's own, chosen by cross-validation: "
+                                       "3e-3 for bigru, 1e-3 for mlp and transformer)")
     batch_size: int = option(32, "notes per training step")
     width: int = option(64, "embedding width of the bigru and transformer models", label="Sequence model width",
                         choices=(32, 64, 128))
