@@ -42,10 +42,14 @@ def test_planted_keyword_ranks_first_for_its_class(keyword_model, seed):
     class_index = keyword_model.labels.index(label)
     assert attribution.top(class_index, 1)[0][0] == KEYWORDS[label]
     assert attribution.values[:, class_index].max() > 0
-    # the same word pushes the other classes down
+    # the same word pushes the other classes down: each of them for the bag-of-n-grams models; in total for the
+    # sequence models, whose interactions may let one other class gain a little while the keyword's class gains most
     position = [t.text for t in attribution.tokens].index(KEYWORDS[label])
-    others = [i for i in range(len(keyword_model.labels)) if i != class_index]
-    assert all(attribution.values[position, i] < 0 for i in others)
+    others = [attribution.values[position, i] for i in range(len(keyword_model.labels)) if i != class_index]
+    if keyword_model.meta["options"]["arch"] in ("bigru", "transformer"):
+        assert sum(others) < 0 and max(others) < attribution.values[position, class_index]
+    else:
+        assert all(value < 0 for value in others)
 
 
 def test_attributions_add_up_to_the_prediction(keyword_model):
