@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medcore import config  # noqa: E402
 from medcore.training.notes_cv import cross_validate_architectures  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,10 +32,11 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=ARCHS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--work", default=None, help="folder for the fold models (default /tmp/notes_cv_<task>)")
+    parser.add_argument("--work", default=None, help="folder for the fold models, kept so that a rerun resumes "
+                                                     "(default: <store>/notes_cv/<task>)")
     parser.add_argument("--write-card", metavar="MODEL_DIR", help="record the table in this model's meta and card")
     args = parser.parse_args()
-    work = Path(args.work or f"/tmp/notes_cv_{args.task}")
+    work = Path(args.work) if args.work else config.store_dir() / "notes_cv" / args.task
     table = cross_validate_architectures(Path(args.data), args.task, args.archs, work, args.folds, args.seed)
     table["command"] = (f"python benchmarks/notes_architectures.py --task {args.task} --data "
                         f"../shared/data/case_notes/{Path(args.data).name}")
