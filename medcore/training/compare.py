@@ -36,15 +36,23 @@ def compare_xray(candidate_dir: Path, production_dir: Path, data_dir: Path) -> t
     candidate, production = load_xray_model(candidate_dir), load_xray_model(production_dir)
     options = candidate.options
     folder = folders.list_image_folder(Path(data_dir))
-    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
+    federated = bool(candidate.meta.get("federated"))
+    if federated:  # trained at the hospitals: the folder given for the comparison is held out whole
+        val_idx = np.arange(len(folder.files))
+    else:
+        _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
     files, labels = [folder.files[i] for i in val_idx], folder.labels[val_idx]
     scores_c, scores_p = score_files(candidate, files), score_files(production, files)
     if not np.array_equal(scores_c.readable, scores_p.readable):
         raise ValueError("The two models could not read the same validation images.")
     labels, prob_c, prob_p = labels[scores_c.readable], scores_c.probabilities, scores_p.probabilities
-    return _result(candidate, production, labels, prob_c, prob_p,
-                   binary_metrics(labels, prob_c, candidate.threshold),
-                   binary_metrics(labels, prob_p, production.threshold))
+    result, arrays = _result(candidate, production, labels, prob_c, prob_p,
+                             binary_metrics(labels, prob_c, candidate.threshold),
+                             binary_metrics(labels, prob_p, production.threshold))
+    if federated:
+        result["held_out"] = ("every film of the folder given for the comparison, which the federated candidate "
+                              "never saw; production may have, if the folder comes from its training data")
+    return result, arrays
 
 
 def compare_notes(candidate_dir: Path, production_dir: Path, csv_path: Path) -> tuple[dict, dict]:
