@@ -10,7 +10,14 @@ import numpy as np
 import plotly.graph_objects as go
 
 from medcore.artifacts import Evaluation
-from medcore.metrics import binary_figures, binary_metrics, curves, format_probability, multiclass_metrics
+from medcore.metrics import (
+    binary_figures,
+    binary_metrics,
+    curves,
+    format_probability,
+    multiclass_intervals,
+    multiclass_metrics,
+)
 
 LAYOUT = {"height": 360, "margin": {"l": 50, "r": 20, "t": 40, "b": 50}, "template": "plotly_white"}
 
@@ -68,7 +75,7 @@ def multiclass_report(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) -
     pred = prob.argmax(1)
     confidence = prob[np.arange(len(pred)), pred]
     reliability = curves((pred == y_true).astype(int), confidence)
-    return {"metrics": metrics, "reliability": reliability}
+    return {"metrics": metrics, "reliability": reliability, "intervals": multiclass_intervals(y_true, prob)}
 
 
 def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float], name: str = "shipped model"

@@ -81,3 +81,23 @@ def test_performance_page_shows_local_validation_beside_the_others(store, xray_m
     assert list(rows["evaluation"])[0] == "Internal validation" and list(rows["evaluation"])[-1] == "Local validation"
     assert "cross-validated" in list(rows["source"])[-1]
     assert f"{result['after']['sensitivity']:.1%}" in list(rows["sensitivity"])[-1]
+
+
+def test_multiclass_intervals_bracket_the_estimate_and_narrow_with_more_notes():
+    from sklearn.metrics import f1_score
+
+    from medcore.metrics import _macro_f1, multiclass_intervals, multiclass_metrics
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (150, 1500):
+        y = rng.integers(0, 5, n)
+        logits = rng.normal(0, 1, (n, 5)) + 2.0 * np.eye(5)[y]
+        prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        assert _macro_f1(y, prob) == pytest.approx(f1_score(y, prob.argmax(1), average="macro"))
+        metrics, intervals = multiclass_metrics(y, prob, list("abcde")), multiclass_intervals(y, prob, 400)
+        for key in ("accuracy", "macro_f1", "ece"):
+            low, high = intervals[key]
+            assert low <= metrics[key] <= high
+        widths.append(intervals["macro_f1"][1] - intervals["macro_f1"][0])
+    assert widths[1] < widths[0] / 2  # ten times the notes: about a third of the width

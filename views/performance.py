@@ -69,6 +69,14 @@ with drift_tab:
                                     f"not tested: fewer than {drift.MIN_STUDIES} studies"} for c in use.checks]),
                      hide_index=True, width="stretch")
 
+def _notes_source(model) -> str:
+    """Where the shipped model's figures come from: a held-out split, or out-of-fold predictions after a refit."""
+    if model.meta.get("linear", {}).get("refit_on_all"):
+        return ("The model was refitted on every note; its figures are these notes' out-of-fold predictions, from "
+                "models that never saw them (internal validation, same source as training).")
+    return "Internal validation: notes held out from training, same source."
+
+
 with notes_tab:
     task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title,
                         key="performance-task")
@@ -78,11 +86,21 @@ with notes_tab:
     stored = model.validation_predictions()
     report = charts.multiclass_report(stored["y_true"], stored["prob"], model.labels)
     m, baseline = report["metrics"], model.baseline_metrics
-    st.markdown(f"Model `{model.version}` · {m['n']} validation notes")
+    st.markdown(f"Model `{model.version}` · {m['n']} validation notes · 95 % intervals in brackets (Wilson for "
+                "accuracy, class-stratified bootstrap for macro-F1 and ECE)")
+    intervals = report["intervals"]
+
+    def cell(key: str) -> str:
+        low, high = intervals[key]
+        return f"{m[key]:.3f} ({low:.3f}–{high:.3f})"
+
     st.dataframe(pd.DataFrame([
-        {"model": f"{model.architecture} (shipped)", "accuracy": m["accuracy"], "macro-F1": m["macro_f1"], "ECE": m["ece"]},
-        {"model": "TF-IDF + logistic regression (baseline)", "accuracy": baseline["accuracy"],
-         "macro-F1": baseline["macro_f1"], "ECE": baseline["ece"]}]).round(4), hide_index=True)
+        {"model": f"{model.architecture} (shipped)", "accuracy": cell("accuracy"), "macro-F1": cell("macro_f1"),
+         "ECE": cell("ece")},
+        {"model": "TF-IDF + logistic regression (baseline)", "accuracy": f"{baseline['accuracy']:.3f}",
+         "macro-F1": f"{baseline['macro_f1']:.3f}", "ECE": f"{baseline['ece']:.3f}"}]), hide_index=True)
+    st.caption("The baseline is scored on the same notes; its predictions are not kept, so it has no interval. "
+               + _notes_source(model))
     left, right = st.columns(2)
     left.plotly_chart(charts.per_class_f1_figure(m["per_class_f1"], baseline["per_class_f1"], model.architecture),
                       key="notes-f1")
