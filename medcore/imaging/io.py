@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcore import config
+from medcore.imaging.synthetic import synthetic_tag
 
 # DICOM attributes that describe the acquisition, never the patient. Everything else is dropped.
 TECHNICAL_DICOM_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation",
@@ -25,6 +26,10 @@ TECHNICAL_DICOM_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "Photome
 
 class UnreadableImage(ValueError):
     """The upload cannot be used; str(error) is a message a clinician can act on."""
+
+
+class SyntheticFilm(UnreadableImage):
+    """The upload is a film MedCore generated (imaging.synthetic): refused, and never recorded as a study."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,12 @@ def _read_pillow(data: bytes, fmt: str) -> Radiograph:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_dimensions(*image.size)  # header only: nothing decoded yet
+            generator = synthetic_tag(image)
+            if generator is not None:
+                raise SyntheticFilm(f"This is a synthetic film made by MedCore's generator ({generator[:60]}), "
+                                      "not a patient's radiograph: it is not read or recorded as a study.")
             image.load()
-    except UnreadableImage:
+    except UnreadableImage:  # SyntheticFilm included
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage("The image is too large to decode safely (possible decompression "

@@ -22,7 +22,7 @@ from medcore.artifacts import ModelInfo
 from medcore.imaging import quality
 from medcore.imaging.folders import list_image_folder
 from medcore.imaging.gradcam import GradCam, normalise
-from medcore.imaging.io import UnreadableImage, read_radiograph
+from medcore.imaging.io import SyntheticFilm, UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.preprocess import to_model_input
 from medcore.metrics import binary_figures
@@ -71,6 +71,7 @@ class StudyResult:
     heatmap: np.ndarray | None = None  # Grad-CAM at the network's resolution, [0, 1]
     display: np.ndarray | None = None  # the image, at most DISPLAY_MAX_SIDE px, for the page
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
+    synthetic: bool = False  # a film MedCore generated: refused, and not audited as a study
 
     @property
     def decision(self) -> str | None:
@@ -108,7 +109,7 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
     try:
         _analyse(model, data, filename, with_heatmap, result)
     except UnreadableImage as exc:
-        result.error = str(exc)
+        result.error, result.synthetic = str(exc), isinstance(exc, SyntheticFilm)
     except Exception as exc:
         incident = incidents.report(exc, user, "chest X-ray analysis")
         result.error = f"This file could not be analysed because of an error on our side (incident {incident})."
@@ -168,7 +169,13 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
 
 
 def audit_study(user: str, result: StudyResult, digest: str) -> None:
-    """One audit row per analysed study: digest and outcome only, never the name or pixels."""
+    """One audit row per analysed study: digest and outcome only, never the name or pixels.
+
+    A synthetic film is no study: its row says only that one was refused.
+    """
+    if result.synthetic:
+        audit.record(user, "refused_synthetic_film", "refused", model_version=result.model_version, upload=digest)
+        return
     if result.error:
         outcome = "refused" if result.refusal_reasons else "unreadable"
     else:
