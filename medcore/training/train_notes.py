@@ -63,13 +63,12 @@ def choose_calibration(logits: np.ndarray, y: np.ndarray, labels: list[str], see
 def _train_linear(x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, n_classes: int,
                   options: NotesTrainingOptions, started: float, progress: ProgressFn):
     """Logistic regression on the TF-IDF features, C by 5-fold CV on the training notes, carried in a Keras layer."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, log_loss
 
     from medcore.notes.model import build_linear_notes_network
 
-    def classifier_for(c: float) -> LogisticRegression:
-        return LogisticRegression(C=c, max_iter=5000, class_weight="balanced" if options.class_weighting else None)
+    def classifier_for(c: float):
+        return _logistic_regression(c, options)
 
     means = cross_validated_macro_f1(lambda fit_idx, test_idx: (x_train[fit_idx], x_train[test_idx]), y_train,
                                      LINEAR_C_GRID, classifier_for, options.seed)
@@ -170,6 +169,13 @@ def _train_with_early_stopping(network, fit_epoch: Callable[[int], float], val_l
 
 
 
+def _logistic_regression(c: float, options: NotesTrainingOptions):
+    """The linear model's classifier: the same for choosing C, for the split model and for the refit on all notes."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=5000, class_weight="balanced" if options.class_weighting else None)
+
+
 def _logit_weights(classifier, n_classes: int, n_features: int) -> list[np.ndarray]:
     """A fitted LogisticRegression as the Dense layer's [kernel, bias], one logit per class (classes it never saw
     get 0; with two classes scikit-learn keeps one row, the second class's logit against a first fixed at 0)."""
@@ -189,14 +195,13 @@ def _refit_linear_on_all(words: list[list[str]], labels: np.ndarray, n_classes: 
     the served model on all the data. On symptom2disease (768 -> 960 notes) this gained 0.0085 +/- 0.0072
     macro-F1 per fold over the split-only model in 5-fold cross-validation.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from medcore.notes.model import build_linear_notes_network
 
     encoder = Featurizer.fit(words, max_features=max_features)
     features = encoder.transform(words)
-    classifier = LogisticRegression(C=c, max_iter=5000, class_weight="balanced" if options.class_weighting else None)
+    classifier = _logistic_regression(c, options)
     folds = StratifiedKFold(min(5, int(np.bincount(labels).min())), shuffle=True, random_state=options.seed)
     out_of_fold = cross_val_predict(classifier, features, labels, cv=folds, method="decision_function")
     if out_of_fold.ndim == 1:  # two classes: the second class's logit against the first's 0
