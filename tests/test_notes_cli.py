@@ -86,7 +86,7 @@ def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_mod
     result = evaluate_csv(model, tmp_path / "val.csv")
     recorded = model.meta["metrics"]["validation"]
     assert result["n"] == recorded["n"]
-    if model.meta.get("linear", {}).get("refit_on_all"):
+    if model.figures_are_out_of_fold:
         # Refitted on every note, so the served model has seen the validation notes: their recorded figures are the
         # out-of-fold predictions (stored for the performance page), and the served model does at least as well.
         stored = model.validation_predictions()

@@ -76,3 +76,11 @@ def test_rendering_escapes_the_note(keyword_model):
     assert html.count("<span") == len(prediction.note.tokens)
     visible = re.sub(r"</?span[^>]*>", "", html.removeprefix(html[:html.index(">") + 1]).removesuffix("</div>"))
     assert visible == escape(text)  # every character of the note, escaped, nothing else
+
+
+def test_only_a_refitted_linear_model_reports_out_of_fold_figures(keyword_model):
+    """The performance page says "out-of-fold" only when the model really was refitted on every note."""
+    refitted = keyword_model.meta["options"]["arch"] == "linear" and keyword_model.meta["options"]["refit_all"]
+    assert keyword_model.figures_are_out_of_fold == refitted
+    stored = keyword_model.validation_predictions()
+    assert len(stored["y_true"]) == keyword_model.meta["metrics"]["validation"]["n"]

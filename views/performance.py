@@ -71,7 +71,7 @@ with drift_tab:
 
 def _notes_source(model) -> str:
     """Where the shipped model's figures come from: a held-out split, or out-of-fold predictions after a refit."""
-    if model.meta.get("linear", {}).get("refit_on_all"):
+    if model.figures_are_out_of_fold:
         return ("The model was refitted on every note; its figures are these notes' out-of-fold predictions, from "
                 "models that never saw them (internal validation, same source as training).")
     return "Internal validation: notes held out from training, same source."

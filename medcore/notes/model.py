@@ -87,6 +87,11 @@ class NotesModel(ModelInfo):
         return ARCH_NAMES.get(self.meta.get("options", {}).get("arch", "mlp"), "MLP")
 
     @property
+    def figures_are_out_of_fold(self) -> bool:
+        """True when the model was refitted on every note, so its stored figures are out-of-fold predictions."""
+        return bool(self.meta.get("linear", {}).get("refit_on_all"))
+
+    @property
     def confidence_threshold(self) -> float:
         """The top-class probability below which the finding is "uncertain" (0: older models always answer)."""
         return float(self.meta.get("confidence", {}).get("threshold", 0.0))
