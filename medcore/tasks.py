@@ -90,6 +90,20 @@ NOTES = ModelFamily(
 )
 
 
+GAN = ModelFamily(
+    name="gan", data_kind="image_folder", upload_types=("zip",),
+    data_help="a folder with NORMAL/ and PNEUMONIA/ sub-folders of real films to learn from",
+    load=Ref("medcore.gan.network", "load_generator"),
+    train=Ref("medcore.training.train_gan", "train_gan"),
+    options=Ref("medcore.training.options", "GanTrainingOptions"),
+    validate=Ref("medcore.imaging.folders", "describe_training_folder"),
+    evaluate=Ref("medcore.gan.judge", "evaluate_generator"),
+    compare=Ref("medcore.training.compare", "compare_generators"),
+    comparison_metrics=("fd_ratio", "precision", "recall", "gate_accepted"),
+    listing_metrics=("fd_ratio", "precision", "recall"),
+)
+
+
 @dataclass(frozen=True)
 class Task:
     key: str  # the one name: registry, store folder, CLI argument, MEDCORE_<KEY>_MODEL
@@ -146,9 +160,14 @@ TASKS: tuple[Task, ...] = (
     Task("notes_symptom2disease", "symptom2disease", "Case notes: disease from symptoms (24 classes, patient's words)",
          NOTES, "case_notes/symptom2disease_train.csv", aliases=("symptom2disease",)),
 )
+# Models that serve no prediction: registered, versioned and promoted like the others, but no page predicts with
+# them and no shipped default is installed (the production generator is the one synthetic films come from).
+GENERATORS: tuple[Task, ...] = (
+    Task("xray_gan", "xray_gan", "Synthetic chest films (conditional GAN)", GAN, "chest_xray/train"),
+)
 KEYS = tuple(task.key for task in TASKS)
 NOTES_KEYS = tuple(task.key for task in TASKS if task.is_notes)
-_BY_NAME = {name: task for task in TASKS for name in (task.key, task.name, *task.aliases)}
+_BY_NAME = {name: task for task in (*TASKS, *GENERATORS) for name in (task.key, task.name, *task.aliases)}
 
 
 class UnknownTask(ValueError):

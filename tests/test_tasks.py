@@ -16,7 +16,7 @@ SERVING_PARTS = ("load", "validate", "evaluate")  # called by serving code: must
 TRAINING_PARTS = ("train", "options", "compare")
 
 
-@pytest.mark.parametrize("family", [tasks.XRAY, tasks.NOTES], ids=lambda f: f.name)
+@pytest.mark.parametrize("family", [tasks.XRAY, tasks.NOTES, tasks.GAN], ids=lambda f: f.name)
 def test_every_part_of_a_family_resolves_and_serving_parts_do_not_live_in_training(family):
     for part in SERVING_PARTS + TRAINING_PARTS:
         ref = getattr(family, part)

@@ -86,11 +86,11 @@ def _read_pillow(data: bytes, fmt: str) -> Radiograph:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_dimensions(*image.size)  # header only: nothing decoded yet
-            generator = synthetic_tag(image)
+            generator = synthetic_tag(image)  # first: a synthetic film is named as one, whatever its size
             if generator is not None:
                 raise SyntheticFilm(f"This is a synthetic film made by MedCore's generator ({generator[:60]}), "
                                       "not a patient's radiograph: it is not read or recorded as a study.")
+            _check_dimensions(*image.size)  # header only: nothing decoded yet
             image.load()
     except UnreadableImage:  # SyntheticFilm included
         raise

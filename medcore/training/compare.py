@@ -71,6 +71,23 @@ def compare_notes(candidate_dir: Path, production_dir: Path, csv_path: Path) -> 
                    multiclass_metrics(labels, prob_p, production.labels))
 
 
+def compare_generators(candidate_dir: Path, production_dir: Path, data_dir: Path) -> tuple[dict, dict]:
+    """Both generators judged by the shipped classifier against the same real films (all of the folder)."""
+    from medcore.gan.judge import evaluate_generator
+    from medcore.gan.network import load_generator
+    from medcore.imaging.service import load_xray_model
+
+    candidate, production = load_generator(candidate_dir), load_generator(production_dir)
+    classifier = load_xray_model()
+    figures_c, figures_p = evaluate_generator(candidate, data_dir, classifier), evaluate_generator(
+        production, data_dir, classifier)
+    return {"task": candidate.task, "n": figures_c["n"], "candidate": figures_c, "production": figures_p,
+            "candidate_version": candidate.version, "production_version": production.version,
+            "same_split_as_production": True,
+            "held_out": ("real films of the folder, in two halves of disjoint patients, judged by the shipped "
+                         f"classifier {classifier.version}: the same films and the same eyes for both generators")}, {}
+
+
 def _result(candidate: ModelInfo, production: ModelInfo, labels: np.ndarray, prob_c: np.ndarray,
             prob_p: np.ndarray, metrics_c: dict, metrics_p: dict) -> tuple[dict, dict]:
     """The comparison (metrics of both on the same items, and how the items were chosen) and its arrays."""
@@ -100,7 +117,7 @@ def load(folder: Path) -> tuple[dict, dict] | None:
     return json.loads((folder / COMPARISON_FILE).read_text()), arrays
 
 
-LOWER_IS_BETTER = {"ece"}
+LOWER_IS_BETTER = {"ece", "fd_ratio", "fd"}
 
 
 def metrics_table(result: dict) -> list[dict]:

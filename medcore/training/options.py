@@ -81,6 +81,25 @@ class NotesTrainingOptions:
                                        "validation, a note is called 'uncertain'")
 
 
+@dataclass
+class GanTrainingOptions:
+    image_size: int = option(64, "film size in pixels (a power of two)", label="Film size (px)", choices=(32, 64, 128))
+    epochs: int = option(60, "at most this many passes over the films (the epoch with the best Fréchet distance is "
+                             "kept)", label="Epochs (at most)", minimum=1, maximum=500)
+    max_minutes: float = option(55.0, "stop after this many minutes, keeping the best epoch so far",
+                                label="Time budget (minutes)", minimum=1, maximum=600)
+    batch_size: int = option(64, "films per training step")
+    latent_dim: int = option(64, "size of the generator's noise vector")
+    width: int = option(32, "filters in the discriminator's first layer (the generator mirrors it)",
+                        label="Network width", choices=(16, 32, 64))
+    learning_rate: float = option(2e-4, "Adam learning rate of both networks (beta1 0.5, as in DCGAN)")
+    eval_every: int = option(5, "measure Fréchet distance, precision and recall every this many epochs",
+                             label="Measure every (epochs)", minimum=1, maximum=50)
+    eval_films: int = option(400, "films per class in each measurement (real halves and generated alike)")
+    seed: int = option(0, "seed of the weights, the noise and the real halves", label="Seed", minimum=0,
+                       maximum=2**31 - 1)
+
+
 def specs(options_class: type) -> list[tuple[str, Any, OptionSpec]]:
     """(name, default, spec) of every option, in declaration order."""
     return [(f.name, None if f.default is MISSING else f.default, f.metadata["spec"])

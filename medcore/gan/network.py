@@ -1,0 +1,134 @@
+"""The class-conditional film generator (a conditional DCGAN, as in the keras-io example) and its artifact.
+
+The generator and the discriminator see films through the classifier's preprocessing contract: a film
+becomes the z-scored square of `imaging.preprocess`, and GAN_SCALE maps it into the generator's tanh range
+(z = -3 -> -1, z = +3 -> +1, beyond clipped). A sampled film is turned back into pixels in [0, 1] the same way,
+so real and generated films reach the classifier (and the quality measures) by one path.
+
+A generator folder is self-describing like every model folder: `model.keras` (the generator only; the
+discriminator is a training device and is not kept), `meta.json` (labels, image size, latent size,
+preprocessing contract, quality and memorization figures, data, command, seed), `quality.npz` (the per-epoch
+curves and the closest generated/training pairs) and `model_card.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
+from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
+
+GAN_SCALE = 3.0  # z-scored film / GAN_SCALE, clipped to [-1, 1], is what the GAN sees
+GAN_CONTRACT = f"{PREPROCESS_VERSION}|tanh/{GAN_SCALE:g}"
+
+
+def to_gan_range(model_inputs: np.ndarray) -> np.ndarray:
+    """Preprocessed films (z-scored) -> the generator's [-1, 1] range."""
+    return np.clip(np.asarray(model_inputs, np.float32) / GAN_SCALE, -1.0, 1.0)
+
+
+def to_pixels(gan_images: np.ndarray) -> np.ndarray:
+    """Films in the generator's range, (n, s, s, 1) or (n, s, s) -> pixels in [0, 1], (n, s, s)."""
+    images = np.asarray(gan_images, np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    return np.clip((images + 1.0) / 2.0, 0.0, 1.0)
+
+
+def build_generator(image_size: int = 64, n_classes: int = 2, latent_dim: int = 64, width: int = 32) -> keras.Model:
+    """(noise, class index) -> film in [-1, 1]: a dense 4 x 4 seed, then transposed convolutions doubling it."""
+    if image_size < 8 or image_size & (image_size - 1):
+        raise ValueError(f"The generator's image size must be a power of two of at least 8, not {image_size}.")
+    steps = int(np.log2(image_size // 4))
+    noise = keras.Input((latent_dim,), name="noise")
+    label = keras.Input((1,), dtype="int32", name="label")
+    one_hot = keras.layers.Flatten()(keras.layers.Embedding(n_classes, n_classes, name="label_code",
+                                                            embeddings_initializer="identity")(label))
+    x = keras.layers.Concatenate()([noise, one_hot])
+    channels = width * 2 ** (steps - 1)
+    x = keras.layers.Dense(4 * 4 * channels, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Reshape((4, 4, channels))(x)
+    for step in range(steps - 1):
+        channels //= 2
+        x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    film = keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh", dtype="float32",
+                                        name="film")(x)
+    return keras.Model([noise, label], film, name="medcore_film_generator")
+
+
+def build_discriminator(image_size: int = 64, n_classes: int = 2, width: int = 32, dropout: float = 0.25
+                        ) -> keras.Model:
+    """(film, class index) -> logit "real film of this class": the class enters as constant image channels."""
+    steps = int(np.log2(image_size // 4))
+    film = keras.Input((image_size, image_size, 1), name="film")
+    label = keras.Input((1,), dtype="int32", name="label")
+    code = keras.layers.Flatten()(keras.layers.Embedding(n_classes, n_classes, embeddings_initializer="identity",
+                                                         trainable=False)(label))
+    planes = keras.layers.Reshape((1, 1, n_classes))(code)
+    planes = keras.layers.UpSampling2D(image_size)(planes)
+    x = keras.layers.Concatenate()([film, planes])
+    channels = width
+    for step in range(steps):
+        x = keras.layers.Conv2D(channels, 4, strides=2, padding="same")(x)
+        x = keras.layers.LeakyReLU(0.2)(x)
+        x = keras.layers.Dropout(dropout)(x)
+        channels *= 2
+    x = keras.layers.Flatten()(x)
+    return keras.Model([film, label], keras.layers.Dense(1, dtype="float32", name="logit")(x),
+                       name="medcore_film_discriminator")
+
+
+@dataclass
+class GeneratorArtifact(ModelInfo):
+    """A loaded generator with what is needed to sample from it and to judge it."""
+
+    network: keras.Model
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    path: Path
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.meta["latent_dim"])
+
+    def sample(self, label: str, n: int, seed: int) -> np.ndarray:
+        """n films of class `label` as pixels in [0, 1], (n, s, s); the same seed gives the same films."""
+        if label not in self.labels:
+            raise ValueError(f"Unknown class {label!r}; this generator makes {', '.join(self.labels)}.")
+        return self.sample_index(self.labels.index(label), n, seed)
+
+    def sample_index(self, label_index: int, n: int, seed: int, batch_size: int = 256) -> np.ndarray:
+        noise = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
+        labels = np.full((n, 1), label_index, np.int32)
+        out = [self.network([noise[i:i + batch_size], labels[i:i + batch_size]], training=False).numpy()
+               for i in range(0, n, batch_size)]
+        return to_pixels(np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 1)))
+
+
+def save_generator(folder: Path, generator: keras.Model, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                   model_card: str) -> Path:
+    """Write the generator folder atomically (see artifacts.write_model_folder)."""
+    return write_model_folder(folder, generator, {**meta, "gan_contract": GAN_CONTRACT}, {"quality": arrays},
+                              model_card)
+
+
+def load_generator(folder: Path) -> GeneratorArtifact:
+    """Load and check a generator folder; ModelLoadError with a clear reason."""
+    network, meta, arrays = read_model_folder(folder, ("quality",), "gan_contract", GAN_CONTRACT)
+    return GeneratorArtifact(network, meta, arrays["quality"], Path(folder))

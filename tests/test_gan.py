@@ -1,0 +1,136 @@
+"""Synthetic films from the conditional GAN: the measures have known answers, a copied patient is caught, a tiny
+generator trains, registers and samples, and its films are refused by the X-ray path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medcore.gan import metrics
+from tests.synthetic import write_labelled_folder
+
+
+def test_frechet_distance_matches_the_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    mu, scale = np.array([1.0, -2.0, 0.5, 0.0]), np.array([1.0, 2.0, 0.5, 3.0])
+    a = rng.standard_normal((40000, 4))
+    b = mu + scale * rng.standard_normal((40000, 4))
+    expected = float((mu ** 2).sum() + (1 + scale ** 2 - 2 * scale).sum())  # = 5.25 + 4.25
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.03)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Symmetric, and blind to a rotation of both sets (it compares distributions, not coordinates).
+    rotation, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    assert metrics.frechet_distance(b, a) == pytest.approx(metrics.frechet_distance(a, b), rel=1e-6)
+    assert metrics.frechet_distance(a @ rotation, b @ rotation) == pytest.approx(metrics.frechet_distance(a, b),
+                                                                                  rel=1e-6)
+
+
+def test_precision_and_recall_tell_a_collapsed_generator_from_a_faithful_one():
+    rng = np.random.default_rng(1)
+    real = rng.standard_normal((600, 8))
+    faithful = rng.standard_normal((600, 8))
+    collapsed = 0.15 * rng.standard_normal((600, 8))  # every film near the mean: realistic, not varied
+    off = rng.standard_normal((600, 8)) + 6.0  # nothing like the real films
+    precision, recall = metrics.precision_recall(real, faithful)
+    assert precision > 0.8 and recall > 0.8
+    precision, recall = metrics.precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.3
+    assert metrics.precision_recall(real, off) == (0.0, 0.0)
+
+
+def test_the_memorization_check_flags_a_planted_copy_of_a_patient():
+    rng = np.random.default_rng(2)
+    train = rng.standard_normal((300, 64))
+    patients = np.repeat(np.arange(150), 2)
+    train[1::2] = train[::2] + 0.1 * rng.standard_normal((150, 64))  # each patient's follow-up looks alike
+    generated = rng.standard_normal((50, 64))
+    generated[17] = train[42] + 0.01 * rng.standard_normal(64)  # a copy of patient 21's film
+    check = metrics.memorization_check(train, patients, generated)
+    assert check.suspicious[17] and check.closest(1)[0][:2] == (17, 42) and check.closest(1)[0][2] < 0.05
+    # By construction about 1 % of honest films fall under the bar (its percentile); the copy is far below it.
+    assert check.suspicious.sum() <= 3 and check.distance[17] < 0.1 * check.threshold
+    assert check.passed  # one film in fifty is under the limit; a run of copies is not
+    copies = train[rng.choice(300, 40, replace=False)] + 0.01 * rng.standard_normal((40, 64))
+    assert not metrics.memorization_check(train, patients, np.concatenate([generated, copies])).passed
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory, xray_model):
+    """A tiny generator trained for a few steps on synthetic radiograph-like films (seconds on a CPU)."""
+    from medcore.training.options import GanTrainingOptions
+    from medcore.training.train_gan import train_gan
+
+    root = tmp_path_factory.mktemp("gan")
+    write_labelled_folder(root / "data", xray_model.artifact.quality_reference, 16)
+    events = []
+    meta = train_gan(root / "data", root / "generator",
+                     GanTrainingOptions(image_size=32, epochs=3, eval_every=2, eval_films=6, batch_size=8, width=16),
+                     progress=events.append, cache_dir=root / "cache", classifier=xray_model)
+    return root, meta, events
+
+
+def test_a_tiny_gan_trains_and_records_its_quality_per_epoch(tiny_generator):
+    from medcore.gan.network import load_generator
+
+    root, meta, events = tiny_generator
+    epochs = [e for e in events if e["stage"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert all(np.isfinite(e["loss"]) and np.isfinite(e["d_loss"]) for e in epochs)
+    assert "fd_ratio" not in epochs[0] and {"fd_ratio", "precision", "recall", "gate_accepted"} <= set(epochs[1])
+    quality = meta["metrics"]["validation"]
+    assert set(quality["per_class"]) == {"NORMAL", "PNEUMONIA"}
+    assert quality["fd_floor"] > 0 and quality["fd_ratio"] == pytest.approx(
+        np.mean([q["fd"] / q["fd_floor"] for q in quality["per_class"].values()]))
+    assert meta["memorization"]["passed"] and meta["training"]["best_epoch"] in (2, 3)
+    generator = load_generator(root / "generator")
+    films = generator.sample("PNEUMONIA", 3, seed=5)
+    assert films.shape == (3, 32, 32) and 0 <= films.min() and films.max() <= 1
+    assert np.array_equal(films, generator.sample("PNEUMONIA", 3, seed=5))  # a seed names the films
+    assert not np.array_equal(films, generator.sample("NORMAL", 3, seed=5))
+    card = (root / "generator" / "model_card.md").read_text()
+    assert meta["version"] in card and "Memorization check" in card and "floor (real vs real)" in card
+    with pytest.raises(ValueError, match="Unknown class"):
+        generator.sample("EFFUSION", 1, seed=0)
+
+
+def test_a_generator_that_copies_patients_is_not_written(tmp_path, xray_model, monkeypatch):
+    from medcore.training.options import GanTrainingOptions
+    from medcore.training.train_gan import MemorizedPatients, train_gan
+
+    write_labelled_folder(tmp_path / "data", xray_model.artifact.quality_reference, 8)
+    monkeypatch.setattr(metrics, "MAX_SUSPICIOUS_SHARE", -1.0)  # any share at all counts as copying
+    with pytest.raises(MemorizedPatients, match="may be copying patients"):
+        train_gan(tmp_path / "data", tmp_path / "generator",
+                  GanTrainingOptions(image_size=32, epochs=1, eval_films=4, batch_size=8, width=16),
+                  cache_dir=tmp_path / "cache", classifier=xray_model)
+    assert not (tmp_path / "generator").exists()
+
+
+def test_a_registered_generator_samples_marked_films_the_xray_path_refuses(tiny_generator, store, tmp_path,
+                                                                           xray_model, capsys):
+    import shutil
+
+    from medcore import auth, registry
+    from medcore.cli import main
+    from medcore.imaging.service import analyse_file
+
+    root, meta, _ = tiny_generator
+    shutil.copytree(root / "generator", tmp_path / "generator")
+    version = registry.register("xray_gan", tmp_path / "generator", "tester").version
+    registry.promote("xray_gan", version, auth.operator("tester"))
+    assert main(["gan", "sample", "--label", "NORMAL", "--n", "2", "--seed", "3", "--out", str(tmp_path / "films")]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written == {"generator": version, "label": "NORMAL", "seed": 3, "n": 2, "out": str(tmp_path / "films")}
+    films = sorted((tmp_path / "films").glob("*.png"))
+    assert len(films) == 2
+    result = analyse_file(xray_model, films[0].read_bytes(), films[0].name)
+    assert result.synthetic and result.probability is None and version in result.error
+
+
+def test_sampling_without_a_generator_says_how_to_get_one(store, tmp_path, capsys):
+    from medcore.cli import main
+
+    assert main(["gan", "sample", "--label", "NORMAL", "--out", str(tmp_path)]) == 2
+    assert "No film generator is in production" in capsys.readouterr().err
