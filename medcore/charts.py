@@ -128,6 +128,28 @@ def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
     return figure
 
 
+def gan_curves_figure(epochs: list[dict]) -> go.Figure:
+    """A generator's training: both losses per epoch, and its Fréchet ratio (1 = as close as real films get)."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Losses", "Fréchet distance / real-vs-real floor"))
+    x = [int(e["epoch"]) for e in epochs]
+    figure.add_trace(go.Scatter(x=x, y=[e["loss"] for e in epochs], mode="lines", name="generator loss"), 1, 1)
+    figure.add_trace(go.Scatter(x=x, y=[e["d_loss"] for e in epochs], mode="lines", name="discriminator loss"), 1, 1)
+    measured = [e for e in epochs if "fd_ratio" in e]
+    for name in (measured[0]["fd_ratio_per_class"] if measured else {}):
+        figure.add_trace(go.Scatter(x=[int(e["epoch"]) for e in measured],
+                                    y=[e["fd_ratio_per_class"][name] for e in measured], mode="lines",
+                                    line={"dash": "dot"}, name=f"Fréchet ratio, {name}"), 1, 2)
+    figure.add_trace(go.Scatter(x=[int(e["epoch"]) for e in measured], y=[e["fd_ratio"] for e in measured],
+                                mode="lines+markers", name="Fréchet ratio (mean of classes)", line={"width": 3}), 1, 2)
+    figure.add_hline(y=1.0, line_dash="dot", annotation_text="real films", row=1, col=2)
+    figure.update_yaxes(type="log", dtick=1, row=1, col=2)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(**LAYOUT)
+    return figure
+
+
 def comparison_roc_figure(y_true: np.ndarray, probabilities: dict[str, np.ndarray]) -> go.Figure:
     """Overlaid ROC curves of several models on the same items (micro-averaged one-vs-rest for classes)."""
     from sklearn.metrics import roc_auc_score, roc_curve

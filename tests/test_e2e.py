@@ -309,3 +309,35 @@ def test_admin_trains_across_hospitals_with_flower_and_watches_each_round(app_ur
     assert page.get_by_text(re.compile(r"federated over 3 hospitals")).count() >= 1
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_federated_candidate.png"), full_page=True)
     page.close()
+
+
+def test_admin_trains_a_film_generator_and_sees_it_judged(app_url, browser, xray_model, tmp_path):
+    """Synthetic films tab: train a tiny generator in the background with live curves, promote it, then see its
+    quality per class, marked samples of each class and the closest generated/training pairs."""
+    from tests.synthetic import write_opacity_folder
+
+    films = write_opacity_folder(tmp_path / "real", xray_model.artifact.quality_reference, 16, seed=40)
+    page = sign_in(browser, app_url, ADMIN, 2600)
+    page.get_by_role("link", name="Models & retraining").click()
+    page.get_by_text("In production:").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Synthetic films").click()
+    form = page.get_by_test_id("stForm").filter(has_text="Real films to learn from")
+    form.get_by_label("Path on the server").fill(str(films))
+    for label, value in (("Epochs (at most)", "4"), ("Measure every (epochs)", "2")):
+        field = form.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Tab")
+    form.get_by_role("combobox", name="Film size (px)").click()
+    page.get_by_role("option", name="32", exact=True).click()
+    form.get_by_role("button", name="Train a generator").click()
+    page.get_by_text("Fréchet distance / real-vs-real floor").wait_for(timeout=240_000)
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_gan_live.png"), full_page=True)
+    page.get_by_text(re.compile(r"Candidate gan-")).wait_for(timeout=300_000)
+    page.get_by_role("button", name="Promote to production").click()
+    page.get_by_text(re.compile(r"Generator gan-\S+ \(production\)")).wait_for(timeout=60_000)
+    page.get_by_text("Memorization check").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"nearest training film \(")).first.wait_for(timeout=60_000)
+    images = settled(page).get_by_test_id("stImage").locator("img")
+    assert images.count() >= 16 + 2 * 2, images.count()  # 8 samples per class, and generated/training pairs
+    settled(page).screenshot(path=str(SCREENSHOTS / "admin_gan_generator.png"), full_page=True)
+    page.close()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from medcore import auth, charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
+from medcore.gan.network import load_generator, marked_film
 from medcore.training import compare
 from medcore.training.local_calibration import LocalDataError, calibrate_and_register
 from medcore.training.options import form_specs
@@ -46,7 +47,10 @@ def live_progress(job_id: str) -> None:
                 f"about {duration(last['eta_s'])} left" if stage == Stage.EPOCH else Stage.describe(stage))
         done, total = epoch_step(last)
         st.progress(done / total, text=text)
-        st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
+        if last.get("gan"):
+            st.plotly_chart(charts.gan_curves_figure(epochs), key="live-curves")
+        else:
+            st.plotly_chart(charts.training_curves_figure(epochs), key="live-curves")
         if last.get("federated"):
             st.plotly_chart(charts.federated_rounds_figure(epochs), key="live-federated")
     else:
@@ -60,15 +64,16 @@ def live_progress(job_id: str) -> None:
             st.rerun()
 
 
-def option_widget(column, name: str, default, spec):
+def option_widget(column, name: str, default, spec, form: str = "retrain"):
     """The form widget of one training option, built from its declaration (training.options)."""
+    key = f"{form}-option-{name}"
     if isinstance(default, bool):
-        return column.checkbox(spec.label, default, help=spec.help, key=f"option-{name}")
+        return column.checkbox(spec.label, default, help=spec.help, key=key)
     if spec.choices:
         return column.selectbox(spec.label, spec.choices, index=spec.choices.index(default), help=spec.help,
-                                key=f"option-{name}")
+                                key=key)
     return column.number_input(spec.label, type(default)(spec.minimum), type(default)(spec.maximum), default,
-                               help=spec.help, key=f"option-{name}")
+                               help=spec.help, key=key)
 
 
 def start_form(task: tasks.Task) -> None:
@@ -137,6 +142,83 @@ def federated_form(task: tasks.Task) -> None:
         st.rerun()
 
 
+def generator_form() -> None:
+    """Train a film generator in the background: the same job machinery as a retrain."""
+    gan = tasks.get("xray_gan")
+    with st.form("gan"):
+        st.markdown(f"**Real films to learn from**: {gan.family.data_help}.")
+        path = st.text_input("Path on the server", placeholder=str(config.data_dir() / gan.example_data))
+        columns = st.columns(3)
+        options = {name: option_widget(columns[i % 3], name, default, spec, form="gan") for i, (name, default, spec)
+                   in enumerate(form_specs(gan.family.options.resolve()))}
+        submitted = st.form_submit_button("Train a generator", type="primary", icon=":material/auto_awesome:")
+    if not submitted:
+        return
+    try:
+        if not path.strip():
+            raise jobs.JobError("Give the folder of real films on the server.")
+        jobs.start(gan.key, Path(path.strip()).expanduser(), options, admin, data_label=path.strip())
+    except (jobs.JobError, auth.NotAllowed) as exc:
+        st.error(escape_markdown(str(exc)))
+    else:
+        st.rerun()
+
+
+def generator_report(entry: registry.ModelVersion) -> None:
+    """One generator judged by numbers: quality per class, curves, samples, and the memorization check."""
+    try:
+        generator = load_generator(entry.path)
+    except ModelLoadError as exc:
+        st.error(escape_markdown(str(exc)))
+        return
+    quality, memo = generator.quality, generator.memorization
+    st.markdown(f"**Generator `{generator.version}`** ({entry.status}): {generator.image_size} px, trained on "
+                f"{escape_markdown(generator.data_source)}. Judged in the eyes of X-ray model "
+                f"`{generator.judged_by}`: a Fréchet ratio of 1 means as close to real films as other "
+                "real films are.")
+    st.dataframe(pd.DataFrame([{"class": name, "Fréchet distance": q["fd"], "floor (real vs real)": q["fd_floor"],
+                                "ratio": q["fd_ratio"], "precision": q["precision"], "recall": q["recall"],
+                                "quality gate accepts": q["gate_accepted"]}
+                               for name, q in quality["per_class"].items()]).round(3), hide_index=True)
+    st.plotly_chart(charts.gan_curves_figure(generator.history), key=f"gan-curves-{entry.version}")
+    seed = st.number_input("Seed of the samples", 0, 2**31 - 1, 0, key="gan-seed")
+    for label in generator.labels:
+        films = generator.sample(label, 8, int(seed))
+        st.image([marked_film(film, generator.version) for film in films], width=112,
+                 caption=[f"{label} #{i + 1}" for i in range(len(films))])
+    st.markdown(f"**Memorization check**: {memo['share_suspicious']:.1%} of {memo['n_generated']} generated films "
+                f"are closer to a training film than {100 - memo['percentile']:g} % of training films are to another "
+                f"patient's (limit {memo['max_share']:.0%}); the median generated film is {memo['median_ratio']:.2f}× "
+                "the typical distance between patients from its nearest training film. The closest pairs:")
+    for pair in generator.closest_pairs()[:4]:
+        left, right = st.columns(2)
+        left.image(marked_film(pair["generated"], generator.version), width=192,
+                   caption=f"generated {pair['generated_class']}")
+        right.image(pair["training"], width=192, clamp=True,
+                    caption=f"nearest training film ({pair['ratio']:.2f}× the typical distance)")
+
+
+def synthetic_films_tab(running: jobs.Job | None, finished: jobs.Job | None) -> None:
+    st.markdown("A class-conditional GAN makes synthetic films. It is judged by numbers in our own X-ray network's "
+                "eyes, and a generator whose films come closer to a training film than patients come to one another "
+                "is not registered. Every synthetic film carries a visible mark and a file tag; the X-ray page "
+                "refuses it.")
+    if running is not None and running.task == "xray_gan":
+        live_progress(running.id)
+    elif running is not None:
+        st.info("Another training job is running (see the Retrain tab); one training runs at a time.")
+    else:
+        generator_form()
+    if finished is not None and running is None:
+        show_result(finished)
+    versions = [v for v in registry.list_versions("xray_gan") if v.status != "discarded"]
+    if versions:
+        shown = next((v for v in versions if v.status == "production"), versions[0])
+        generator_report(shown)
+        st.markdown("**Generator versions**")
+        st.dataframe(versions_table(tasks.get("xray_gan"), versions), hide_index=True, width="stretch")
+
+
 def show_result(job: jobs.Job) -> None:
     """The last finished run of this task: why it stopped, or the candidate against production."""
     if job.status != "succeeded":
@@ -154,11 +236,12 @@ def show_result(job: jobs.Job) -> None:
         st.markdown(f"Both models scored on the same **{result['n']}** held-out items: {result['held_out']}.")
         table = pd.DataFrame(compare.metrics_table(result))
         st.dataframe(table.round(4), hide_index=True)
-        st.plotly_chart(charts.comparison_roc_figure(arrays["y_true"], {
-            f"production {result['production_version']}": arrays["prob_production"],
-            f"candidate {result['candidate_version']}": arrays["prob_candidate"]}), key="comparison-roc")
+        if "y_true" in arrays:
+            st.plotly_chart(charts.comparison_roc_figure(arrays["y_true"], {
+                f"production {result['production_version']}": arrays["prob_production"],
+                f"candidate {result['candidate_version']}": arrays["prob_candidate"]}), key="comparison-roc")
     if entry.status == "candidate":
-        promote_or_discard(job.task, entry.version)
+        promote_or_discard(job.task, entry.version, key=f"-{job.task}")
 
 
 def promote_or_discard(task_key: str, version: str, key: str = "") -> None:
@@ -166,7 +249,7 @@ def promote_or_discard(task_key: str, version: str, key: str = "") -> None:
     left, right = st.columns(2)
     if left.button("Promote to production", type="primary", icon=":material/publish:", key=f"promote{key}"):
         try:
-            registry.promote(task_key, version, admin, expected_production=shown_production)
+            registry.promote(task_key, version, admin, expected_production=shown_productions[task_key])
         except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
             st.error(escape_markdown(str(exc)))
         else:
@@ -245,16 +328,23 @@ st.title("Models & retraining")
 task = tasks.get(st.selectbox("Model", tasks.KEYS, format_func=lambda key: tasks.get(key).title, key="admin-task"))
 current = registry.production(task.key)
 shown_production = current.version if current else None  # promote/roll back only if it is still this one
+shown_productions = {task.key: shown_production}
+if task.key == "xray":  # the film generator's versions are decided on this page's Synthetic films tab
+    generator_in_production = registry.production("xray_gan")
+    shown_productions["xray_gan"] = generator_in_production.version if generator_in_production else None
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
-tab_names = ["Retrain", "Versions and rollback"] + (["Local validation"] if task.key == "xray" else [])
-retrain_tab, versions_tab, *local_tab = st.tabs(tab_names)
+tab_names = ["Retrain", "Versions and rollback"] + (["Local validation", "Synthetic films"] if task.key == "xray"
+                                                     else [])
+retrain_tab, versions_tab, *xray_tabs = st.tabs(tab_names)
+all_jobs = jobs.list_jobs()
+running = next((j for j in all_jobs if j.active), None)
 
 with retrain_tab:
-    all_jobs = jobs.list_jobs()
-    running = next((j for j in all_jobs if j.active), None)
-    if running is not None:
+    if running is not None and running.task == "xray_gan":
+        st.info("A film generator is training (see the Synthetic films tab); one training runs at a time.")
+    elif running is not None:
         live_progress(running.id)
     else:
         start_form(task)
@@ -289,6 +379,9 @@ with versions_tab:
                                 "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),
                  hide_index=True, width="stretch")
 
-for tab in local_tab:
-    with tab:
+if xray_tabs:
+    local_tab, synthetic_tab = xray_tabs
+    with local_tab:
         local_validation_form()
+    with synthetic_tab:
+        synthetic_films_tab(running, next((j for j in all_jobs if j.task == "xray_gan" and not j.active), None))

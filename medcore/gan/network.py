@@ -24,7 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
-from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
+from medcore.imaging.preprocess import PREPROCESS_VERSION, resize_square  # noqa: E402
+from medcore.imaging.synthetic import mark_synthetic  # noqa: E402
 
 GAN_SCALE = 3.0  # z-scored film / GAN_SCALE, clipped to [-1, 1], is what the GAN sees
 GAN_CONTRACT = f"{PREPROCESS_VERSION}|tanh/{GAN_SCALE:g}"
@@ -107,6 +108,35 @@ class GeneratorArtifact(ModelInfo):
     def latent_dim(self) -> int:
         return int(self.meta["latent_dim"])
 
+    @property
+    def quality(self) -> dict[str, Any]:
+        """Fréchet ratio, precision, recall and gate acceptance at the kept epoch, with their per-class rows."""
+        return self.meta["metrics"]["validation"]
+
+    @property
+    def judged_by(self) -> str:
+        """The X-ray classifier version in whose feature space the quality was measured."""
+        return str(self.meta["feature_model"])
+
+    @property
+    def data_source(self) -> str:
+        return str(self.meta["data"]["source"])
+
+    @property
+    def history(self) -> list[dict]:
+        """One row per training epoch (losses; quality where it was measured)."""
+        return list(self.meta["training"]["history"])
+
+    @property
+    def memorization(self) -> dict[str, Any]:
+        return self.meta["memorization"]
+
+    def closest_pairs(self) -> list[dict[str, Any]]:
+        """The generated films nearest to a training film, each beside that film: what an admin inspects."""
+        rows = self.memorization["closest"]
+        return [{**row, "generated": self.arrays["pair_generated"][i].astype(np.float32),
+                 "training": self.arrays["pair_training"][i].astype(np.float32)} for i, row in enumerate(rows)]
+
     def sample(self, label: str, n: int, seed: int) -> np.ndarray:
         """n films of class `label` as pixels in [0, 1], (n, s, s); the same seed gives the same films."""
         if label not in self.labels:
@@ -119,6 +149,11 @@ class GeneratorArtifact(ModelInfo):
         out = [self.network([noise[i:i + batch_size], labels[i:i + batch_size]], training=False).numpy()
                for i in range(0, n, batch_size)]
         return to_pixels(np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 1)))
+
+
+def marked_film(pixels: np.ndarray, generator: str, display_size: int = 256) -> bytes:
+    """A generated film enlarged for the eye, as PNG bytes with the visible SYNTHETIC mark and the file tag."""
+    return mark_synthetic(np.clip(resize_square(pixels, display_size), 0, 1), generator)
 
 
 def save_generator(folder: Path, generator: keras.Model, meta: dict[str, Any], arrays: dict[str, np.ndarray],

@@ -154,7 +154,7 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
         if epoch % options.eval_every == 0 or last:
             quality = measure(trainer)
             row.update({k: quality[k] for k in ("fd", "fd_floor", "fd_ratio", "precision", "recall", "gate_accepted")},
-                       fd_per_class={name: q["fd"] for name, q in quality["per_class"].items()})
+                       fd_ratio_per_class={name: q["fd_ratio"] for name, q in quality["per_class"].items()})
             score = quality["fd_ratio"] if np.isfinite(quality["fd_ratio"]) else 1e12
             if best["weights"] is None or score < best["fd_ratio"]:
                 best.update(fd_ratio=score, epoch=epoch, weights=trainer.generator.get_weights(),
