@@ -74,6 +74,14 @@ def _network_line(meta: dict[str, Any]) -> str:
             f"small VGG-style CNN, {training['parameters']:,} parameters")
 
 
+def _synthetic_line(synthetic: dict[str, Any] | None) -> str:
+    if not synthetic:
+        return ""
+    return (f"\n- Plus {synthetic['films']} synthetic {synthetic['class']} films from generator "
+            f"`{synthetic['generator']}` ({synthetic['generator_size']} px, upsampled by the preprocessing), added to "
+            "the training split only, in place of class weights; validation is real films only.")
+
+
 def _data_and_training(meta: dict[str, Any]) -> str:
     """The Data and Training sections of a centrally trained model."""
     training, data, options, val = meta["training"], meta["data"], meta["options"], meta["metrics"]["validation"]
@@ -85,7 +93,7 @@ def _data_and_training(meta: dict[str, Any]) -> str:
 - Folder `{data['source']}`, data fingerprint `{data['fingerprint'][:16]}…` (SHA-256 over names, labels and bytes).
 - Validation split by child (patient id from the file name), stratified by class, seed {options['seed']},
   fraction {options['val_fraction']}: {data['n_train']} training images {data['train_counts']} and
-  {data['n_val']} validation images {data['val_counts']} (NORMAL, PNEUMONIA).
+  {data['n_val']} validation images {data['val_counts']} (NORMAL, PNEUMONIA).{_synthetic_line(data.get('synthetic'))}
 
 ## Training
 - Command: `{training['command']}`

@@ -134,3 +134,24 @@ def test_sampling_without_a_generator_says_how_to_get_one(store, tmp_path, capsy
 
     assert main(["gan", "sample", "--label", "NORMAL", "--out", str(tmp_path)]) == 2
     assert "No film generator is in production" in capsys.readouterr().err
+
+
+def test_synthetic_films_top_up_the_smaller_class_of_a_classifier_training(tiny_generator, tmp_path, xray_model):
+    from medcore.training.options import XrayTrainingOptions
+    from medcore.training.train_xray import train_xray
+
+    root, generator_meta, _ = tiny_generator
+    data = write_labelled_folder(tmp_path / "data", xray_model.artifact.quality_reference, 20)
+    for extra in sorted((data / "NORMAL").glob("*.png"))[8:]:
+        extra.unlink()  # 8 NORMAL against 20 PNEUMONIA
+    meta = train_xray(data, tmp_path / "model", XrayTrainingOptions(
+        image_size=64, members=1, epochs=1, width=8, synthetic_generator=str(root / "generator")),
+        cache_dir=tmp_path / "cache")
+    counts = meta["data"]["train_counts"]
+    synthetic = meta["data"]["synthetic"]
+    assert synthetic == {"generator": generator_meta["version"], "class": "NORMAL", "films": counts[1] - counts[0],
+                         "generator_size": 32}
+    assert synthetic["films"] > 0 and meta["options"]["class_weighting"] is False
+    assert sum(meta["data"]["val_counts"]) == meta["data"]["n_val"]  # validation: real films only
+    assert f"synthetic NORMAL films from generator `{generator_meta['version']}`" in (
+        tmp_path / "model" / "model_card.md").read_text()

@@ -45,6 +45,9 @@ class XrayTrainingOptions:
     augmentation: bool = option(True, "augment the training films (rotation, shift, zoom, exposure, noise)",
                                 flag="--no-augmentation", label="Augmentation")
     min_sensitivity: float = option(0.95, "the operating threshold keeps at least this validation sensitivity")
+    synthetic_generator: str = option("", "a film generator folder (medcore gan train): its films top up the smaller "
+                                          "class of the training split to the larger class's size, instead of class "
+                                          "weights; validation stays real films only")
     shift_calibration: bool = option(True, "fit calibration and threshold on the validation films plus perturbed "
                                      "copies that imitate other hospitals' films", flag="--no-shift-calibration",
                                      label="Calibrate for other hospitals' films")

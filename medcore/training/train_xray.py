@@ -168,6 +168,24 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
     return best["epoch"], best["auc"]
 
 
+def add_synthetic_films(x_train: np.ndarray, y_train: np.ndarray, generator_dir: Path, image_size: int, seed: int
+                        ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Top up the smaller class with generated films (through the serving preprocessing) to the larger one's size."""
+    from medcore.gan.network import load_generator
+    from medcore.imaging.preprocess import to_model_input
+
+    generator = load_generator(generator_dir)
+    counts = np.bincount(y_train, minlength=len(folders.XRAY_CLASSES))
+    minority = int(counts.argmin())
+    needed = int(counts.max() - counts.min())
+    label = folders.XRAY_CLASSES[minority]
+    films = generator.sample(label, needed, seed=seed)
+    extra = np.stack([to_model_input(film, image_size) for film in films]).astype(x_train.dtype) if needed else \
+        np.zeros((0, *x_train.shape[1:]), x_train.dtype)
+    return (np.concatenate([x_train, extra]), np.concatenate([y_train, np.full(needed, minority, y_train.dtype)]),
+            {"generator": generator.version, "class": label, "films": needed, "generator_size": generator.image_size})
+
+
 def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | None = None,
                progress: ProgressFn | None = None, cache_dir: Path | None = None,
                should_stop: Callable[[], bool] | None = None, task: str = "xray") -> dict:
@@ -188,6 +206,11 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                                   data_fingerprint)
     x_train, y_train = images[train_idx], folder.labels[train_idx]
     x_val, y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
+    synthetic = None
+    if options.synthetic_generator:
+        x_train, y_train, synthetic = add_synthetic_films(x_train, y_train, Path(options.synthetic_generator),
+                                                          options.image_size, options.seed)
+        options = replace(options, class_weighting=False)  # the classes are balanced by the synthetic films
 
     strategy = device.training_strategy()
     with strategy.scope():
@@ -237,7 +260,8 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
                  "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                 "train_counts": np.bincount(y_train).tolist(), "val_counts": np.bincount(y_val).tolist()},
+                 "train_counts": np.bincount(folder.labels[train_idx]).tolist(),
+                 "val_counts": np.bincount(y_val).tolist(), **({"synthetic": synthetic} if synthetic else {})},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
                      "best_epoch": best_epochs[0] if best_epochs else 0, "best_epochs": best_epochs,
