@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from medcore.federated.run import run_federated  # noqa: E402
 from medcore.federated.sites import split_hospitals  # noqa: E402
 from medcore.imaging.service import evaluate_folder, load_xray_model  # noqa: E402
+from medcore.model_card import xray_model_card  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
 
@@ -43,6 +44,10 @@ def pooled_folder(sites: list[Path], out: Path) -> Path:
             if not target.exists():
                 target.symlink_to(link.resolve())
     return out
+
+
+def folder_name(run: str) -> str:
+    return run.replace(" ", "_").replace("(", "").replace(")", "")
 
 
 def main() -> None:
@@ -86,7 +91,7 @@ def main() -> None:
     for name, train in plan:
         if name in results["rows"]:
             continue
-        out = work / "models" / name.replace(" ", "_").replace("(", "").replace(")", "")
+        out = work / "models" / folder_name(name)
         started = time.time()
         meta = train(out)
         figures = evaluate_folder(load_xray_model(out), Path(args.external))
@@ -103,6 +108,19 @@ def main() -> None:
         RESULTS.write_text(json.dumps(results, indent=2))
         print(f"{name}: AUC {row['auc']:.4f} sens {row['sensitivity']:.3f} spec {row['specificity']:.3f} "
               f"ECE {row['ece']:.3f} ({row['seconds'] / 60:.1f} min)", flush=True)
+    write_cards(results, work)
+
+
+def write_cards(results: dict, work: Path) -> None:
+    """The comparison table into each federated model's card; the FedAvg card is kept beside the results."""
+    for name in results["rows"]:
+        folder = work / "models" / folder_name(name)
+        if name.startswith("federated") and (folder / "meta.json").is_file():
+            meta = json.loads((folder / "meta.json").read_text())
+            card = xray_model_card(meta, federated_comparison=results)
+            (folder / "model_card.md").write_text(card)
+            if name == "federated fedavg":
+                (RESULTS.parent / "federated_model_card.md").write_text(card)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,22 @@ def test_differential_privacy_clips_and_noises_and_states_its_epsilon(hospitals,
     network = load_artifact(tmp_path / "model").network
     assert all(np.isfinite(w).all() for w in network.get_weights())  # noise on BN variances did not break it
     assert "hospital-level (epsilon = " in (tmp_path / "model" / "model_card.md").read_text()
+
+
+def test_the_benchmark_table_states_intervals_time_and_bytes_per_run():
+    from medcore.model_card import federated_comparison_section
+
+    def figures(auc):
+        return {"auc": auc, "sensitivity": 0.95, "specificity": 0.7, "accuracy": 0.86, "ece": 0.1, "n": 312,
+                "seconds": 420.0, "intervals": {"auc": [auc - 0.02, auc + 0.01], "sensitivity": [0.91, 0.97],
+                                                "specificity": [0.61, 0.78], "accuracy": [0.82, 0.89],
+                                                "ece": [0.08, 0.12]}}
+
+    results = {"command": "python benchmarks/federated_xray.py", "rounds": 10,
+               "rows": {"federated fedavg": {**figures(0.944), "bytes_per_round": 12_345_678},
+                        "central (pooled films)": figures(0.951)}}
+    section = federated_comparison_section(results)
+    assert "| federated fedavg | 0.944 (0.924-0.954) | 95.0% (91.0%-97.0%) | 70.0% (61.0%-78.0%) |" in section
+    assert "| 7.0 | 12.3 |" in section and "| central (pooled films) | 0.951" in section and "| 7.0 | – |" in section
+    assert "312 films of the external sample" in section
+    assert federated_comparison_section(None) == ""
