@@ -2,8 +2,8 @@
 
     python -m medcore.federated.client --site DIR --server 127.0.0.1:8080 --options '{...}'
 
-Local training is the central recipe's (same network, preprocessing, augmentation and class weighting), for
-`local_epochs` per round; when the server sends `proximal_mu` > 0 (FedProx), the loss adds
+Local training is the central recipe's (same network, preprocessing, augmentation, class weighting, AdamW with
+one warm-up epoch and cosine decay, spread over every round), for `local_epochs` per round; when the server sends `proximal_mu` > 0 (FedProx), the loss adds
 mu/2 * ||w - w_global||^2, which keeps a small or skewed site from pulling the model far from the others.
 """
 
@@ -50,10 +50,21 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
     data = HospitalData(site_dir, options, cache_dir)
     keras.utils.set_random_seed(options.seed)
     network, _ = build_xray_ensemble(options.image_size, options.width, options.members)
-    optimizer = keras.optimizers.AdamW(options.learning_rate, weight_decay=1e-4)
+    optimizer = None  # made at the first round, when the run's length is known
     weights = datasets.class_weights(data.y_train) if options.class_weighting else {0: 1.0, 1: 1.0}
     class_weight = tf.constant([weights[0], weights[1]], tf.float32)
     loss_fn = keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+
+    def make_optimizer(epochs: int):
+        """The central recipe's AdamW and schedule (one warm-up epoch, cosine decay) over all of this site's steps.
+
+        The optimizer lives as long as the client, so its step count, and with it the schedule, runs on across rounds.
+        """
+        steps_per_epoch = int(np.ceil(len(data.y_train) / options.batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=options.learning_rate / 20, decay_steps=steps_per_epoch * epochs,
+            warmup_target=options.learning_rate, warmup_steps=steps_per_epoch, alpha=0.01)
+        return keras.optimizers.AdamW(schedule, weight_decay=1e-4)
 
     @tf.function(reduce_retracing=True)
     def step(images, labels, anchor, mu):
@@ -75,6 +86,10 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
             return network.get_weights()
 
         def fit(self, parameters, config):
+            nonlocal optimizer
+            if optimizer is None:
+                optimizer = make_optimizer(int(config.get("rounds", options.epochs)) *
+                                           int(config.get("local_epochs", 1)))
             network.set_weights(parameters)
             anchor = [tf.identity(w) for w in network.trainable_weights]  # the global weights this round
             mu = tf.constant(float(config.get("proximal_mu", 0.0)), tf.float32)
