@@ -69,6 +69,16 @@ def build_generator(image_size: int = 64, n_classes: int = 2, latent_dim: int = 
     return keras.Model([noise, label], film, name="medcore_film_generator")
 
 
+def sample_films(generator: keras.Model, label_index: int, n: int, seed: int, batch_size: int = 256) -> np.ndarray:
+    """n films of one class as pixels in [0, 1], (n, s, s): the noise comes from `seed`, so a seed names the films."""
+    latent_dim, size = generator.input_shape[0][-1], generator.output_shape[1]
+    noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+    labels = np.full((n, 1), label_index, np.int32)
+    out = [generator([noise[i:i + batch_size], labels[i:i + batch_size]], training=False).numpy()
+           for i in range(0, n, batch_size)]
+    return to_pixels(np.concatenate(out) if out else np.zeros((0, size, size, 1)))
+
+
 def build_discriminator(image_size: int = 64, n_classes: int = 2, width: int = 32, dropout: float = 0.25
                         ) -> keras.Model:
     """(film, class index) -> logit "real film of this class": the class enters as constant image channels."""
@@ -143,12 +153,8 @@ class GeneratorArtifact(ModelInfo):
             raise ValueError(f"Unknown class {label!r}; this generator makes {', '.join(self.labels)}.")
         return self.sample_index(self.labels.index(label), n, seed)
 
-    def sample_index(self, label_index: int, n: int, seed: int, batch_size: int = 256) -> np.ndarray:
-        noise = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
-        labels = np.full((n, 1), label_index, np.int32)
-        out = [self.network([noise[i:i + batch_size], labels[i:i + batch_size]], training=False).numpy()
-               for i in range(0, n, batch_size)]
-        return to_pixels(np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 1)))
+    def sample_index(self, label_index: int, n: int, seed: int) -> np.ndarray:
+        return sample_films(self.network, label_index, n, seed)
 
 
 def marked_film(pixels: np.ndarray, generator: str, display_size: int = 256) -> bytes:

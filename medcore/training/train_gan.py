@@ -92,12 +92,9 @@ class GanTrainer:
 
     def sample(self, label_index: int, n: int, seed: int) -> np.ndarray:
         """Pixels in [0, 1] of n films of one class from the current weights."""
-        from medcore.gan.network import to_pixels
+        from medcore.gan.network import sample_films
 
-        noise = np.random.default_rng(seed).standard_normal((n, self.options.latent_dim)).astype(np.float32)
-        labels = np.full((n, 1), label_index, np.int32)
-        return to_pixels(np.concatenate([self.generator([noise[i:i + 256], labels[i:i + 256]], training=False).numpy()
-                                         for i in range(0, n, 256)]))
+        return sample_films(self.generator, label_index, n, seed)
 
 
 def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None = None,
