@@ -19,35 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medcore.gan.usefulness import ARMS, FIGURES, summarise  # noqa: E402
 from medcore.imaging.service import evaluate_folder, load_xray_model  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "gan_usefulness.json"
-FIGURES = ("auc", "sensitivity", "specificity", "accuracy", "ece")
-ARMS = ("real films", "real + synthetic")
-
-
-def summarise(rows: dict[str, dict]) -> dict:
-    """Per arm: mean and SD over seeds; and the paired (same seed) difference synthetic - real."""
-    summary = {}
-    for arm in ARMS:
-        runs = [r for r in rows.values() if r["arm"] == arm]
-        summary[arm] = {k: {"mean": float(np.mean([r[k] for r in runs])), "sd": float(np.std([r[k] for r in runs],
-                                                                                             ddof=1)) if len(runs) > 1
-                            else 0.0} for k in FIGURES} | {"seeds": len(runs)}
-    pairs = [(rows[f"{ARMS[0]} seed {s}"], rows[f"{ARMS[1]} seed {s}"]) for s in
-             sorted({r["seed"] for r in rows.values()}) if f"{ARMS[0]} seed {s}" in rows and f"{ARMS[1]} seed {s}" in rows]
-    if pairs:
-        summary["paired difference (synthetic - real)"] = {
-            k: {"mean": float(np.mean([b[k] - a[k] for a, b in pairs])),
-                "sd": float(np.std([b[k] - a[k] for a, b in pairs], ddof=1)) if len(pairs) > 1 else 0.0}
-            for k in FIGURES} | {"seeds": len(pairs)}
-    return summary
 
 
 def main() -> None:

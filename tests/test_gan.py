@@ -155,3 +155,28 @@ def test_synthetic_films_top_up_the_smaller_class_of_a_classifier_training(tiny_
     assert sum(meta["data"]["val_counts"]) == meta["data"]["n_val"]  # validation: real films only
     assert f"synthetic NORMAL films from generator `{generator_meta['version']}`" in (
         tmp_path / "model" / "model_card.md").read_text()
+
+
+def test_usefulness_is_summarised_per_arm_and_paired_by_seed():
+    from medcore.gan import usefulness
+
+    def run(arm, seed, auc, sens):
+        figures = {"auc": auc, "sensitivity": sens, "specificity": 0.8, "accuracy": 0.9, "ece": 0.05}
+        return {"arm": arm, "seed": seed, "n": 312, **figures,
+                "intervals": {k: [v - 0.02, v + 0.02] for k, v in figures.items()}}
+
+    real, synthetic = usefulness.ARMS
+    rows = {f"{real} seed {s}": run(real, s, auc, 0.95) for s, auc in ((1, 0.950), (2, 0.960), (3, 0.955))}
+    rows |= {f"{synthetic} seed {s}": run(synthetic, s, auc, 0.96) for s, auc in ((1, 0.960), (2, 0.971), (3, 0.964))}
+    summary = usefulness.summarise(rows)
+    assert summary[real]["auc"]["mean"] == pytest.approx(0.955) and summary[real]["seeds"] == 3
+    assert summary[usefulness.PAIRED]["auc"]["mean"] == pytest.approx(0.010)  # +0.010, +0.011, +0.009
+    assert usefulness.helps(summary)  # +0.010 with a paired SD of 0.001: well beyond noise
+    rows[f"{synthetic} seed 2"]["auc"] = 0.950  # now +0.010, -0.010, +0.009: noise
+    assert not usefulness.helps(usefulness.summarise(rows))
+    results = {"command": "python benchmarks/gan_usefulness.py", "generator": "gan-x", "rows": rows,
+               "recipe": {"members": 1, "epochs": 12}}
+    section = usefulness.usefulness_section(results)
+    assert "| real films seed 1 | 0.950 (0.930-0.970) |" in section and "default recipe keeps class weights" in section
+    assert "| paired difference (synthetic - real) | 3 | +0.003 ± " in section
+    assert usefulness.usefulness_section(None) == ""

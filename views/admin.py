@@ -8,6 +8,7 @@ import streamlit as st
 
 from medcore import auth, charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
+from medcore.gan import usefulness
 from medcore.gan.network import load_generator, marked_film
 from medcore.training import compare
 from medcore.training.local_calibration import LocalDataError, calibrate_and_register
@@ -211,6 +212,18 @@ def synthetic_films_tab(running: jobs.Job | None, finished: jobs.Job | None) -> 
         generator_form()
     if finished is not None and running is None:
         show_result(finished)
+    st.markdown("**Do synthetic films help the X-ray model on new patients?**")
+    measured = usefulness.read_results()
+    if measured and measured.get("rows"):
+        st.dataframe(pd.DataFrame(usefulness.summary_table(measured)), hide_index=True, width="stretch")
+        st.caption(f"Mean ± SD over seeds on the {next(iter(measured['rows'].values()))['n']} films of the external "
+                   f"sample (new patients), generator `{measured['generator']}`; `benchmarks/gan_usefulness.py`. "
+                   + ("It helps: the default recipe uses synthetic films." if usefulness.helps(
+                       usefulness.summarise(measured["rows"])) else
+                      "It does not help beyond seed-to-seed noise: the default recipe keeps class weights."))
+    else:
+        st.caption("Not measured yet: `python benchmarks/gan_usefulness.py` trains the classifier with and without "
+                   "synthetic films and scores both on new patients.")
     versions = [v for v in registry.list_versions("xray_gan") if v.status != "discarded"]
     if versions:
         shown = next((v for v in versions if v.status == "production"), versions[0])
