@@ -322,7 +322,7 @@ def test_admin_trains_a_film_generator_and_sees_it_judged(app_url, browser, xray
     page.get_by_text("In production:").wait_for(timeout=60_000)
     page.get_by_role("tab", name="Synthetic films").click()
     form = page.get_by_test_id("stForm").filter(has_text="Real films to learn from")
-    form.get_by_label("Path on the server").fill(str(films))
+    form.get_by_label("Folder of real films on the server").fill(str(films))
     for label, value in (("Epochs (at most)", "4"), ("Measure every (epochs)", "2")):
         field = form.get_by_role("spinbutton", name=label)
         field.fill(value)

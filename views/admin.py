@@ -148,7 +148,7 @@ def generator_form() -> None:
     gan = tasks.get("xray_gan")
     with st.form("gan"):
         st.markdown(f"**Real films to learn from**: {gan.family.data_help}.")
-        path = st.text_input("Path on the server", placeholder=str(config.data_dir() / gan.example_data))
+        path = st.text_input("Folder of real films on the server", placeholder=str(config.data_dir() / gan.example_data))
         columns = st.columns(3)
         options = {name: option_widget(columns[i % 3], name, default, spec, form="gan") for i, (name, default, spec)
                    in enumerate(form_specs(gan.family.options.resolve()))}
