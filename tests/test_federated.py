@@ -198,3 +198,16 @@ def test_the_benchmark_table_states_intervals_time_and_bytes_per_run():
     assert "| 7.0 | 12.3 |" in section and "| central (pooled films) | 0.951" in section and "| 7.0 | – |" in section
     assert "312 films of the external sample" in section
     assert federated_comparison_section(None) == ""
+
+
+def test_quality_scores_far_out_or_undefined_still_count():
+    """A network wrecked by privacy noise scores films as NaN or beyond every bin: they count in the last bin, so the
+    gate's thresholds stay defined (and refuse them), instead of the server failing at the last round."""
+    from medcore.federated import wire
+
+    histogram = wire.score_histogram(np.array([np.nan, np.inf, 1e9, 0.5]))
+    assert histogram.sum() == 4 and histogram[-1] == 3
+    assert wire.score_quantile(histogram, 0.995) == wire.SCORE_EDGES[-1]
+    assert wire.score_quantile(histogram, 0.2) < 1.0
+    with pytest.raises(ValueError, match="No quality scores"):
+        wire.score_quantile(np.zeros_like(histogram), 0.5)

@@ -139,7 +139,7 @@ def _score_histograms(explain, images: np.ndarray, reference: dict[str, np.ndarr
     outputs = [explain(images[i:i + 256].astype(np.float32)) for i in range(0, len(images), 256)]
     distances = quality.feature_distance(np.concatenate([o[2] for o in outputs]), reference)
     peaks = np.concatenate([o[1] for o in outputs]).max(axis=(1, 2))  # the heatmap scale, as central training
-    return {name: wire.to_bytes(np.histogram(values, wire.SCORE_EDGES)[0])
+    return {name: wire.to_bytes(wire.score_histogram(values))
             for name, values in (("reconstruction", errors), ("distance", distances), ("gradcam_peak", peaks))}
 
 

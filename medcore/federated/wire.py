@@ -42,7 +42,17 @@ def histogram_samples(histogram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logits, labels
 
 
+def score_histogram(scores: np.ndarray) -> np.ndarray:
+    """Counts of quality scores in SCORE_EDGES; every film is counted, however far out (a diverged network's NaN or
+    huge scores land in the last bin), so the pooled quantiles stay defined."""
+    top = SCORE_EDGES[-1]
+    scores = np.clip(np.nan_to_num(np.asarray(scores, np.float64), nan=top, posinf=top, neginf=0.0), 0.0, top * 0.999)
+    return np.histogram(scores, SCORE_EDGES)[0]
+
+
 def score_quantile(histogram: np.ndarray, q: float) -> float:
     """The q-quantile of pooled scores from their binned counts (upper bin edge: conservative)."""
-    cumulative = np.cumsum(histogram) / max(histogram.sum(), 1)
-    return float(SCORE_EDGES[1:][np.searchsorted(cumulative, q)])
+    if histogram.sum() == 0:
+        raise ValueError("No quality scores arrived from the sites: the quality gate's thresholds cannot be set.")
+    cumulative = np.cumsum(histogram) / histogram.sum()
+    return float(SCORE_EDGES[1:][min(int(np.searchsorted(cumulative, q)), len(SCORE_EDGES) - 2)])
