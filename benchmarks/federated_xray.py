@@ -108,7 +108,36 @@ def main() -> None:
         RESULTS.write_text(json.dumps(results, indent=2))
         print(f"{name}: AUC {row['auc']:.4f} sens {row['sensitivity']:.3f} spec {row['specificity']:.3f} "
               f"ECE {row['ece']:.3f} ({row['seconds'] / 60:.1f} min)", flush=True)
+    paired_against_central(results, work, Path(args.external))
+    RESULTS.write_text(json.dumps(results, indent=2))
     write_cards(results, work)
+
+
+def paired_against_central(results: dict, work: Path, external: Path) -> None:
+    """Each model's AUC minus central training's on the same new patients, with a paired bootstrap interval."""
+    from sklearn.metrics import roc_auc_score
+
+    from medcore.imaging import folders
+    from medcore.imaging.service import score_files
+    from medcore.metrics import bootstrap_interval
+
+    central = "central (pooled films)"
+    if central not in results["rows"]:
+        return
+    folder = folders.list_image_folder(external)
+    scores = {name: score_files(load_xray_model(work / "models" / folder_name(name)), folder.files)
+              for name in results["rows"] if (work / "models" / folder_name(name) / "meta.json").is_file()}
+    for name, score in scores.items():
+        if name == central or not np.array_equal(score.readable, scores[central].readable):
+            continue
+        y = folder.labels[score.readable]
+        pair = np.stack([scores[central].probabilities, score.probabilities], axis=1)
+
+        def difference(labels, p):
+            return roc_auc_score(labels, p[:, 1]) - roc_auc_score(labels, p[:, 0])
+
+        low, high = bootstrap_interval(y, pair, difference, n_resamples=2000)
+        results["rows"][name]["auc_vs_central"] = {"difference": float(difference(y, pair)), "interval": [low, high]}
 
 
 def write_cards(results: dict, work: Path) -> None:

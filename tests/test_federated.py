@@ -194,7 +194,7 @@ def test_the_benchmark_table_states_intervals_time_and_bytes_per_run():
                "rows": {"federated fedavg": {**figures(0.944), "bytes_per_round": 12_345_678},
                         "central (pooled films)": figures(0.951)}}
     section = federated_comparison_section(results)
-    assert "| federated fedavg | 0.944 (0.924-0.954) | 95.0% (91.0%-97.0%) | 70.0% (61.0%-78.0%) |" in section
+    assert "| federated fedavg | 0.944 (0.924-0.954) | – | 95.0% (91.0%-97.0%) | 70.0% (61.0%-78.0%) |" in section
     assert "| 7.0 | 12.3 |" in section and "| central (pooled films) | 0.951" in section and "| 7.0 | – |" in section
     assert "312 films of the external sample" in section
     assert federated_comparison_section(None) == ""
