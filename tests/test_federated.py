@@ -95,6 +95,9 @@ def test_federated_run_sends_weights_and_no_film_or_file_name(hospitals, tmp_pat
     assert meta["metrics"]["validation"]["n"] == sum(
         len(folders.split_by_patient(folders.list_image_folder(h), OPTIONS.val_fraction, OPTIONS.seed)[1])
         for h in hospitals)
+    # calibrated as central training is: on the validation films plus two perturbed copies of each, as counts
+    assert "perturbed copies" in meta["calibration"]["fitted_on"]
+    assert meta["metrics"]["validation"]["simulated_shift"]["n"] == 2 * meta["metrics"]["validation"]["n"]
 
 
 def test_cancelled_run_writes_no_model(hospitals, tmp_path):

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from medcore.federated import wire  # noqa: E402
 from medcore.imaging import folders, quality  # noqa: E402
-from medcore.training import datasets  # noqa: E402
+from medcore.training import datasets, shift  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 
 
@@ -111,8 +111,15 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
             logits = val_logits()
             loss = float(np.mean(np.logaddexp(0, logits) - data.y_val * logits))
             auc = float(roc_auc_score(data.y_val, logits)) if len(set(data.y_val)) > 1 else float("nan")
-            return loss, len(data.y_val), {"site": site_name, "auc": auc,
-                                           "histogram": wire.to_bytes(wire.logit_histogram(logits, data.y_val))}
+            found = {"site": site_name, "auc": auc,
+                     "histogram": wire.to_bytes(wire.logit_histogram(logits, data.y_val))}
+            if config.get("last") and options.shift_calibration:  # the central recipe's perturbed copies, binned
+                shifted, labels = shift.shifted_logits(
+                    lambda batch: network.predict(batch, batch_size=256, verbose=0).ravel(), data.x_val, logits,
+                    data.y_val, seed=options.seed)
+                found["shift_histogram"] = wire.to_bytes(wire.logit_histogram(shifted[len(logits):],
+                                                                              labels[len(logits):]))
+            return loss, len(data.y_val), found
 
     return HospitalClient()
 

@@ -83,7 +83,8 @@ def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weigh
                 np.savez(out / "weights.tmp.npz", *parameters_to_ndarrays(parameters))
                 os.replace(out / "weights.tmp.npz", out / "weights.npz")
             stage = "validation" if server_round <= rounds else "moments" if server_round == rounds + 1 else "scores"
-            config = {"stage": stage}
+            # After the last round, sites also score perturbed copies of their validation films (shift calibration).
+            config = {"stage": stage, "last": server_round == rounds}
             if stage == "scores":
                 config.update({key: wire.to_bytes(self.reference[key]) for key in QUALITY_KEYS})
             clients = client_manager.sample(num_clients=n_sites, min_num_clients=n_sites)
@@ -96,7 +97,9 @@ def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weigh
             if server_round <= rounds:
                 pooled = sum(wire.from_bytes(m["histogram"]) for m in metrics)
                 logits, labels = wire.histogram_samples(pooled)
-                np.savez(out / "calibration.npz", histogram=pooled)
+                shifted = [wire.from_bytes(m["shift_histogram"]) for m in metrics if "shift_histogram" in m]
+                np.savez(out / "calibration.npz", histogram=pooled,
+                         **({"shift_histogram": sum(shifted)} if len(shifted) == len(metrics) else {}))
                 _append(progress, {"round": server_round, "kind": "validation",
                                    "seconds": round(time.time() - self.started, 1),
                                    "global_auc": float(roc_auc_score(labels, logits)),
