@@ -180,3 +180,18 @@ def test_usefulness_is_summarised_per_arm_and_paired_by_seed():
     assert "| real films seed 1 | 0.950 (0.930-0.970) |" in section and "default recipe keeps class weights" in section
     assert "| paired difference (synthetic - real) | 3 | +0.003 ± " in section
     assert usefulness.usefulness_section(None) == ""
+
+
+def test_two_generators_are_compared_on_the_same_real_films_in_the_same_eyes(tiny_generator, tmp_path, xray_model):
+    from medcore import charts
+    from medcore.training import compare
+
+    root, meta, events = tiny_generator
+    result, arrays = compare.compare_generators(root / "generator", root / "generator", root / "data")
+    assert arrays == {} and result["candidate"]["fd_ratio"] == pytest.approx(result["production"]["fd_ratio"])
+    assert result["n"] == 32 and result["candidate"]["feature_model"] == xray_model.version
+    table = {row["metric"]: row for row in compare.metrics_table(result)}
+    assert set(table) == {"fd_ratio", "precision", "recall", "gate_accepted"} and table["fd_ratio"]["change"] == 0
+    figure = charts.gan_curves_figure([e for e in events if e["stage"] == "epoch"])
+    names = [trace.name for trace in figure.data]
+    assert names[:2] == ["generator loss", "discriminator loss"] and "Fréchet ratio (mean of classes)" in names
