@@ -476,8 +476,12 @@ def federated_comparison_section(results: dict[str, Any] | None) -> str:
         return "–" if not versus else (f"{versus['difference']:+.3f} ({versus['interval'][0]:+.3f} to "
                                        f"{versus['interval'][1]:+.3f})")
 
+    def label(name: str, row: dict[str, Any]) -> str:
+        privacy = row.get("privacy")
+        return name if not privacy else f"{name}, clipping {privacy['clipping_norm']:.2f} (epsilon {privacy['epsilon']:.0f})"
+
     rows = "\n".join(
-        f"| {name} | {_interval(row, 'auc', False)} | {paired(row)} | {_interval(row, 'sensitivity')} | "
+        f"| {label(name, row)} | {_interval(row, 'auc', False)} | {paired(row)} | {_interval(row, 'sensitivity')} | "
         f"{_interval(row, 'specificity')} | {_interval(row, 'ece', False)} | {row['seconds'] / 60:.1f} | "
         + (f"{row['bytes_per_round'] / 1e6:.1f} |" if row.get("bytes_per_round") else "– |")
         for name, row in results["rows"].items())
