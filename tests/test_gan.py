@@ -91,6 +91,9 @@ def test_a_tiny_gan_trains_and_records_its_quality_per_epoch(tiny_generator):
     assert not np.array_equal(films, generator.sample("NORMAL", 3, seed=5))
     card = (root / "generator" / "model_card.md").read_text()
     assert meta["version"] in card and "Memorization check" in card and "floor (real vs real)" in card
+    curve = card.split("## Per-epoch curve")[1].split("##")[0]
+    rows = [line for line in curve.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in rows}) == 1  # measured and unmeasured epochs fill the same columns
     with pytest.raises(ValueError, match="Unknown class"):
         generator.sample("EFFUSION", 1, seed=0)
 

@@ -16,7 +16,7 @@ def gan_model_card(meta: dict[str, Any]) -> str:
     rows = "\n".join(_row(name, q) for name, q in quality["per_class"].items())
     curve = "\n".join(f"| {h['epoch']} | {h['loss']:.3f} | {h['d_loss']:.3f} | "
                       + (f"{h['fd_ratio']:.2f} | {h['precision']:.3f} | {h['recall']:.3f} | {h['gate_accepted']:.1%} |"
-                         if "fd_ratio" in h else "| | | | |") for h in training["history"])
+                         if "fd_ratio" in h else "| | | |") for h in training["history"])
     closest = "\n".join(f"| {p['generated_class']} | {p['training_film']} | {p['ratio']:.2f} |" for p in memo["closest"])
     return f"""# Model card: MedCore synthetic chest film generator `{meta['version']}`
 
