@@ -218,9 +218,7 @@ def synthetic_films_tab(running: jobs.Job | None, finished: jobs.Job | None) -> 
         st.dataframe(pd.DataFrame(usefulness.summary_table(measured)), hide_index=True, width="stretch")
         st.caption(f"Mean ± SD over seeds on the {next(iter(measured['rows'].values()))['n']} films of the external "
                    f"sample (new patients), generator `{measured['generator']}`; `benchmarks/gan_usefulness.py`. "
-                   + ("It helps: the default recipe uses synthetic films." if usefulness.helps(
-                       usefulness.summarise(measured["rows"])) else
-                      "It does not help beyond seed-to-seed noise: the default recipe keeps class weights."))
+                   + usefulness.verdict(measured))
     else:
         st.caption("Not measured yet: `python benchmarks/gan_usefulness.py` trains the classifier with and without "
                    "synthetic films and scores both on new patients.")

@@ -122,8 +122,7 @@ def make_strategy(name: str, rounds: int, n_sites: int, out: Path, initial_weigh
     strategy = RecordingStrategy(fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=n_sites,
                                  min_evaluate_clients=n_sites, min_available_clients=n_sites, accept_failures=False,
                                  initial_parameters=ndarrays_to_parameters(initial_weights),
-                                 on_fit_config_fn=lambda r: {"local_epochs": local_epochs, "server_round": r,
-                                                                   "rounds": rounds}, **extra)
+                                 on_fit_config_fn=lambda r: {"local_epochs": local_epochs, "rounds": rounds}, **extra)
     if noise_multiplier <= 0:
         return strategy
 

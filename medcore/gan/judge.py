@@ -115,15 +115,31 @@ def folder_pixels(files: list[Path], image_size: int) -> np.ndarray:
                                                             image_size)) for f in files]))
 
 
-def evaluate_generator(generator: GeneratorArtifact, data_dir: Path, classifier: LoadedXrayModel | None = None,
-                       n: int = 400, seed: int = 0) -> dict:
-    """A generator's quality against a labelled folder of real films (default eyes: the shipped classifier)."""
+def evaluate_generators(generators: list[GeneratorArtifact], data_dir: Path,
+                        classifier: LoadedXrayModel | None = None, n: int = 400, seed: int = 0) -> list[dict]:
+    """Each generator's quality against one labelled folder of real films (default eyes: the shipped classifier).
+
+    The folder is read, and its films judged, once per generator image size: generators compared on it are
+    measured against the very same real halves.
+    """
     from medcore.imaging.service import load_xray_model
 
     classifier = classifier or load_xray_model()
     folder = folders.list_image_folder(Path(data_dir))
     patients = np.array([folders.patient_id(path) for path in folder.files])
-    reference = RealReference.of(classifier, folder_pixels(folder.files, generator.image_size), folder.labels,
-                                 patients, generator.labels, n, seed)
-    return {**reference.measure(lambda c, k: generator.sample_index(c, k, seed + 7)),
-            "n": int(len(folder.files)), "feature_model": classifier.version}
+    references: dict[int, RealReference] = {}
+    results = []
+    for generator in generators:
+        size = generator.image_size
+        if size not in references:
+            references[size] = RealReference.of(classifier, folder_pixels(folder.files, size), folder.labels,
+                                                patients, generator.labels, n, seed)
+        results.append({**references[size].measure(lambda c, k: generator.sample_index(c, k, seed + 7)),
+                        "n": int(len(folder.files)), "feature_model": classifier.version})
+    return results
+
+
+def evaluate_generator(generator: GeneratorArtifact, data_dir: Path, classifier: LoadedXrayModel | None = None,
+                       n: int = 400, seed: int = 0) -> dict:
+    """One generator's quality against a labelled folder of real films (the task family's `evaluate`)."""
+    return evaluate_generators([generator], data_dir, classifier, n, seed)[0]

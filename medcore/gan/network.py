@@ -115,10 +115,6 @@ class GeneratorArtifact(ModelInfo):
         return int(self.meta["image_size"])
 
     @property
-    def latent_dim(self) -> int:
-        return int(self.meta["latent_dim"])
-
-    @property
     def quality(self) -> dict[str, Any]:
         """Fréchet ratio, precision, recall and gate acceptance at the kept epoch, with their per-class rows."""
         return self.meta["metrics"]["validation"]

@@ -50,6 +50,14 @@ def helps(summary: dict[str, Any]) -> bool:
     return auc["mean"] > 2 * auc["sd"] / np.sqrt(paired["seeds"]) and sens["mean"] >= 0
 
 
+def verdict(results: dict[str, Any]) -> str:
+    """The decision the measurements support, in one sentence (the admin page and the model card say the same)."""
+    if helps(summarise(results["rows"])):
+        return "Synthetic augmentation helps on new patients beyond seed-to-seed noise: the default recipe uses it."
+    return ("Synthetic augmentation does not help on new patients beyond seed-to-seed noise: the default recipe keeps "
+            "class weights.")
+
+
 def read_results(path: Path = RESULTS_FILE) -> dict[str, Any] | None:
     """The benchmark's results, or None where it has not been run."""
     try:
@@ -77,9 +85,6 @@ def usefulness_section(results: dict[str, Any] | None) -> str:
         for name, row in results["rows"].items())
     summary = "\n".join(f"| {row['training films']} | {row['seeds']} | {row['auc']} | {row['sensitivity']} | "
                         f"{row['specificity']} | {row['ece']} |" for row in summary_table(results))
-    verdict = ("helps on new patients beyond seed-to-seed noise: the default recipe uses it" if
-               helps(summarise(results["rows"])) else
-               "does not help on new patients beyond seed-to-seed noise: the default recipe keeps class weights")
     return f"""
 ## Synthetic films as training data (new patients)
 `{results['command']}`: generator `{results['generator']}`; recipe {results['recipe']['members']} CNN(s),
@@ -94,5 +99,5 @@ films of the external sample (never trained or tuned on), 95 % intervals.
 |---|---|---|---|---|---|
 {summary}
 
-Synthetic augmentation {verdict}.
+{verdict(results)}
 """

@@ -73,14 +73,13 @@ def compare_notes(candidate_dir: Path, production_dir: Path, csv_path: Path) -> 
 
 def compare_generators(candidate_dir: Path, production_dir: Path, data_dir: Path) -> tuple[dict, dict]:
     """Both generators judged by the shipped classifier against the same real films (all of the folder)."""
-    from medcore.gan.judge import evaluate_generator
+    from medcore.gan.judge import evaluate_generators
     from medcore.gan.network import load_generator
     from medcore.imaging.service import load_xray_model
 
     candidate, production = load_generator(candidate_dir), load_generator(production_dir)
     classifier = load_xray_model()
-    figures_c, figures_p = evaluate_generator(candidate, data_dir, classifier), evaluate_generator(
-        production, data_dir, classifier)
+    figures_c, figures_p = evaluate_generators([candidate, production], data_dir, classifier)
     return {"task": candidate.task, "n": figures_c["n"], "candidate": figures_c, "production": figures_p,
             "candidate_version": candidate.version, "production_version": production.version,
             "same_split_as_production": True,

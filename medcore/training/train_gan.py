@@ -37,7 +37,7 @@ class MemorizedPatients(ValueError):
     """The generator makes films too close to training films: it is not registered."""
 
 
-def _augment(images, seed_shift: int):
+def _augment(images):
     """Differentiable, applied to real and generated films alike before the discriminator sees them."""
     import tensorflow as tf
 
@@ -73,8 +73,8 @@ class GanTrainer:
             noise = tf.random.normal((tf.shape(real)[0], latent))
             with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
                 fake = self.generator([noise, labels], training=True)
-                real_logit = self.discriminator([_augment(real, 0), labels], training=True)
-                fake_logit = self.discriminator([_augment(fake, 1), labels], training=True)
+                real_logit = self.discriminator([_augment(real), labels], training=True)
+                fake_logit = self.discriminator([_augment(fake), labels], training=True)
                 # One-sided label smoothing (0.9 for real films) keeps the discriminator from overconfidence.
                 d_loss = bce(0.9 * tf.ones_like(real_logit), real_logit) + bce(tf.zeros_like(fake_logit), fake_logit)
                 g_loss = bce(tf.ones_like(fake_logit), fake_logit)
@@ -129,8 +129,9 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
     labels = folder.labels.astype(np.int32)
     patients = np.array([folders.patient_id(path) for path in folder.files])
     class_names = list(folders.XRAY_CLASSES)
+    real_pixels = to_pixels(films)  # the films as the generator's output would look: the judge's and memorization's input
 
-    reference = judging.RealReference.of(classifier, to_pixels(films), labels, patients, class_names,
+    reference = judging.RealReference.of(classifier, real_pixels, labels, patients, class_names,
                                          options.eval_films, options.seed)
 
     def measure(trainer: GanTrainer) -> dict:
@@ -171,7 +172,6 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
     generated = np.concatenate([trainer.sample(c, options.eval_films, seed=options.seed + 11)
                                 for c in range(len(class_names))])
     generated_labels = np.repeat(np.arange(len(class_names)), options.eval_films)
-    real_pixels = to_pixels(films)
     check = metrics.memorization_check(judging.thumbnails(real_pixels, options.image_size), patients,
                                        judging.thumbnails(generated, options.image_size))
     if not check.passed:
@@ -185,7 +185,7 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
     meta = {
         "task": task, "version": version, "labels": class_names, "image_size": options.image_size,
         "latent_dim": options.latent_dim,
-        "metrics": {"validation": {k: v for k, v in best["quality"].items()}},
+        "metrics": {"validation": best["quality"]},
         "quality_method": ("features: pooled last-conv activations of the production X-ray classifier "
                            f"{classifier.version} (what its quality gate reads), projected on the first "
                            f"{judging.FEATURE_DIMS} principal axes of the real films' features; per class, {options.eval_films} "
