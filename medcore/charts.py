@@ -142,7 +142,7 @@ def gan_curves_figure(epochs: list[dict]) -> go.Figure:
                                     y=[e["fd_ratio_per_class"][name] for e in measured], mode="lines",
                                     line={"dash": "dot"}, name=f"Fréchet ratio, {name}"), 1, 2)
     figure.add_trace(go.Scatter(x=[int(e["epoch"]) for e in measured], y=[e["fd_ratio"] for e in measured],
-                                mode="lines+markers", name="Fréchet ratio (mean of classes)", line={"width": 3}), 1, 2)
+                                mode="lines+markers", name="Fréchet ratio (geometric mean of classes)", line={"width": 3}), 1, 2)
     figure.add_hline(y=1.0, line_dash="dot", annotation_text="real films", row=1, col=2)
     figure.update_yaxes(type="log", dtick=1, row=1, col=2)
     figure.update_xaxes(title_text="epoch")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# What generators trained before the recipe was recorded in their metadata were made with.
+FIRST_RECIPE = ("conditional DCGAN (class one-hot at the generator's input and as discriminator planes, transposed "
+                "convolutions, binary cross-entropy with one-sided label smoothing, beta1 0.5)")
+
 
 def _row(name: str, q: dict[str, Any]) -> str:
     return (f"| {name} | {q['fd']:.2f} | {q['fd_floor']:.2f} | {q['fd_ratio']:.2f} | {q['precision']:.3f} | "
@@ -30,10 +34,9 @@ film is not evidence about any patient.
 - Data: `{meta['data']['source']}` ({meta['data']['n_train']} films, {', '.join(
         f'{n} {c}' for c, n in zip(meta['labels'], meta['data']['train_counts']))}), fingerprint
   `{meta['data']['fingerprint'][:16]}`; the classifier's preprocessing contract, scaled to [-1, 1].
-- Network: conditional DCGAN (class one-hot at the generator's input and as discriminator planes), generator
-  {training['parameters']:,} parameters, latent size {meta['latent_dim']}, width {options['width']}; Adam
-  {options['learning_rate']:g} (beta1 0.5), batch {options['batch_size']}, one-sided label smoothing, differentiable
-  translation/brightness/contrast augmentation before the discriminator; seed {options['seed']}.
+- Network: {training.get('recipe', FIRST_RECIPE)}; generator {training['parameters']:,} parameters, latent size
+  {meta['latent_dim']}, width {options['width']}; Adam {options['learning_rate']:g}, batch {options['batch_size']},
+  differentiable translation/brightness/contrast augmentation before the discriminator; seed {options['seed']}.
 - Command: `{training['command']}`; {training['epochs_run']} epochs in {training['seconds'] / 60:.1f} min on
   {training['device']}; epoch {training['best_epoch']} kept (best Fréchet ratio).
 

@@ -31,6 +31,11 @@ from medcore.training.options import GanTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
 CLOSEST_PAIRS = 8
+AVERAGE_DECAY = 0.999  # the generator's running average: about the last 1,000 steps
+RECIPE = ("conditional GAN: generator of nearest-neighbour upsampling and 3 x 3 convolutions with the class as planes "
+          "in every block, films drawn from its running average (decay 0.999); spectrally normalized projection "
+          "discriminator with a minibatch standard-deviation channel; hinge loss; discriminator learning rate twice "
+          "the generator's; Adam beta1 0.5")
 
 
 class MemorizedPatients(ValueError):
@@ -52,7 +57,12 @@ def _augment(images):
 
 
 class GanTrainer:
-    """The two networks, their optimizers and one compiled training step."""
+    """The two networks, their optimizers, the generator's running average and one compiled training step.
+
+    Hinge loss with a spectrally normalized projection discriminator (SNGAN), the discriminator's learning rate
+    twice the generator's (Heusel et al. 2017); films are drawn from an exponential moving average of the
+    generator's weights (Karras et al. 2018; Yazici et al. 2019), which is steadier than its last step.
+    """
 
     def __init__(self, options: GanTrainingOptions, n_classes: int) -> None:
         import keras
@@ -62,10 +72,12 @@ class GanTrainer:
 
         self.options = options
         self.generator = build_generator(options.image_size, n_classes, options.latent_dim, options.width)
+        self.average = build_generator(options.image_size, n_classes, options.latent_dim, options.width)
+        self.average.set_weights(self.generator.get_weights())
         self.discriminator = build_discriminator(options.image_size, n_classes, options.width)
-        self.g_optimizer = keras.optimizers.Adam(options.learning_rate, beta_1=0.5)
-        self.d_optimizer = keras.optimizers.Adam(options.learning_rate, beta_1=0.5)
-        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        self.g_optimizer = keras.optimizers.Adam(options.learning_rate, beta_1=0.5, beta_2=0.999)
+        self.d_optimizer = keras.optimizers.Adam(2 * options.learning_rate, beta_1=0.5, beta_2=0.999)
+        steps = tf.Variable(0.0, trainable=False)
         latent = options.latent_dim
 
         @tf.function
@@ -73,28 +85,32 @@ class GanTrainer:
             noise = tf.random.normal((tf.shape(real)[0], latent))
             with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
                 fake = self.generator([noise, labels], training=True)
-                real_logit = self.discriminator([_augment(real), labels], training=True)
-                fake_logit = self.discriminator([_augment(fake), labels], training=True)
-                # One-sided label smoothing (0.9 for real films) keeps the discriminator from overconfidence.
-                d_loss = bce(0.9 * tf.ones_like(real_logit), real_logit) + bce(tf.zeros_like(fake_logit), fake_logit)
-                g_loss = bce(tf.ones_like(fake_logit), fake_logit)
+                real_score = self.discriminator([_augment(real), labels], training=True)
+                fake_score = self.discriminator([_augment(fake), labels], training=True)
+                d_loss = tf.reduce_mean(tf.nn.relu(1.0 - real_score)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_score))
+                g_loss = -tf.reduce_mean(fake_score)
             self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, self.discriminator.trainable_weights),
                                                  self.discriminator.trainable_weights))
             self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, self.generator.trainable_weights),
                                                  self.generator.trainable_weights))
-            return g_loss, d_loss, tf.reduce_mean(tf.sigmoid(real_logit)), tf.reduce_mean(tf.sigmoid(fake_logit))
+            steps.assign_add(1.0)
+            decay = tf.minimum(AVERAGE_DECAY, (1.0 + steps) / (10.0 + steps))  # short memory while it is young
+            for averaged, current in zip(self.average.weights, self.generator.weights):
+                averaged.assign(decay * averaged + (1.0 - decay) * current)
+            return g_loss, d_loss, tf.reduce_mean(real_score), tf.reduce_mean(fake_score)
 
         self.step = step
 
     def epoch(self, dataset) -> dict[str, float]:
+        """One pass; the losses and the discriminator's mean score of real and generated films."""
         rows = np.array([[float(v) for v in self.step(real, labels)] for real, labels in dataset])
         return dict(zip(("loss", "d_loss", "d_real", "d_fake"), rows.mean(axis=0).tolist()))
 
     def sample(self, label_index: int, n: int, seed: int) -> np.ndarray:
-        """Pixels in [0, 1] of n films of one class from the current weights."""
+        """Pixels in [0, 1] of n films of one class from the averaged generator."""
         from medcore.gan.network import sample_films
 
-        return sample_films(self.generator, label_index, n, seed)
+        return sample_films(self.average, label_index, n, seed)
 
 
 def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None = None,
@@ -155,7 +171,7 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
                        fd_ratio_per_class={name: q["fd_ratio"] for name, q in quality["per_class"].items()})
             score = quality["fd_ratio"] if np.isfinite(quality["fd_ratio"]) else 1e12
             if best["weights"] is None or score < best["fd_ratio"]:
-                best.update(fd_ratio=score, epoch=epoch, weights=trainer.generator.get_weights(),
+                best.update(fd_ratio=score, epoch=epoch, weights=trainer.average.get_weights(),
                             quality=quality)
         elapsed = time.time() - started
         row.update(elapsed_s=round(elapsed, 1), eta_s=round(elapsed / epoch * (options.epochs - epoch), 1),
@@ -166,7 +182,7 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
             break
     if should_stop():
         return {}
-    trainer.generator.set_weights(best["weights"])
+    trainer.average.set_weights(best["weights"])
 
     progress(event(Stage.CALIBRATING, step="memorization"))
     generated = np.concatenate([trainer.sample(c, options.eval_films, seed=options.seed + 11)
@@ -201,14 +217,14 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
                  "n_train": int(len(labels)), "train_counts": np.bincount(labels).tolist()},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
-                     "epochs_run": len(history), "best_epoch": best["epoch"], "history": history,
-                     "parameters": trainer.generator.count_params(), "tensorflow": tf.__version__,
+                     "epochs_run": len(history), "best_epoch": best["epoch"], "recipe": RECIPE, "history": history,
+                     "parameters": trainer.average.count_params(), "tensorflow": tf.__version__,
                      "python": platform.python_version()},
     }
     arrays = {"pair_generated": np.stack([generated[g] for g, _, _ in pairs]).astype(np.float16),
               "pair_training": np.stack([real_pixels[t] for _, t, _ in pairs]).astype(np.float16),
               "pair_ratio": np.array([ratio for _, _, ratio in pairs], np.float32),
               "nearest_distance": check.distance.astype(np.float32), "between_threshold": np.float32(check.threshold)}
-    save_generator(Path(out_dir), trainer.generator, meta, arrays, gan_model_card(meta))
+    save_generator(Path(out_dir), trainer.average, meta, arrays, gan_model_card(meta))
     progress(event(Stage.DONE, version=version, metrics=meta["metrics"]["validation"]))
     return meta
