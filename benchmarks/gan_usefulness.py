@@ -2,13 +2,14 @@
 
     python benchmarks/gan_usefulness.py --data ../shared/data/chest_xray/train \
         --external ../shared/data/chest_xray/external_sample --generator GENERATOR_DIR \
-        [--seeds 1 2 3] [--members 1] [--epochs 12]
+        [--seeds 1 2 3] [--members 1] [--epochs 12] [--write-card assets/models/xray]
 
 Two arms, the same recipe and seeds otherwise: "real films" (class weights for the 1:3 imbalance, as shipped) and
 "real + synthetic" (the generator's NORMAL films top up the training split to PNEUMONIA's size, no class weights;
 validation stays real). Each model is scored on the external sample (new patients, never trained or tuned on) with
 95 % intervals; the summary gives each arm's mean and SD over seeds and the paired difference. Results go to
-benchmarks/results/gan_usefulness.json; a finished run is kept, so a rerun resumes.
+benchmarks/results/gan_usefulness.json; a finished run is kept, so a rerun resumes. --write-card puts the table into
+an X-ray model's metadata and model card (the issue asks for it in the shipped model's card).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcore.gan.usefulness import ARMS, FIGURES, summarise  # noqa: E402
 from medcore.imaging.service import evaluate_folder, load_xray_model  # noqa: E402
+from medcore.model_card import xray_model_card  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
 
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--work", default="/tmp/medcore_gan_usefulness")
+    parser.add_argument("--write-card", default="", help="an X-ray model folder whose card gets the table")
     args = parser.parse_args()
     work = Path(args.work)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": {}}
@@ -66,6 +69,17 @@ def main() -> None:
             row = results["rows"][name]
             print(f"{name}: AUC {row['auc']:.4f} sens {row['sensitivity']:.3f} spec {row['specificity']:.3f} "
                   f"ECE {row['ece']:.3f} ({row['seconds'] / 60:.1f} min)", flush=True)
+    if args.write_card:
+        write_card(Path(args.write_card), results)
+
+
+def write_card(model_dir: Path, results: dict) -> None:
+    """The table into the model's metadata, and its model card rewritten from that metadata."""
+    meta_path = model_dir / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["synthetic_usefulness"] = results
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (model_dir / "model_card.md").write_text(xray_model_card(meta))
 
 
 if __name__ == "__main__":

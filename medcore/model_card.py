@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcore.gan.usefulness import usefulness_section
+
 XRAY_DATA = ("Kermany, Zhang, Goldbaum, *Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images "
              "for Classification*, Mendeley Data v2 (Guangzhou Women and Children's Medical Center), "
              "licence CC BY 4.0; the official training split plus its 16-image validation split, 224 px copy.")
@@ -184,7 +186,7 @@ threshold, so these figures are slightly optimistic.
 | member | epoch | loss | train AUC | validation AUC |
 |---|---|---|---|---|
 {history}
-{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}
+{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
 

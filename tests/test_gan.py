@@ -4,6 +4,7 @@ generator trains, registers and samples, and its films are refused by the X-ray 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,6 +184,10 @@ def test_usefulness_is_summarised_per_arm_and_paired_by_seed():
     assert "| real films seed 1 | 0.950 (0.930-0.970) |" in section and "default recipe keeps class weights" in section
     assert "| paired difference (synthetic - real) | 3 | +0.003 ± " in section
     assert usefulness.usefulness_section(None) == ""
+    from medcore.model_card import xray_model_card  # the X-ray model card carries the table once measured
+
+    shipped = json.loads((Path(__file__).parents[1] / "assets/models/xray/meta.json").read_text())
+    assert section in xray_model_card({**shipped, "synthetic_usefulness": results})
 
 
 def test_two_generators_are_compared_on_the_same_real_films_in_the_same_eyes(tiny_generator, tmp_path, xray_model):
