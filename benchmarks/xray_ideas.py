@@ -3,6 +3,8 @@
 Usage:
     python benchmarks/xray_ideas.py --model assets/models/xray --data ../shared/data/chest_xray/train \
         --external ../shared/data/chest_xray/external_sample [--previous DIR] [--write-card]
+    python benchmarks/xray_ideas.py --model assets/models/xray --data ... --external ... \
+        --trained-apart DIR --idea "what differs" [--write-card]
 
 One trained ensemble gives every row without retraining: each member alone and the ensemble, each with
 calibration and threshold fitted on the validation films only or on the validation films plus perturbed
@@ -10,6 +12,8 @@ copies (medcore.training.shift). `--previous` adds an older single-network model
 Everything is fitted on internal data; the external sample only measures (95 % intervals: Wilson,
 bias-corrected bootstrap). Writes benchmarks/results/xray_ideas.json; --write-card also puts the table in the
 model's meta.json and model card (before it ships: a registered version never changes). About 3 minutes.
+An idea that needs its own training (another input size, another preprocessing) is trained apart with
+`medcore train xray` and added with --trained-apart: its rows join the existing table, scored the same way.
 """
 
 from __future__ import annotations
@@ -75,18 +79,16 @@ def main() -> None:
     parser.add_argument("--external", required=True, help="new patients: NORMAL/ and PNEUMONIA/ (measured only)")
     parser.add_argument("--previous", help="an older single-network model folder to score the same way")
     parser.add_argument("--write-card", action="store_true")
+    parser.add_argument("--trained-apart", help="a model folder trained apart for one idea: add its rows to the table")
+    parser.add_argument("--idea", default="", help="with --trained-apart: what that model changes")
     args = parser.parse_args()
 
     artifact = load_artifact(Path(args.model))
+    if args.trained_apart:
+        add_trained_apart(Path(args.trained_apart), args)
+        return
     options = artifact.options
-    folder = folders.list_image_folder(Path(args.data))
-    fingerprint = folders.fingerprint(folder.files, folder.labels)
-    if fingerprint != artifact.meta["data"]["fingerprint"]:
-        raise SystemExit(f"{args.data} is not the data the model was trained on.")
-    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
-    images = datasets.load_cached(folder, artifact.image_size, config.store_dir() / "cache", fingerprint)
-    x_val, y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
-    x_ext, y_ext = external_inputs(Path(args.external), artifact.image_size)
+    x_val, y_val, x_ext, y_ext = validation_and_external(artifact, Path(args.data), Path(args.external))
     seed, target = options["seed"], options["min_sensitivity"]
 
     def predictor(network):
@@ -117,14 +119,47 @@ def main() -> None:
              "notes": ("Run-to-run variation between single networks is large on new patients (compare the members); "
                        "the research note `shared/research/xray-shift.md` has further single-run rows (label "
                        "smoothing, stronger exposure augmentation) that did not change the external AUC beyond noise.")}
+    save(ideas, Path(args.model) if args.write_card else None)
+
+
+def validation_and_external(artifact, data: Path, external: Path) -> tuple[np.ndarray, ...]:
+    """The model's own validation films (its split, its input size) and the external films at its input size."""
+    options = artifact.options
+    folder = folders.list_image_folder(data)
+    fingerprint = folders.fingerprint(folder.files, folder.labels)
+    if fingerprint != artifact.meta["data"]["fingerprint"]:
+        raise SystemExit(f"{data} is not the data the model was trained on.")
+    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
+    images = datasets.load_cached(folder, artifact.image_size, config.store_dir() / "cache", fingerprint)
+    x_ext, y_ext = external_inputs(external, artifact.image_size)
+    return images[val_idx].astype(np.float32), folder.labels[val_idx], x_ext, y_ext
+
+
+def add_trained_apart(model_dir: Path, args) -> None:
+    """Rows of a model trained apart for one idea, added to (or replacing their namesakes in) the saved table."""
+    apart = load_artifact(model_dir)
+    x_val, y_val, x_ext, y_ext = validation_and_external(apart, Path(args.data), Path(args.external))
+    predict = lambda batch: apart.network.predict(batch, batch_size=256, verbose=0).ravel()  # noqa: E731
+    options = apart.options
+    name = (f"{args.idea} ({options.get('members', 1)} network(s), {options['epochs']} epochs, {apart.image_size} px; "
+            f"trained apart as `{apart.version}` in {apart.meta['training']['seconds'] / 60:.0f} min; not shipped)")
+    rows = rows_for(name, predict, x_val, y_val, x_ext, y_ext, options["seed"], options["min_sensitivity"])
+    ideas = json.loads(RESULTS.read_text())
+    new_names = {row["idea"] for row in rows}
+    ideas["rows"] = [row for row in ideas["rows"] if row["idea"] not in new_names] + rows
+    save(ideas, Path(args.model) if args.write_card else None)
+
+
+def save(ideas: dict, model_dir: Path | None) -> None:
+    """The table to benchmarks/results, and into the model's metadata and card when model_dir is given."""
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(ideas, indent=2))
-    if args.write_card:
-        meta_path = Path(args.model) / "meta.json"
+    if model_dir:
+        meta_path = model_dir / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["ideas"] = ideas
         meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        (Path(args.model) / "model_card.md").write_text(xray_model_card(meta))
+        (model_dir / "model_card.md").write_text(xray_model_card(meta))
 
 
 if __name__ == "__main__":
