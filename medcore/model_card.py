@@ -103,7 +103,7 @@ def _data_and_training(meta: dict[str, Any]) -> str:
   (preprocessing `{meta['preprocess_version']}`: squash to square, area resampling, per-image z-score).
 - {options['epochs']} epochs per member, batch {options['batch_size']}, AdamW (weight decay 1e-4), one warm-up epoch then cosine decay
   from {options['learning_rate']}; class weights: {options['class_weighting']} (inverse frequency, for the 1:3 imbalance);
-  augmentation: {options['augmentation']} (rotation ±7°, shift ±5%, zoom ±10%, gain/offset ±15%, noise; no flips).
+  augmentation: {options['augmentation']} (rotation ±7°, shift ±5%, zoom in up to {options.get('zoom_in', 0.1):.0%} and out up to 10% per axis, gain/offset ±15%, noise; no flips).
 - Checkpoint of each member: epoch {checkpoints} of {options['epochs']}, chosen by validation AUC{f" (member validation AUC {member_aucs})" if member_aucs else ""}.
 - Calibration: Platt scaling (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}) fitted on the
   {meta['calibration'].get('fitted_on', 'validation films')}.

@@ -44,6 +44,8 @@ class XrayTrainingOptions:
                                    label="Class weighting")
     augmentation: bool = option(True, "augment the training films (rotation, shift, zoom, exposure, noise)",
                                 flag="--no-augmentation", label="Augmentation")
+    zoom_in: float = option(0.3, "augmentation zooms into a film by up to this share of its height and width "
+                                 "(independently) and out by 0.1: tight framing must not say pneumonia")
     min_sensitivity: float = option(0.95, "the operating threshold keeps at least this validation sensitivity")
     synthetic_generator: str = option("", "a film generator folder (medcore gan train): its films top up the smaller "
                                           "class of the training split to the larger class's size, instead of class "

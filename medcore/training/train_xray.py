@@ -39,10 +39,12 @@ QUALITY_METHOD = ("Mahalanobis distance of pooled last-conv features + PCA resid
                   "each threshold = 1.25 x the 99.5th percentile on validation films")
 
 
-def augmenter(seed: int):
+def augmenter(seed: int, zoom_in: float = 0.3):
     """Small rotations, shifts, zoom and exposure changes: what varies between real films.
 
-    No horizontal flips: the heart is on the left, and a mirrored film is not a plausible input.
+    No horizontal flips: the heart is on the left, and a mirrored film is not a plausible input. Zooming in goes
+    further than out, each axis on its own: a network trained with +/- 10 % read a tighter framing as pneumonia
+    (validation normals cropped to 80 % moved from logit -6.4 to -1.5, where new patients' normals sit).
     """
     import keras
     import tensorflow as tf
@@ -50,7 +52,7 @@ def augmenter(seed: int):
     geometric = keras.Sequential([
         keras.layers.RandomRotation(0.02, fill_mode="reflect", seed=seed),  # +/- 7 degrees
         keras.layers.RandomTranslation(0.05, 0.05, fill_mode="reflect", seed=seed + 1),
-        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomZoom((-zoom_in, 0.1), (-zoom_in, 0.1), fill_mode="reflect", seed=seed + 2),
     ])
 
     def augment(images, labels):
@@ -72,7 +74,7 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTraini
     ds = ds.shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
     ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if options.augmentation:
-        ds = ds.map(augmenter(options.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(augmenter(options.seed, options.zoom_in), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
