@@ -112,8 +112,11 @@ def main() -> None:
     rows = []
     if args.previous:
         previous = load_artifact(Path(args.previous))
-        rows += rows_for(f"previous shipped model `{previous.version}` (one network, "
-                         f"{previous.options['epochs']} epochs)", predictor(previous.network),
+        members_before = previous.options.get("members", 1)
+        networks = "one network" if members_before == 1 else f"ensemble of {members_before}"
+        zoom = ", zoom +/- 10 %" if "zoom_in" not in previous.options else ""
+        rows += rows_for(f"previous shipped model `{previous.version}` ({networks}, "
+                         f"{previous.options['epochs']} epochs{zoom})", predictor(previous.network),
                          x_val, y_val, x_ext, y_ext, seed, target)
     for i, member in enumerate(members):
         rows += rows_for(f"one network (member {i + 1}, {options['epochs']} epochs)", predictor(member),
