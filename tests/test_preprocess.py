@@ -68,3 +68,20 @@ def test_patient_split_never_shares_a_child_and_is_stratified():
     again = folders.split_by_patient(folder, 0.2, seed=42)
     assert np.array_equal(again[1], val)
     assert folders.patient_id(Path("NORMAL2-IM-0383-0001.jpeg")) == "NORMAL2-IM-0383"
+
+
+def test_training_augmentation_zooms_in_further_than_out():
+    """New patients' normal films framed tightly were read as pneumonia: training must show tight framings."""
+    from medcore.training.train_xray import augmenter
+
+    films = np.zeros((64, 32, 32, 1), np.float32)
+    films[:, 8:24, 8:24] = 1.0  # a 16 px square, a quarter of the film
+    labels = np.zeros((64, 1), np.float32)
+
+    def bright_share(zoom_in: float) -> np.ndarray:
+        augmented, _ = augmenter(seed=3, zoom_in=zoom_in)(films, labels)
+        return (np.asarray(augmented) > 0.5).mean(axis=(1, 2, 3))
+
+    tight, mild = bright_share(0.3), bright_share(0.1)
+    assert np.median(tight) > np.median(mild) > 0.2
+    assert tight.max() > 0.25 * 1.3 ** 2 * 0.9  # some films are zoomed in by close to 30 % on both axes
