@@ -44,9 +44,13 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": {}}
-    results.update(command=" ".join(["python", "benchmarks/gan_usefulness.py", *sys.argv[1:]]),
-                   generator=json.loads((Path(args.generator) / "meta.json").read_text())["version"],
-                   recipe={"members": args.members, "epochs": args.epochs})
+    results.setdefault("command", " ".join(["python", "benchmarks/gan_usefulness.py",
+                                            *(a for a in sys.argv[1:] if a != "--write-card" and a != args.write_card)]))
+    generator = json.loads((Path(args.generator) / "meta.json").read_text())["version"]
+    if results.setdefault("generator", generator) != generator:
+        raise SystemExit(f"{RESULTS} holds runs with generator {results['generator']}, not {generator}: move it away "
+                         "to measure another generator.")
+    results.setdefault("recipe", {"members": args.members, "epochs": args.epochs})
     for seed in args.seeds:
         for arm in ARMS:
             name = f"{arm} seed {seed}"
