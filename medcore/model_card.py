@@ -460,8 +460,9 @@ def external_section(meta: dict[str, Any]) -> str:
 ## New patients (external sample, measured only)
 `{external['command']}` on {external['measured_at']}: folder `{external['source']}` (fingerprint
 `{external['fingerprint'][:16]}…`), children from the same hospital's later test set, never trained on. Nothing
-about this model (weights, epoch, calibration, threshold, perturbation strengths) was fitted or chosen on it.
-95 % intervals: Wilson for proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
+about this model (weights, epoch, calibration, threshold, perturbation strengths) was fitted or chosen on it; the
+recipe itself was chosen among the ideas measured below on these films, so expect slightly lower figures on patients
+held back elsewhere. 95 % intervals: Wilson for proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
 
 {FIGURES_HEADER}
 {figures_row("internal validation", external['internal'])}

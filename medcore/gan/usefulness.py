@@ -82,7 +82,7 @@ def usefulness_section(results: dict[str, Any] | None) -> str:
     runs = "\n".join(
         f"| {name} | " + " | ".join(f"{row[k]:.3f} ({row['intervals'][k][0]:.3f}-{row['intervals'][k][1]:.3f})"
                                     for k in ("auc", "sensitivity", "specificity", "ece")) + " |"
-        for name, row in results["rows"].items())
+        for name, row in sorted(results["rows"].items(), key=lambda item: (item[1]["seed"], ARMS.index(item[1]["arm"]))))
     summary = "\n".join(f"| {row['training films']} | {row['seeds']} | {row['auc']} | {row['sensitivity']} | "
                         f"{row['specificity']} | {row['ece']} |" for row in summary_table(results))
     return f"""
