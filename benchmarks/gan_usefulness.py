@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcore.gan.usefulness import ARMS, FIGURES, summarise  # noqa: E402
 from medcore.imaging.service import evaluate_folder, load_xray_model  # noqa: E402
-from medcore.model_card import xray_model_card  # noqa: E402
+from medcore.training.external import add_to_card  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
 
@@ -74,16 +74,7 @@ def main() -> None:
             print(f"{name}: AUC {row['auc']:.4f} sens {row['sensitivity']:.3f} spec {row['specificity']:.3f} "
                   f"ECE {row['ece']:.3f} ({row['seconds'] / 60:.1f} min)", flush=True)
     if args.write_card:
-        write_card(Path(args.write_card), results)
-
-
-def write_card(model_dir: Path, results: dict) -> None:
-    """The table into the model's metadata, and its model card rewritten from that metadata."""
-    meta_path = model_dir / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta["synthetic_usefulness"] = results
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    (model_dir / "model_card.md").write_text(xray_model_card(meta))
+        add_to_card(Path(args.write_card), "synthetic_usefulness", results)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from medcore.imaging.io import read_radiograph  # noqa: E402
 from medcore.imaging.model import load_artifact  # noqa: E402
 from medcore.imaging.preprocess import to_model_input  # noqa: E402
 from medcore.metrics import binary_figures, choose_threshold  # noqa: E402
-from medcore.model_card import xray_model_card  # noqa: E402
 from medcore.training import datasets, shift  # noqa: E402
+from medcore.training.external import add_to_card  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "xray_ideas.json"
 
@@ -170,11 +170,7 @@ def save(ideas: dict, model_dir: Path | None) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(ideas, indent=2))
     if model_dir:
-        meta_path = model_dir / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta["ideas"] = ideas
-        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        (model_dir / "model_card.md").write_text(xray_model_card(meta))
+        add_to_card(model_dir, "ideas", ideas)
 
 
 if __name__ == "__main__":
