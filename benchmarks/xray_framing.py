@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcore import config  # noqa: E402
-from medcore.imaging import folders  # noqa: E402
+from medcore.calibration import apply_platt  # noqa: E402
 from medcore.imaging.model import load_artifact  # noqa: E402
 from medcore.metrics import binary_figures  # noqa: E402
 from medcore.training import datasets  # noqa: E402
@@ -46,18 +46,12 @@ def crop_and_standardize(images: np.ndarray, keep: float) -> np.ndarray:
 
 def framing_rows(model_dir: Path, data: Path) -> list[dict]:
     artifact = load_artifact(model_dir)
-    options = artifact.options
-    folder = folders.list_image_folder(data)
-    fingerprint = folders.fingerprint(folder.files, folder.labels)
-    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
-    images = datasets.load_cached(folder, artifact.image_size, config.store_dir() / "cache", fingerprint)
-    x, y = images[val_idx].astype(np.float32), folder.labels[val_idx]
-    a, b = artifact.meta["calibration"]["a"], artifact.meta["calibration"]["b"]
+    x, y = datasets.model_split(artifact.meta, data, config.store_dir() / "cache").validation()
     rows = []
     for keep in KEEP:
         logits = artifact.network.predict(x if keep == 1.0 else crop_and_standardize(x, keep), batch_size=256,
                                           verbose=0).ravel()
-        figures = binary_figures(y, 1 / (1 + np.exp(-(a * logits + b))), artifact.meta["threshold"])
+        figures = binary_figures(y, apply_platt(logits, artifact.meta["calibration"]), artifact.meta["threshold"])
         rows.append({"keep": keep, "normal_mean_logit": float(logits[y == 0].mean()),
                      "pneumonia_mean_logit": float(logits[y == 1].mean()), "auc": figures["auc"],
                      "specificity": figures["specificity"], "sensitivity": figures["sensitivity"]})

@@ -65,6 +65,11 @@ def external_inputs(folder: Path, image_size: int) -> tuple[np.ndarray, np.ndarr
     return np.stack(inputs), listing.labels
 
 
+def predictor(network):
+    """A network as a function from a batch of inputs to logits (n,)."""
+    return lambda batch: network.predict(batch, batch_size=256, verbose=0).ravel()
+
+
 def rows_for(name: str, predict, x_val, y_val, x_ext, y_ext, seed: int, min_sensitivity: float) -> list[dict]:
     """Two rows for one network (or ensemble): validation-only calibration, then shift-aware calibration."""
     val_logits, ext_logits = predict(x_val), predict(x_ext)
@@ -95,16 +100,13 @@ def main() -> None:
     parser.add_argument("--idea", default="", help="with --trained-apart: what that model changes")
     args = parser.parse_args()
 
-    artifact = load_artifact(Path(args.model))
     if args.trained_apart:
         add_trained_apart(Path(args.trained_apart), args)
         return
+    artifact = load_artifact(Path(args.model))
     options = artifact.options
     x_val, y_val, x_ext, y_ext = validation_and_external(artifact, Path(args.data), Path(args.external))
     seed, target = options["seed"], options["min_sensitivity"]
-
-    def predictor(network):
-        return lambda batch: network.predict(batch, batch_size=256, verbose=0).ravel()
 
     network = artifact.network
     members = [keras.Model(network.inputs, network.get_layer(f"m{i}_logit").output)
@@ -138,27 +140,21 @@ def main() -> None:
 
 def validation_and_external(artifact, data: Path, external: Path) -> tuple[np.ndarray, ...]:
     """The model's own validation films (its split, its input size) and the external films at its input size."""
-    options = artifact.options
-    folder = folders.list_image_folder(data)
-    fingerprint = folders.fingerprint(folder.files, folder.labels)
-    if fingerprint != artifact.meta["data"]["fingerprint"]:
-        raise SystemExit(f"{data} is not the data the model was trained on.")
-    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
-    images = datasets.load_cached(folder, artifact.image_size, config.store_dir() / "cache", fingerprint)
+    x_val, y_val = datasets.model_split(artifact.meta, data, config.store_dir() / "cache").validation()
     x_ext, y_ext = external_inputs(external, artifact.image_size)
-    return images[val_idx].astype(np.float32), folder.labels[val_idx], x_ext, y_ext
+    return x_val, y_val, x_ext, y_ext
 
 
 def add_trained_apart(model_dir: Path, args) -> None:
     """Rows of a model trained apart for one idea, added to (or replacing their namesakes in) the saved table."""
     apart = load_artifact(model_dir)
     x_val, y_val, x_ext, y_ext = validation_and_external(apart, Path(args.data), Path(args.external))
-    predict = lambda batch: apart.network.predict(batch, batch_size=256, verbose=0).ravel()  # noqa: E731
     options = apart.options
     name = (f"{args.idea} ({options.get('members', 1)} network(s), {options['epochs']} epochs, {apart.image_size} px; "
             f"trained apart as `{apart.version}` in {apart.meta['training']['seconds'] / 60:.0f} min; not shipped)")
-    rows = [{**row, "apart": True}  # kept when the shipped model's rows are measured again
-            for row in rows_for(name, predict, x_val, y_val, x_ext, y_ext, options["seed"], options["min_sensitivity"])]
+    measured = rows_for(name, predictor(apart.network), x_val, y_val, x_ext, y_ext, options["seed"],
+                        options["min_sensitivity"])
+    rows = [{**row, "apart": True} for row in measured]  # kept when the shipped model's rows are measured again
     ideas = json.loads(RESULTS.read_text())
     new_names = {row["idea"] for row in rows}
     ideas["rows"] = [row for row in ideas["rows"] if row["idea"] not in new_names] + rows

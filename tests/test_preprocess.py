@@ -1,6 +1,7 @@
 """One preprocessing contract: the training loader and the serving path give identical inputs."""
 
 import numpy as np
+import pytest
 
 from medcore.imaging import folders
 from medcore.imaging.io import read_radiograph
@@ -43,6 +44,23 @@ def test_cache_is_reused_and_keyed_by_content(tmp_path):
     folder.files[0].write_bytes(encode(np.zeros((300, 300), np.float32) + 0.5, "PNG"))
     datasets.load_cached(folder, 32, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # changed content -> new cache entry
+
+
+def test_a_model_sees_its_own_split_of_its_own_data_again(tmp_path):
+    data = tmp_path / "data"
+    _write_folder(data, np.random.default_rng(2))
+    folder = folders.list_image_folder(data)
+    meta = {"image_size": 32, "data": {"fingerprint": folders.fingerprint(folder.files, folder.labels)},
+            "options": {"val_fraction": 0.3, "seed": 5}}
+    split = datasets.model_split(meta, data, tmp_path / "cache")
+    train_idx, val_idx = folders.split_by_patient(folder, 0.3, 5)
+    assert np.array_equal(split.train_idx, train_idx) and np.array_equal(split.val_idx, val_idx)
+    films, labels = split.validation()
+    assert films.dtype == np.float32 and films.shape == (len(val_idx), 32, 32, 1)
+    assert np.array_equal(labels, folder.labels[val_idx])
+    folder.files[0].write_bytes(encode(np.zeros((300, 300), np.float32) + 0.5, "PNG"))
+    with pytest.raises(ValueError, match="not the data set this model was trained on"):
+        datasets.model_split(meta, data, tmp_path / "cache")
 
 
 def test_model_input_shape_and_standardisation():

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from medcore.imaging.folders import ImageFolder, fingerprint
+from medcore.imaging.folders import ImageFolder, fingerprint, list_image_folder, split_by_patient
 from medcore.imaging.io import read_radiograph
 from medcore.imaging.preprocess import PREPROCESS_VERSION, to_model_input
 
@@ -41,6 +42,33 @@ def load_cached(folder: ImageFolder, image_size: int, cache_dir: Path, data_fing
     np.save(tmp, images)
     tmp.replace(cache)
     return images
+
+
+@dataclass
+class ModelSplit:
+    """A trained model's own data, split as it was at training: its films at its input size, labels and indices."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 validation films, their labels)."""
+        return self.images[self.val_idx].astype(np.float32), self.labels[self.val_idx]
+
+
+def model_split(meta: dict, data_dir: Path, cache_dir: Path) -> ModelSplit:
+    """The training folder of a model (checked by fingerprint) through the cache, split by its own options:
+    what quality refits and benchmarks that score a model on its own validation films need."""
+    folder = list_image_folder(Path(data_dir))
+    data_fingerprint = fingerprint(folder.files, folder.labels)
+    if data_fingerprint != meta["data"]["fingerprint"]:
+        raise ValueError(f"{data_dir} is not the data set this model was trained on (fingerprint differs).")
+    options = meta["options"]
+    train_idx, val_idx = split_by_patient(folder, options["val_fraction"], options["seed"])
+    images = load_cached(folder, int(meta["image_size"]), cache_dir, data_fingerprint)
+    return ModelSplit(images, folder.labels, train_idx, val_idx)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

@@ -100,15 +100,8 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
     from medcore.imaging.model import load_artifact
 
     artifact = load_artifact(model_dir)
-    options = artifact.meta["options"]
-    folder = folders.list_image_folder(Path(data_dir))
-    data_fingerprint = folders.fingerprint(folder.files, folder.labels)
-    if data_fingerprint != artifact.meta["data"]["fingerprint"]:
-        raise ValueError(f"{data_dir} is not the data set this model was trained on (fingerprint differs).")
-    train_idx, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
-    images = datasets.load_cached(folder, artifact.image_size, cache_dir or config.store_dir() / "cache",
-                                  data_fingerprint)
-    reference = fit_quality_reference(artifact.network, images, train_idx, val_idx)
+    split = datasets.model_split(artifact.meta, Path(data_dir), cache_dir or config.store_dir() / "cache")
+    reference = fit_quality_reference(artifact.network, split.images, split.train_idx, split.val_idx)
     np.savez_compressed(Path(model_dir) / "quality.npz", **reference)
     return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
 
