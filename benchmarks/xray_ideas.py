@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcore import config  # noqa: E402
-from medcore.calibration import apply_platt, fit_platt  # noqa: E402
+from medcore.calibration import apply_platt  # noqa: E402
 from medcore.imaging import folders  # noqa: E402
 from medcore.imaging.io import read_radiograph  # noqa: E402
 from medcore.imaging.model import load_artifact  # noqa: E402
@@ -36,6 +36,7 @@ from medcore.imaging.preprocess import to_model_input  # noqa: E402
 from medcore.metrics import binary_figures, choose_threshold  # noqa: E402
 from medcore.training import datasets, shift  # noqa: E402
 from medcore.training.external import add_to_card  # noqa: E402
+from medcore.training.train_xray import calibrate_and_choose_threshold  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "xray_ideas.json"
 
@@ -71,15 +72,24 @@ def predictor(network):
 
 
 def rows_for(name: str, predict, x_val, y_val, x_ext, y_ext, seed: int, min_sensitivity: float) -> list[dict]:
-    """Two rows for one network (or ensemble): validation-only calibration, then shift-aware calibration."""
+    """Three rows for one network (or ensemble): calibration on the validation films only, then on the validation
+    films plus perturbed copies with the threshold held on their union (the rule before the shift-aware one) and
+    held on each (the shipped rule: training's calibrate_and_choose_threshold)."""
     val_logits, ext_logits = predict(x_val), predict(x_ext)
+    copies = shift.perturbed_logits(predict, x_val, y_val, seed)
+    clean = calibrate_and_choose_threshold(val_logits, y_val, None, min_sensitivity, "validation films")
+    shifted = calibrate_and_choose_threshold(val_logits, y_val, copies, min_sensitivity, shift.DESCRIPTION)
+    union_labels = np.concatenate([y_val, copies[1]])
+    union = choose_threshold(union_labels, apply_platt(np.concatenate([val_logits, copies[0]]), shifted.calibration),
+                             min_sensitivity)
     rows = []
-    for label, (fit_logits, fit_labels) in (
-            ("validation only", (val_logits, y_val)),
-            ("validation + perturbed copies", shift.shifted_logits(predict, x_val, val_logits, y_val, seed))):
-        params = fit_platt(fit_logits, fit_labels)
-        threshold = choose_threshold(fit_labels, apply_platt(fit_logits, params), min_sensitivity)
-        rows.append({"idea": f"{name}; calibration and threshold on {label}", "threshold": round(threshold, 4),
+    for label, params, threshold in (
+            ("calibration and threshold on validation only", clean.calibration, clean.threshold),
+            ("calibration and threshold on validation + perturbed copies (threshold on their union)",
+             shifted.calibration, union),
+            ("calibration on validation + perturbed copies, threshold held on each (shift-aware)",
+             shifted.calibration, shifted.threshold)):
+        rows.append({"idea": f"{name}; {label}", "threshold": round(threshold, 4),
                      "internal": figures(y_val, apply_platt(val_logits, params), threshold),
                      "external": figures(y_ext, apply_platt(ext_logits, params), threshold)})
         print(rows[-1]["idea"], {k: round(v, 3) for k, v in rows[-1]["external"].items() if k != "intervals"},

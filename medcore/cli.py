@@ -55,6 +55,16 @@ def cmd_quality_refit_xray(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibration_refit_xray(args: argparse.Namespace) -> int:
+    from medcore.training.train_xray import refit_calibration
+
+    meta = refit_calibration(Path(args.model), Path(args.data), " ".join(["medcore"] + sys.argv[1:]))
+    _emit({"model": args.model, "version": meta["version"], "based_on": meta["refit"]["based_on"],
+           "threshold": meta["threshold"], "previous_threshold": meta["refit"]["previous_threshold"],
+           "threshold_rule": meta["threshold_rule"], "validation": meta["metrics"]["validation"]})
+    return 0
+
+
 def _model(task: str, model_arg: str | None):
     """The model in --model, or the registry's production model (warnings, e.g. a fallback, to stderr)."""
     from medcore import production
@@ -478,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     xray.add_argument("--model", required=True)
     xray.set_defaults(func=cmd_quality_refit_xray)
 
+    refit = commands.add_parser("calibration-refit", help="refit an unregistered model's calibration and threshold "
+                                "on its own validation films by the current rule, weights untouched (a new version)")
+    xray = refit.add_subparsers(dest="task", required=True).add_parser("xray")
+    xray.add_argument("--data", required=True, help="the folder the model was trained on")
+    xray.add_argument("--model", required=True)
+    xray.set_defaults(func=cmd_calibration_refit_xray)
+
     predict = commands.add_parser("predict", help="predict files").add_subparsers(dest="task", required=True)
     xray = predict.add_parser("xray", help="pneumonia probability for radiographs")
     xray.add_argument("files", nargs="+")
@@ -537,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-WITHOUT_REGISTRY = {"train", "quality-refit", "users"}  # commands that neither read nor serve registered models
+WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "users"}  # commands that neither read nor serve registered models
 
 
 def main(argv: list[str] | None = None) -> int:

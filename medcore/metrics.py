@@ -79,6 +79,9 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float,
     }
 
 
+TARGET_CONFIDENCE_Z = 0.84  # a sensitivity target is kept at its one-sided 80 % Wilson lower bound
+
+
 def choose_threshold(y_true: np.ndarray, prob: np.ndarray, min_sensitivity: float = 0.95,
                      confidence_z: float = 0.0) -> float:
     """The threshold with the best specificity among those reaching min_sensitivity; among equally
@@ -102,6 +105,19 @@ def choose_threshold(y_true: np.ndarray, prob: np.ndarray, min_sensitivity: floa
     candidates = ok[fpr[ok] == best_fpr]
     best = candidates[np.argmax(tpr[candidates])]
     return float(min(thresholds[best], 1.0))
+
+
+def choose_threshold_for_each(domains: list[tuple[np.ndarray, np.ndarray]], min_sensitivity: float = 0.95,
+                              confidence_z: float = TARGET_CONFIDENCE_Z) -> float:
+    """The highest threshold at which every domain, a (labels, probabilities) pair, keeps the sensitivity target.
+
+    Why each and not their union: on a pooled set, one domain's margin pays for another's shortfall. The shipped
+    model's threshold fitted on validation films and perturbed copies together kept 0.95 overall, but 0.916 on
+    the clean films and 0.968 on the copies; new patients fell between (0.938). Held on each domain (and at the
+    Wilson lower bound, so that a finite set's luck is not counted on), the target holds wherever the next
+    films fall between the domains.
+    """
+    return min(choose_threshold(y, prob, min_sensitivity, confidence_z) for y, prob in domains)
 
 
 def bootstrap_interval(y_true: np.ndarray, prob: np.ndarray, statistic, n_resamples: int = 1000,

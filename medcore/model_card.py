@@ -107,9 +107,17 @@ def _data_and_training(meta: dict[str, Any]) -> str:
 - Checkpoint of each member: epoch {checkpoints} of {options['epochs']}, chosen by validation AUC{f" (member validation AUC {member_aucs})" if member_aucs else ""}.
 - Calibration: Platt scaling (a = {meta['calibration']['a']:.3f}, b = {meta['calibration']['b']:.3f}) fitted on the
   {meta['calibration'].get('fitted_on', 'validation films')}.
-- Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.
+- Threshold: {meta['threshold']:.4f}, the {meta['threshold_rule']}.{_calibration_refit_line(meta.get('refit'))}
 - Time: {training['seconds'] / 60:.1f} min on {training['device']}; TensorFlow {training['tensorflow']}, Python {training['python']}.
 """
+
+
+def _calibration_refit_line(refit: dict[str, Any] | None) -> str:
+    if not refit:
+        return ""
+    return (f"\n- Calibration and threshold refitted after training on the same validation films and perturbed copies, "
+            f"weights untouched: `{refit['command']}` ({refit['at']}; trained as `{refit['based_on']}`, whose "
+            f"threshold {refit['previous_threshold']:.4f} was the {refit['previous_rule']}).")
 
 
 def _privacy_line(privacy: dict[str, Any] | None) -> str:
@@ -506,14 +514,15 @@ def local_validation_section(meta: dict[str, Any]) -> str:
     """What a locally recalibrated version was fitted on and what it achieves there."""
     local = meta["local_validation"]
     warnings = "".join(f"\n> **Warning:** {w}\n" for w in local["warnings"])
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in local["cv_log_loss"].items())
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in local.get("cv_ece", local["cv_log_loss"]).items())
     return f"""
 ## Local validation
 Version `{meta['version']}` is version `{local['based_on']}` with the same weights and a new calibration and
 threshold, fitted on local films (`medcore calibrate xray`, {local['measured_at']}).
 - Local films: folder `{local['source']}`, fingerprint `{local['fingerprint'][:16]}…`: {local['n_normal']} NORMAL,
   {local['n_pneumonia']} PNEUMONIA ({local['n_unreadable']} unreadable, {local['n_atypical']} atypical but scored).
-- Calibration chosen by {local['folds']}-fold cross-validated log-loss ({losses}): **{local['method']}**.
+- Calibration chosen by {local['folds']}-fold cross-validated {'ECE' if 'cv_ece' in local else 'log-loss'} ({scores}):
+  **{local['method']}**.
 - Threshold: {meta['threshold']:.4f}, {meta['threshold_rule']}.
 {warnings}
 "Before" is the base version as it was; "after" is cross-validated (each film judged by a map and threshold

@@ -92,6 +92,25 @@ def test_a_confidence_margin_raises_the_sensitivity_the_threshold_keeps():
     assert proportion_interval(int(kept), 100, 0.84)[0] >= 0.95
 
 
+def test_a_threshold_held_on_each_domain_keeps_the_target_where_the_union_lets_one_fall_short():
+    """Clean films and perturbed copies: on their union the copies' margin hides the clean films' shortfall."""
+    from medcore.metrics import choose_threshold_for_each, proportion_interval
+
+    rng = np.random.default_rng(4)
+    y = np.r_[np.zeros(300), np.ones(300)].astype(int)
+    clean = np.r_[rng.normal(-3, 1, 300), rng.normal(2, 1.5, 300)]  # some positives score low
+    copies = np.r_[rng.normal(0, 1.5, 300), rng.normal(5, 1, 300)]  # everything pushed up
+    domains = [(y, 1 / (1 + np.exp(-clean))), (y, 1 / (1 + np.exp(-copies)))]
+    union = choose_threshold(np.r_[y, y], np.r_[domains[0][1], domains[1][1]], 0.95)
+    clean_sensitivity = ((domains[0][1] >= union) & (y == 1)).sum() / 300
+    assert clean_sensitivity < 0.95  # the union's rule fails the clean films
+    each = choose_threshold_for_each(domains, 0.95)
+    for labels, prob in domains:
+        kept = int(((prob >= each) & (labels == 1)).sum())
+        assert proportion_interval(kept, 300, 0.84)[0] >= 0.95
+    assert each == min(choose_threshold(labels, prob, 0.95, 0.84) for labels, prob in domains)
+
+
 def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_more_data():
     from medcore.metrics import bootstrap_interval, intervals
 

@@ -72,3 +72,20 @@ def test_train_writes_a_model_that_evaluate_and_predict_accept(tmp_path):
     assert meta["data"]["fingerprint"] and meta["calibration"]["method"] == "platt"
     done = medcore("evaluate", "xray", "--data", str(tmp_path / "data"), "--model", str(out), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["model_version"] == meta["version"]
+
+    # A refit of calibration and threshold on the model's own films reproduces training's exactly (same split, same
+    # perturbed copies), as a new version; a stale operating point and figures measured at it are replaced.
+    stale = {**meta, "threshold": 0.5, "external": {"figures": "measured at 0.5"}}
+    (out / "meta.json").write_text(json.dumps(stale))
+    done = medcore("calibration-refit", "xray", "--data", str(tmp_path / "data"), "--model", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    refit = json.loads(done.stdout)
+    assert refit["based_on"] == meta["version"] != refit["version"] and refit["previous_threshold"] == 0.5
+    assert refit["threshold"] == pytest.approx(meta["threshold"], abs=1e-6)
+    refitted = json.loads((out / "meta.json").read_text())
+    assert refitted["calibration"] == meta["calibration"] and "external" not in refitted
+    assert "calibration-refit" in (out / "model_card.md").read_text()
+    first = sorted((tmp_path / "data" / "NORMAL").iterdir())[0]
+    (first.parent / "person999_x_1.png").write_bytes(first.read_bytes())  # another data set now
+    done = medcore("calibration-refit", "xray", "--data", str(tmp_path / "data"), "--model", str(out))
+    assert done.returncode != 0 and "fingerprint" in done.stderr and "Traceback" not in done.stderr

@@ -268,7 +268,7 @@ def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser,
     page.get_by_label("Folder of local films on the server").fill(str(films))
     page.get_by_role("button", name="Validate and recalibrate").click()
     page.get_by_text("Locally calibrated candidate").wait_for(timeout=180_000)
-    assert page.get_by_text("Calibration chosen by cross-validated log-loss").count() == 1
+    assert page.get_by_text("Calibration chosen by cross-validated ECE").count() == 1
     assert page.get_by_text("Only 30 films in the smaller class").count() == 1  # a small set is flagged
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_local_validation.png"), full_page=True)
     page.get_by_role("button", name="Promote to production").last.click()

@@ -44,7 +44,8 @@ def test_calibration_registers_a_candidate_with_the_same_weights(store, local_fi
     result = calibrate_and_register(local_films, ADMIN, store / "work")
     assert result["status"] == "candidate" and result["based_on"] == production.version
     assert result["method"] in ("intercept", "platt", "isotonic")
-    assert set(result["cv_log_loss"]) == {"unchanged", "intercept", "platt", "isotonic"}
+    assert set(result["cv_log_loss"]) == set(result["cv_ece"]) == {"unchanged", "intercept", "platt", "isotonic"}
+    assert result["method"] == min(("intercept", "platt", "isotonic"), key=result["cv_ece"].get)
     for side in ("before", "after"):
         figures = result[side]
         for key in ("auc", "sensitivity", "specificity", "accuracy", "ece"):

@@ -310,8 +310,8 @@ def local_validation_form() -> None:
     st.subheader(f"Locally calibrated candidate `{entry.version}`")
     for warning in result["warnings"]:
         st.warning(escape_markdown(warning), icon=":material/warning:")
-    st.markdown(f"Same weights as `{result['based_on']}`. Calibration chosen by cross-validated log-loss: "
-                f"**{result['method']}** ({', '.join(f'{k} {v:.3f}' for k, v in result['cv_log_loss'].items())}). "
+    st.markdown(f"Same weights as `{result['based_on']}`. Calibration chosen by {result['chosen_by']}: "
+                f"**{result['method']}** ({', '.join(f'{k} {v:.3f}' for k, v in result['cv_ece'].items())}). "
                 f"Threshold {result['threshold_before']:.1%} → **{result['threshold_after']:.1%}**. "
                 f"{result['n_normal']} NORMAL and {result['n_pneumonia']} PNEUMONIA films; status **{entry.status}**.")
     st.dataframe(pd.DataFrame(charts.figures_table([

@@ -114,11 +114,10 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
             found = {"site": site_name, "auc": auc,
                      "histogram": wire.to_bytes(wire.logit_histogram(logits, data.y_val))}
             if config.get("last") and options.shift_calibration:  # the central recipe's perturbed copies, binned
-                shifted, labels = shift.shifted_logits(
-                    lambda batch: network.predict(batch, batch_size=256, verbose=0).ravel(), data.x_val, logits,
+                shifted, labels = shift.perturbed_logits(
+                    lambda batch: network.predict(batch, batch_size=256, verbose=0).ravel(), data.x_val,
                     data.y_val, seed=options.seed)
-                found["shift_histogram"] = wire.to_bytes(wire.logit_histogram(shifted[len(logits):],
-                                                                              labels[len(logits):]))
+                found["shift_histogram"] = wire.to_bytes(wire.logit_histogram(shifted, labels))
             return loss, len(data.y_val), found
 
     return HospitalClient()

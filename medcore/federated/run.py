@@ -25,11 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-from medcore.calibration import apply_platt
 from medcore.federated import wire
 from medcore.federated.privacy import client_level_epsilon
 from medcore.imaging import folders
-from medcore.metrics import binary_metrics
 from medcore.training import shift
 from medcore.training.options import XrayTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
@@ -150,18 +148,10 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             shifted = wire.histogram_samples(stored["shift_histogram"]) if "shift_histogram" in stored else None
         with np.load(work / "quality.npz") as stored:
             reference = {key: stored[key] for key in stored.files}
-        if shifted is not None:  # as central training: validation films plus perturbed copies of them
-            fit_logits, fit_labels = np.concatenate([val_logits, shifted[0]]), np.concatenate([y_val, shifted[1]])
-            fitted_on = f"the hospitals' pooled counts (0.05-wide bins) of {shift.DESCRIPTION}"
-        else:
-            fit_logits, fit_labels = val_logits, y_val
-            fitted_on = "the hospitals' pooled validation-logit counts (0.05-wide bins)"
-        calibration, threshold, val_prob, metrics = calibrate_and_choose_threshold(fit_logits, fit_labels, val_logits,
-                                                                                   y_val, options.min_sensitivity)
-        if shifted is not None:
-            metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
-                shifted[1], apply_platt(shifted[0], calibration), threshold).items()
-                if k in ("auc", "accuracy", "sensitivity", "specificity", "ece", "n")}
+        fitted_on = ("the hospitals' pooled counts (0.05-wide bins) of " + (shift.DESCRIPTION if shifted is not None
+                     else "their validation logits"))
+        # as central training: validation films plus perturbed copies of them
+        calibrated = calibrate_and_choose_threshold(val_logits, y_val, shifted, options.min_sensitivity, fitted_on)
         fit_rows = [r for r in history if r["kind"] == "fit"]
         meta = {
             "task": task,
@@ -169,13 +159,12 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             "labels": list(folders.XRAY_CLASSES),
             "positive_label": folders.XRAY_CLASSES[1],
             "image_size": options.image_size,
-            "calibration": {"method": "platt", **calibration, "fitted_on": fitted_on},
-            "threshold": threshold,
+            "calibration": calibrated.calibration,
+            "threshold": calibrated.threshold,
             "quality": {"method": "federated: pooled sums and scatter matrices of thumbnails and features; each "
                                   "threshold = 1.25 x the 99.5th percentile of pooled binned validation scores"},
-            "threshold_rule": (f"threshold with the best specificity among those with sensitivity >= "
-                               f"{options.min_sensitivity}, on {fitted_on}"),
-            "metrics": {"validation": metrics},
+            "threshold_rule": calibrated.threshold_rule,
+            "metrics": {"validation": calibrated.metrics},
             "options": asdict(options),
             "federated": {"strategy": strategy, "rounds": rounds, "local_epochs": local_epochs,
                           "proximal_mu": proximal_mu if strategy == "fedprox" else None, "sites": site_counts,
@@ -196,10 +185,9 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                          "python": platform.python_version()},
         }
         save_artifact(Path(out_dir), network, meta, reference,
-                      validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32),
-                                  "logit": val_logits.astype(np.float32)},
+                      validation=calibrated.validation_arrays(y_val),
                       model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
-        progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
+        progress(event(Stage.DONE, version=meta["version"], metrics=calibrated.metrics))
         return meta
     finally:
         for process in processes:

@@ -23,12 +23,18 @@ from medcore.metrics import binary_figures
 from medcore.model_card import xray_model_card
 
 
-def add_to_card(model_dir: Path, key: str, value: Any) -> dict:
-    """Store a measurement under meta[key] of an unregistered X-ray model folder and rewrite its card from the
-    metadata (what the benchmarks that fill a card section call); return the metadata."""
+def ensure_unregistered(model_dir: Path) -> Path:
+    """model_dir, resolved; ValueError if it is a registered version, which never changes."""
     model_dir = Path(model_dir).resolve()
     if registry.models_dir().resolve() in model_dir.parents:
         raise ValueError(f"{model_dir} is a registered version, and registered versions never change.")
+    return model_dir
+
+
+def add_to_card(model_dir: Path, key: str, value: Any) -> dict:
+    """Store a measurement under meta[key] of an unregistered X-ray model folder and rewrite its card from the
+    metadata (what the benchmarks that fill a card section call); return the metadata."""
+    model_dir = ensure_unregistered(model_dir)
     meta = json.loads((model_dir / "meta.json").read_text())
     meta[key] = value
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))

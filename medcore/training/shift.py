@@ -36,17 +36,14 @@ def perturb(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out * gain + offset + rng.normal(0.0, NOISE, size=out.shape).astype(np.float32)
 
 
-def shifted_logits(predict, images: np.ndarray, logits: np.ndarray, labels: np.ndarray, seed: int,
-                   copies: int = COPIES) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) of the films and `copies` perturbed copies: what calibration is fitted on.
+def perturbed_logits(predict, images: np.ndarray, labels: np.ndarray, seed: int,
+                     copies: int = COPIES) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) of `copies` perturbed copies of the films: with the films' own, what calibration is fitted on.
 
-    logits are the films' own (already computed by the caller, not predicted again); predict maps
-    (n, h, w, 1) inputs to logits (n,); copies are made batch by batch to bound memory.
+    predict maps (n, h, w, 1) inputs to logits (n,); copies are made batch by batch to bound memory.
     """
     rng = np.random.default_rng(seed)
-    all_logits, all_labels = [logits], [labels]
+    all_logits = []
     for _ in range(copies):
-        parts = [predict(perturb(images[i:i + 256], rng)) for i in range(0, len(images), 256)]
-        all_logits.append(np.concatenate(parts))
-        all_labels.append(labels)
-    return np.concatenate(all_logits), np.concatenate(all_labels)
+        all_logits += [predict(perturb(images[i:i + 256], rng)) for i in range(0, len(images), 256)]
+    return np.concatenate(all_logits), np.tile(labels, copies)

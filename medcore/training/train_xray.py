@@ -13,7 +13,7 @@ import platform
 import secrets
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,7 @@ from medcore.imaging.model import build_xray_ensemble, save_artifact
 from medcore.imaging.preprocess import PREPROCESS_VERSION
 from medcore.metrics import (
     binary_metrics,
-    choose_threshold,
+    choose_threshold_for_each,
     expected_calibration_error,
 )
 from medcore.model_card import xray_model_card
@@ -106,18 +106,94 @@ def refit_quality_reference(model_dir: Path, data_dir: Path, cache_dir: Path | N
     return {k: float(v) for k, v in reference.items() if np.ndim(v) == 0}
 
 
-def calibrate_and_choose_threshold(fit_logits: np.ndarray, fit_labels: np.ndarray, val_logits: np.ndarray,
-                                   y_val: np.ndarray, min_sensitivity: float) -> tuple[dict, float, np.ndarray, dict]:
-    """Platt map and operating threshold fitted on (fit_logits, fit_labels); validation figures with them.
+def refit_calibration(model_dir: Path, data_dir: Path, command: str, cache_dir: Path | None = None) -> dict:
+    """Refit an unregistered model's calibration and threshold on its own validation films by today's rule, weights
+    untouched, as a new version (a new operating point must be told apart in the audit log). Returns the metadata.
 
-    Central and federated training share it: (calibration, threshold, calibrated validation probabilities, metrics).
+    Used when the calibration or threshold rule changes: same data, same split, same network, same perturbed copies.
+    Figures on new patients measured at the old threshold are dropped, to be recorded again.
     """
-    calibration = fit_platt(fit_logits, fit_labels)
-    threshold = choose_threshold(fit_labels, apply_platt(fit_logits, calibration), min_sensitivity)
+    import json
+
+    from medcore.artifacts import EXTERNAL_FILE, VALIDATION_FILE
+    from medcore.imaging.model import load_artifact
+    from medcore.training.external import add_to_card, ensure_unregistered
+
+    model_dir = ensure_unregistered(model_dir)
+    artifact = load_artifact(model_dir)
+    x_val, y_val = datasets.model_split(artifact.meta, Path(data_dir),
+                                        cache_dir or config.store_dir() / "cache").validation()
+    known = XrayTrainingOptions.__dataclass_fields__
+    options = XrayTrainingOptions(**{k: v for k, v in artifact.meta["options"].items() if k in known})
+    calibrated = calibrate_network(lambda batch: artifact.network.predict(batch, batch_size=256, verbose=0).ravel(),
+                                   x_val.astype(np.float32), y_val, options)
+    meta = json.loads(json.dumps(artifact.meta))
+    refit = {"based_on": meta["version"], "command": command, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+             "previous_threshold": meta["threshold"], "previous_rule": meta["threshold_rule"]}
+    meta.update(version=time.strftime("xray-%Y%m%d-%H%M%S-") + secrets.token_hex(2),
+                calibration=calibrated.calibration, threshold=calibrated.threshold,
+                threshold_rule=calibrated.threshold_rule)
+    meta["metrics"]["validation"] = {**calibrated.metrics, "members": meta["metrics"]["validation"].get("members", [])}
+    meta.pop("external", None)
+    (model_dir / EXTERNAL_FILE).unlink(missing_ok=True)
+    np.savez_compressed(model_dir / VALIDATION_FILE, **calibrated.validation_arrays(y_val))
+    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return add_to_card(model_dir, "refit", refit)  # writes the card from the metadata
+
+
+@dataclass
+class Calibrated:
+    """A network's calibration map, operating threshold and the validation figures with them."""
+
+    calibration: dict  # {"method": "platt", "a", "b", "fitted_on"}
+    threshold: float
+    threshold_rule: str
+    val_logits: np.ndarray
+    val_prob: np.ndarray
+    metrics: dict
+
+    def validation_arrays(self, y_val: np.ndarray) -> dict[str, np.ndarray]:
+        """What an artifact keeps of its validation films (validation.npz): labels, probabilities, logits."""
+        return {"y_true": y_val.astype(np.int8), "prob": self.val_prob.astype(np.float32),
+                "logit": self.val_logits.astype(np.float32)}
+
+
+def calibrate_and_choose_threshold(val_logits: np.ndarray, y_val: np.ndarray,
+                                   shifted: tuple[np.ndarray, np.ndarray] | None, min_sensitivity: float,
+                                   fitted_on: str) -> Calibrated:
+    """Platt map fitted on the validation logits plus (when given) the (logits, labels) of their perturbed copies;
+    the threshold keeps the sensitivity target on each of the two, not on their union (choose_threshold_for_each).
+
+    Central and federated training share it. With copies, metrics["simulated_shift"] holds the copies' figures.
+    """
+    domains = [(val_logits, y_val)] + ([shifted] if shifted is not None else [])
+    calibration = fit_platt(np.concatenate([d[0] for d in domains]), np.concatenate([d[1] for d in domains]))
+    threshold = choose_threshold_for_each([(y, apply_platt(logits, calibration)) for logits, y in domains],
+                                          min_sensitivity)
+    rule = (f"highest threshold whose sensitivity keeps a one-sided 80 % Wilson lower bound of at least "
+            f"{min_sensitivity} on the validation films" + (" and on their perturbed copies, each on its own (a "
+                                                            "shift-aware rule: the target must hold on clean and "
+                                                            "on perturbed films)" if shifted is not None else ""))
     val_prob = apply_platt(val_logits, calibration)
     metrics = binary_metrics(y_val, val_prob, threshold)
     metrics["ece_uncalibrated"] = expected_calibration_error(y_val, 1.0 / (1.0 + np.exp(-val_logits)))
-    return calibration, threshold, val_prob, metrics
+    if shifted is not None:
+        metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
+            shifted[1], apply_platt(shifted[0], calibration), threshold).items()
+            if k in ("auc", "accuracy", "sensitivity", "specificity", "ece", "n")}
+    return Calibrated({"method": "platt", **calibration, "fitted_on": fitted_on}, threshold, rule, val_logits, val_prob,
+                      metrics)
+
+
+def calibrate_network(predict: Callable[[np.ndarray], np.ndarray], x_val: np.ndarray, y_val: np.ndarray,
+                      options: XrayTrainingOptions) -> Calibrated:
+    """Calibration and threshold of a trained network from its validation films (and, by default, their perturbed
+    copies: medcore.training.shift). Training and `medcore calibration-refit` both come here."""
+    val_logits = predict(x_val)
+    if options.shift_calibration:
+        return calibrate_and_choose_threshold(val_logits, y_val, shift.perturbed_logits(predict, x_val, y_val,
+                                              options.seed), options.min_sensitivity, shift.DESCRIPTION)
+    return calibrate_and_choose_threshold(val_logits, y_val, None, options.min_sensitivity, "validation films")
 
 
 def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray,
@@ -224,18 +300,8 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     def predict(batch: np.ndarray) -> np.ndarray:
         return network.predict(batch, batch_size=256, verbose=0).ravel()
 
-    val_logits = predict(x_val)
-    if options.shift_calibration:
-        fit_logits, fit_labels = shift.shifted_logits(predict, x_val, val_logits, y_val, seed=options.seed)
-        fitted_on = shift.DESCRIPTION
-    else:
-        fit_logits, fit_labels, fitted_on = val_logits, y_val, "validation films"
-    calibration, threshold, val_prob, metrics = calibrate_and_choose_threshold(fit_logits, fit_labels, val_logits,
-                                                                               y_val, options.min_sensitivity)
-    if options.shift_calibration:
-        metrics["simulated_shift"] = {k: v for k, v in binary_metrics(
-            fit_labels[len(y_val):], apply_platt(fit_logits[len(y_val):], calibration), threshold).items()
-            if k in ("auc", "accuracy", "sensitivity", "specificity", "ece", "n")}
+    calibrated = calibrate_network(predict, x_val, y_val, options)
+    metrics = calibrated.metrics
     metrics["members"] = [auc for _, auc in best] if len(members) > 1 else []
 
     reference = fit_quality_reference(network, images, train_idx, val_idx)
@@ -246,11 +312,10 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "labels": list(folders.XRAY_CLASSES),
         "positive_label": folders.XRAY_CLASSES[1],
         "image_size": options.image_size,
-        "calibration": {"method": "platt", **calibration, "fitted_on": fitted_on},
-        "threshold": threshold,
+        "calibration": calibrated.calibration,
+        "threshold": calibrated.threshold,
         "quality": {"method": QUALITY_METHOD},
-        "threshold_rule": (f"threshold with the best specificity among those with sensitivity >= "
-                           f"{options.min_sensitivity} (ties: highest sensitivity), on the {fitted_on}"),
+        "threshold_rule": calibrated.threshold_rule,
         "metrics": {"validation": metrics},
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
@@ -264,8 +329,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
     save_artifact(Path(out_dir), network, meta, reference,
-                  validation={"y_true": y_val.astype(np.int8), "prob": val_prob.astype(np.float32),
-                              "logit": val_logits.astype(np.float32)},
+                  validation=calibrated.validation_arrays(y_val),
                   model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
     progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
     return meta
