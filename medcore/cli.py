@@ -554,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "users"}  # commands that neither read nor serve registered models
+# commands that neither read nor serve registered models
+WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "users"}
 
 
 def main(argv: list[str] | None = None) -> int:

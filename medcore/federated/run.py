@@ -148,9 +148,9 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
             shifted = wire.histogram_samples(stored["shift_histogram"]) if "shift_histogram" in stored else None
         with np.load(work / "quality.npz") as stored:
             reference = {key: stored[key] for key in stored.files}
+        # As central training: validation films plus (when sites sent them) perturbed copies of them.
         fitted_on = ("the hospitals' pooled counts (0.05-wide bins) of " + (shift.DESCRIPTION if shifted is not None
                      else "their validation logits"))
-        # as central training: validation films plus perturbed copies of them
         calibrated = calibrate_and_choose_threshold(val_logits, y_val, shifted, options.min_sensitivity, fitted_on)
         fit_rows = [r for r in history if r["kind"] == "fit"]
         meta = {

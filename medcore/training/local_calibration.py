@@ -2,10 +2,11 @@
 
 Production is scored on the hospital's own labelled films (figures with 95 % intervals). A calibration
 map is then chosen among intercept / platt / isotonic by cross-validated calibration error (ECE, the figure the
-app reports, and what a local recalibration is for; ties go to the map with fewer parameters), refitted on all of them with a threshold for the sensitivity target, and written as a **new version**: the same
-weights with the new map and threshold. It is registered as a candidate and promoted or discarded like
-any retrain. The "after" figures are cross-validated (each film judged by a map and threshold fitted
-without it), so they are what the next patients can expect, not the fit's own flattering score.
+app reports, and what a local recalibration is for; ties go to the map with fewer parameters), refitted on all
+of them with a threshold for the sensitivity target, and written as a **new version**: the same weights
+with the new map and threshold. It is registered as a candidate and promoted or discarded like any retrain.
+The "after" figures are cross-validated (each film judged by a map and threshold fitted without it), so they
+are what the next patients can expect, not the fit's own flattering score.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def refit_calibration(model_dir: Path, data_dir: Path, command: str, cache_dir: 
     known = XrayTrainingOptions.__dataclass_fields__
     options = XrayTrainingOptions(**{k: v for k, v in artifact.meta["options"].items() if k in known})
     calibrated = calibrate_network(lambda batch: artifact.network.predict(batch, batch_size=256, verbose=0).ravel(),
-                                   x_val.astype(np.float32), y_val, options)
+                                   x_val, y_val, options)
     meta = json.loads(json.dumps(artifact.meta))
     refit = {"based_on": meta["version"], "command": command, "at": time.strftime("%Y-%m-%d %H:%M:%S"),
              "previous_threshold": meta["threshold"], "previous_rule": meta["threshold_rule"]}
