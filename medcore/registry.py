@@ -289,6 +289,19 @@ def rollback(task: str, user: auth.User, to: str | None = None, expected_product
     return to
 
 
+def put_in_production(task: str, version: str, user: auth.User, expected_production: str | None) -> None:
+    """The admin page's one decision on a version it showed: promote a candidate, or roll back to an earlier
+    production version, but only while production is still `expected_production` (what the page showed).
+
+    Both arguments come from the click itself, never from a re-read of the registry at click time, so the
+    version acted on is the one the admin saw; any mismatch is refused and nothing changes.
+    """
+    if get(task, version).ever_promoted:
+        rollback(task, user, to=version, expected_production=expected_production)
+    else:
+        promote(task, version, user, expected_production=expected_production)
+
+
 def discard(task: str, version: str, user: auth.User) -> None:
     """Mark a candidate as not to be used; its files stay for the record."""
     user = auth.require_admin(user)

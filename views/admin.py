@@ -16,7 +16,7 @@ from medcore.training.options import form_specs
 from medcore.training.progress import Stage, epoch_label, epoch_step
 from medcore.uploads import UploadRejected, save_upload
 from medcore.uploads import discard as discard_upload
-from views.common import escape_markdown, guarded, require_admin, session_active
+from views.common import escape_markdown, guarded, require_admin, session_active, signed_in
 
 admin = require_admin()
 
@@ -252,26 +252,47 @@ def show_result(job: jobs.Job) -> None:
                 f"production {result['production_version']}": arrays["prob_production"],
                 f"candidate {result['candidate_version']}": arrays["prob_candidate"]}), key="comparison-roc")
     if entry.status == "candidate":
-        promote_or_discard(job.task, entry.version, key=f"-{job.task}")
+        promote_or_discard(job.task, entry.version)
 
 
-def promote_or_discard(task_key: str, version: str, key: str = "") -> None:
-    """The two decisions on a candidate, each re-checked against the production this page drew."""
+OUTCOME = "admin-decision-outcome"  # what the last promote / roll back / discard click did, shown on the next draw
+
+
+def decide(action: str, task_key: str, version: str, expected_production: str | None) -> None:
+    """A decision button's callback. Its arguments were fixed when the page drew the button, so it acts on the
+    version the admin saw, against the production the page showed; it runs before the page is drawn again, so
+    nothing re-read at click time can change what is decided. The registry refuses any mismatch."""
+    user = signed_in()  # the session and the account as they are now: an expired session cannot act
+    try:
+        if user is None:
+            raise auth.NotAllowed("Your session has ended; nothing was changed.")
+        if action == "discard":
+            registry.discard(task_key, version, user)
+            done = f"Discarded `{version}`."
+        else:
+            registry.put_in_production(task_key, version, user, expected_production)
+            done = f"`{version}` is now in production."
+    except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
+        st.session_state[OUTCOME] = ("error", escape_markdown(str(exc)))
+    else:
+        st.session_state[OUTCOME] = ("success", done)
+
+
+def show_outcome() -> None:
+    if outcome := st.session_state.pop(OUTCOME, None):
+        kind, text = outcome
+        (st.error if kind == "error" else st.success)(text)
+
+
+def promote_or_discard(task_key: str, version: str) -> None:
+    """The two decisions on a candidate; each click carries this version and the production this page drew."""
+    expected = shown_productions[task_key]
     left, right = st.columns(2)
-    if left.button("Promote to production", type="primary", icon=":material/publish:", key=f"promote{key}"):
-        try:
-            registry.promote(task_key, version, admin, expected_production=shown_productions[task_key])
-        except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
-            st.error(escape_markdown(str(exc)))
-        else:
-            st.rerun()
-    if right.button("Discard candidate", icon=":material/delete:", key=f"discard{key}"):
-        try:
-            registry.discard(task_key, version, admin)
-        except (registry.RegistryError, auth.NotAllowed) as exc:
-            st.error(escape_markdown(str(exc)))
-        else:
-            st.rerun()
+    left.button("Promote to production", type="primary", icon=":material/publish:",
+                key=f"promote-{task_key}-{version}-over-{expected}", on_click=decide,
+                args=("promote", task_key, version, expected))
+    right.button("Discard candidate", icon=":material/delete:", key=f"discard-{task_key}-{version}",
+                 on_click=decide, args=("discard", task_key, version, expected))
 
 
 def local_validation_form() -> None:
@@ -319,7 +340,7 @@ def local_validation_form() -> None:
         {"title": f"candidate {entry.version}", "source": result["after_is"], "metrics": result["after"]}])),
         hide_index=True, width="stretch")
     if entry.status == "candidate":
-        promote_or_discard("xray", entry.version, key="-local")
+        promote_or_discard("xray", entry.version)
 
 
 def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> pd.DataFrame:
@@ -343,6 +364,7 @@ shown_productions = {task.key: shown_production}
 if task.key == "xray":  # the film generator's versions are decided on this page's Synthetic films tab
     generator_in_production = registry.production("xray_gan")
     shown_productions["xray_gan"] = generator_in_production.version if generator_in_production else None
+show_outcome()
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
@@ -373,18 +395,9 @@ with versions_tab:
                                 "status": st.column_config.TextColumn(width="medium")})
     choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
     if choices:
-        chosen = st.selectbox("Version to put in production", choices)
-        if st.button("Put in production", icon=":material/history:"):
-            entry = registry.get(task.key, chosen)
-            try:
-                if entry.ever_promoted:
-                    registry.rollback(task.key, admin, to=chosen, expected_production=shown_production)
-                else:
-                    registry.promote(task.key, chosen, admin, expected_production=shown_production)
-            except (registry.RegistryError, ModelLoadError, auth.NotAllowed) as exc:
-                st.error(escape_markdown(str(exc)))
-            else:
-                st.rerun()
+        chosen = st.selectbox("Version to put in production", choices, key=f"put-in-production-{task.key}")
+        st.button("Put in production", icon=":material/history:", key=f"put-{task.key}-{chosen}-over-{shown_production}",
+                  on_click=decide, args=("promote", task.key, chosen, shown_production))
     st.markdown("**History**")
     st.dataframe(pd.DataFrame([{"when": when(h["at"]), "action": h["action"], "version": h["version"],
                                 "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),
