@@ -82,3 +82,18 @@ def mlflow_tracking_uri() -> str | None:
 MAX_UPLOAD_BYTES = int(os.environ.get("MEDCORE_MAX_UPLOAD_MB", "64")) * 1024 * 1024
 MAX_PIXELS = int(os.environ.get("MEDCORE_MAX_PIXELS", str(50_000_000)))
 MIN_SIDE = 64  # smaller images carry too little detail to read a chest film
+
+
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL")
+
+
+def child_environment(with_medcore: bool = True) -> dict[str, str]:
+    """The environment for a process MedCore starts (a training job, a Flower server or client): this one's,
+    without secrets (passwords, tokens) and the first-admin account, which no child needs.
+
+    with_medcore=False also drops every other MEDCORE_* setting: a Flower process reads only its own arguments,
+    never the store.
+    """
+    return {name: value for name, value in os.environ.items()
+            if not any(word in name.upper() for word in _SECRET_WORDS) and name != "MEDCORE_ADMIN_USER"
+            and (with_medcore or not name.startswith("MEDCORE_"))}

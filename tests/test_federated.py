@@ -1,19 +1,23 @@
 """Federated training with real Flower processes on tiny synthetic hospitals.
 
-A server and three client processes talk gRPC over localhost through a relay that records every byte, so the
-privacy claim is checked on the wire itself: weights travel, no film and no file name does.
+A server and three client processes talk gRPC over TLS on localhost through a relay that records every byte: the
+traffic is encrypted (not even the weights can be read off the wire), and what the server itself received holds
+no film, file name or folder name. A rogue client with a key of its own is refused.
 """
 
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from medcore.federated.run import free_port, run_federated
+from medcore.federated import credentials
+from medcore.federated.run import run_federated
 from medcore.federated.sites import SitePlan, split_hospitals
 from medcore.imaging import folders
 from medcore.training.options import XrayTrainingOptions
@@ -73,23 +77,52 @@ def hospitals(tmp_path_factory):
     return [write_site(root / f"site{i}", n, seed=i, prefix=f"h{i}") for i, n in enumerate((40, 60, 50))]
 
 
-def test_federated_run_sends_weights_and_no_film_or_file_name(hospitals, tmp_path):
-    server_port = free_port()
-    relay = RecordingRelay(server_port)
+def _rogue_client(site: Path, address: str, key_folder: Path) -> subprocess.Popen:
+    """Another local process that joins as site-1 with a key of its own. It is given the run's CA certificate (public,
+    though it lies in the run's owner-only folder) so that it gets past TLS and must face the join challenge."""
+    import tempfile
+
+    rogue_keys = credentials.create(key_folder, 1)
+    run_ca = max(Path(tempfile.gettempdir()).glob("medcore-federated-*/keys/ca.pem"), key=lambda p: p.stat().st_mtime)
+    return subprocess.Popen([sys.executable, "-m", "medcore.federated.client", "--site", str(site), "--site-id", "site-1",
+                             "--key", str(rogue_keys.site_key("site-1")), "--ca", str(run_ca),
+                             "--server", address, "--options", json.dumps({"image_size": 64, "width": 8, "members": 1})],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_federated_run_sends_weights_encrypted_and_no_film_or_file_name(hospitals, tmp_path):
+    relays, rogues = [], []
+
+    def through_a_relay(server_port: int) -> str:
+        relays.append(RecordingRelay(server_port))
+        rogues.append(_rogue_client(hospitals[0], f"127.0.0.1:{server_port}", tmp_path / "rogue-keys"))
+        return f"127.0.0.1:{relays[0].port}"
+
     events = []
-    meta = run_federated(hospitals, tmp_path / "model", rounds=2, strategy="fedprox", options=OPTIONS,
-                         progress=events.append, port=server_port, client_address=f"127.0.0.1:{relay.port}")
+    try:
+        meta = run_federated(hospitals, tmp_path / "model", rounds=2, strategy="fedprox", options=OPTIONS,
+                             progress=events.append, client_address=through_a_relay)
+    finally:
+        for rogue in rogues:
+            rogue.kill()
     assert (tmp_path / "model" / "model.keras").exists()
     fed = meta["federated"]
     assert fed["strategy"] == "fedprox" and [r["round"] for r in fed["history"] if r["kind"] == "fit"] == [1, 2]
     assert set(fed["sites"]) == {"site0", "site1", "site2"} and fed["bytes_per_round"] > 0
+    # the rogue claimed an honest site's pseudonym with its own key: refused, the honest sites joined
+    assert sorted(r["site"] for r in fed["history"] if r["kind"] == "joined") == ["site0", "site1", "site2"]
+    refused = [r["reason"] for r in fed["history"] if r["kind"] == "refused"]
+    assert refused and all("does not match the site's key" in reason for reason in refused)
+    assert all(r["kind"] != "fit" or not r["dropped"] for r in fed["history"])
     # what the server reported per round reached the progress callback (the admin page's live curves)
     rounds = [e for e in events if e["stage"] == "epoch"]
     assert [e["epoch"] for e in rounds] == [1, 2] and set(rounds[-1]["site_auc"]) == set(fed["sites"])
-    wire = bytes(relay.captured)
+    wire = bytes(relays[0].captured)
     weights_bytes = meta["training"]["parameters"] * 4
     assert len(wire) > 2 * 2 * 3 * weights_bytes * 0.9  # 2 rounds, down and up, 3 sites: the weights did travel
-    for forbidden in (b"person", b".png", b"\x89PNG", str(hospitals[0].parent).encode(), b"NORMAL/", b"PNEUMONIA/"):
+    assert b"\x16\x03" in wire[:64]  # a TLS handshake opens the connection
+    for forbidden in (b"person", b".png", b"\x89PNG", str(hospitals[0].parent).encode(), b"NORMAL/", b"PNEUMONIA/",
+                      b"site0", b"site1", b"site2", b"hospital", b"site-1"):
         assert forbidden not in wire, forbidden
     # the validation films were pooled as counts, and the pooled counts add up to every site's validation films
     assert meta["metrics"]["validation"]["n"] == sum(

@@ -279,9 +279,11 @@ def decide(action: str, task_key: str, version: str, expected_production: str | 
 
 
 def show_outcome() -> None:
+    """Always one slot, filled or not: an element that comes and goes above the tabs would reset the open tab."""
+    slot = st.empty()
     if outcome := st.session_state.pop(OUTCOME, None):
         kind, text = outcome
-        (st.error if kind == "error" else st.success)(text)
+        (slot.error if kind == "error" else slot.success)(text)
 
 
 def promote_or_discard(task_key: str, version: str) -> None:

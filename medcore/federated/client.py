@@ -1,6 +1,9 @@
 """One hospital's Flower client: it reads only its own folder and sends only weights and aggregate statistics.
 
-    python -m medcore.federated.client --site DIR --server 127.0.0.1:8080 --options '{...}'
+    python -m medcore.federated.client --site DIR --site-id site-1 --key KEY --ca CA.pem --server 127.0.0.1:PORT
+
+The client trusts only the run's certificate authority (TLS), and proves its site id by signing the server's join
+challenge with its own key (medcore.federated.credentials). Nothing it sends names its folder.
 
 Local training is the central recipe's (same network, preprocessing, augmentation, class weighting, AdamW with
 one warm-up epoch and cosine decay, spread over every round), for `local_epochs` per round; when the server sends `proximal_mu` > 0 (FedProx), the loss adds
@@ -18,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from medcore.federated import wire  # noqa: E402
+from medcore.federated import credentials, wire  # noqa: E402
 from medcore.imaging import folders, quality  # noqa: E402
 from medcore.training import datasets, shift  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
@@ -36,7 +39,7 @@ class HospitalData:
         self.x_val, self.y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
 
 
-def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, site_name: str):
+def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, site_id: str, key_file: Path):
     """A flwr NumPyClient for one site (built here so that importing this module needs no Flower)."""
     import flwr
     import keras
@@ -82,6 +85,11 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
         return network.predict(data.x_val, batch_size=256, verbose=0).ravel()
 
     class HospitalClient(flwr.client.NumPyClient):
+        def get_properties(self, config):
+            """The join challenge: the site's id and its signature, proving it holds the site's key."""
+            challenge = str(config.get("challenge", ""))
+            return {"site": site_id, "signature": credentials.sign_challenge(key_file, site_id, challenge)}
+
         def get_parameters(self, config):
             return network.get_weights()
 
@@ -97,21 +105,20 @@ def make_client(site_dir: Path, options: XrayTrainingOptions, cache_dir: Path, s
             for _ in range(int(config.get("local_epochs", 1))):
                 for images, labels in training_dataset(data.x_train, data.y_train, options):
                     losses.append(float(step(images, labels, anchor, mu)))
-            return network.get_weights(), len(data.y_train), {"site": site_name, "loss": float(np.mean(losses))}
+            return network.get_weights(), len(data.y_train), {"loss": float(np.mean(losses))}
 
         def evaluate(self, parameters, config):
             network.set_weights(parameters)
             stage = str(config.get("stage", "validation"))
             if stage == "moments":
-                return 0.0, len(data.y_train), {"site": site_name, **_moments(GradCam(network), data.x_train)}
+                return 0.0, len(data.y_train), _moments(GradCam(network), data.x_train)
             if stage == "scores":
                 reference = {key: wire.from_bytes(config[key]) for key in QUALITY_KEYS}
-                return 0.0, len(data.y_val), {"site": site_name, **_score_histograms(GradCam(network), data.x_val,
-                                                                                     reference)}
+                return 0.0, len(data.y_val), _score_histograms(GradCam(network), data.x_val, reference)
             logits = val_logits()
             loss = float(np.mean(np.logaddexp(0, logits) - data.y_val * logits))
             auc = float(roc_auc_score(data.y_val, logits)) if len(set(data.y_val)) > 1 else float("nan")
-            found = {"site": site_name, "auc": auc,
+            found = {"auc": auc,
                      "histogram": wire.to_bytes(wire.logit_histogram(logits, data.y_val))}
             if config.get("last") and options.shift_calibration:  # the central recipe's perturbed copies, binned
                 shifted, labels = shift.perturbed_logits(
@@ -152,6 +159,9 @@ def _score_histograms(explain, images: np.ndarray, reference: dict[str, np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description="One hospital's Flower client (reads only --site).")
     parser.add_argument("--site", required=True)
+    parser.add_argument("--site-id", required=True, help="the pseudonym the server knows this site by")
+    parser.add_argument("--key", required=True, help="this site's private key (owner-only)")
+    parser.add_argument("--ca", required=True, help="the run's CA certificate: the only server this client trusts")
     parser.add_argument("--server", required=True)
     parser.add_argument("--options", default="{}", help="XrayTrainingOptions fields as JSON")
     parser.add_argument("--cache", default=None, help="preprocessing cache (default: <site>/.cache)")
@@ -160,9 +170,10 @@ def main() -> None:
 
     options = XrayTrainingOptions(**json.loads(args.options))
     site = Path(args.site)
-    client = make_client(site, options, Path(args.cache) if args.cache else site / ".cache", site.name)
-    start_client(server_address=args.server, client=client.to_client(), insecure=True, max_retries=30,
-                 max_wait_time=120)
+    client = make_client(site, options, Path(args.cache) if args.cache else site / ".cache", args.site_id,
+                         Path(args.key))
+    start_client(server_address=args.server, client=client.to_client(), root_certificates=Path(args.ca).read_bytes(),
+                 insecure=False, max_retries=30, max_wait_time=120)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """A federated X-ray run end to end: a Flower server and one client process per hospital on this machine, then
 the same artifact as central training (calibration, threshold, quality reference, model card).
 
-The server and the clients are separate processes that talk gRPC over localhost, as they would across
-hospitals; each client reads only its own folder. What the server learns besides weights is aggregate
-(medcore.federated.wire). Calibration and the operating threshold are fitted on the pooled validation-logit
+The server and the clients are separate processes that talk gRPC over TLS on localhost, as they would across
+hospitals; each client reads only its own folder and proves its site with a key made for this run
+(medcore.federated.credentials). Sites are known to the server by pseudonyms (site-1, ...) and their declared
+number of films; the folder names stay in this process. What the server learns besides weights is aggregate
+(medcore.federated.wire), and every update is checked before use (medcore.federated.validation). Calibration and the operating threshold are fitted on the pooled validation-logit
 counts with the central recipe's functions; the network, preprocessing and options are the central ones.
 A run that fails or is cancelled writes no model folder.
 """
@@ -11,10 +13,10 @@ A run that fails or is cancelled writes no model folder.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from medcore.federated import wire
+from medcore import config
+from medcore.federated import credentials, wire
 from medcore.federated.privacy import client_level_epsilon
 from medcore.imaging import folders
 from medcore.training import shift
@@ -34,10 +37,8 @@ from medcore.training.progress import ProgressFn, Stage, event
 from medcore.training.train_xray import calibrate_and_choose_threshold
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+log = logging.getLogger("medcore")
+SERVER_START_TIMEOUT_S = 180.0
 
 
 def _check_site(site: Path) -> dict[str, int]:
@@ -48,8 +49,39 @@ def _check_site(site: Path) -> dict[str, int]:
     return {"NORMAL": int(counts[0]), "PNEUMONIA": int(counts[1])}
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def _rows(path: Path, names: dict[str, str]) -> list[dict]:
+    """The server's round log, with the pseudonyms it knows sites by turned back into this machine's names."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    for row in rows:
+        for key in ("sites", "dropped"):
+            if isinstance(row.get(key), dict):
+                row[key] = {names.get(site, site): value for site, value in row[key].items()}
+        if "site" in row:
+            row["site"] = names.get(row["site"], row["site"])
+    return rows
+
+
+def _site_names(sites: list[Path]) -> list[str]:
+    """Each site's name on this machine (its folder name, made unique); never sent to the server."""
+    names: list[str] = []
+    for site in sites:
+        name, n = site.name, 2
+        while name in names:
+            name, n = f"{site.name}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def _wait_for_port(server: subprocess.Popen, port_file: Path, timeout_s: float) -> int:
+    """The port the server bound (it writes it only once bound, so nobody else can hold it)."""
+    deadline = time.time() + timeout_s
+    while not port_file.exists():
+        if server.poll() is not None:
+            raise RuntimeError(f"The Flower server stopped before it was ready (exit {server.returncode}).")
+        if time.time() > deadline:
+            raise RuntimeError(f"The Flower server was not ready within {timeout_s:.0f} s.")
+        time.sleep(0.2)
+    return int(port_file.read_text())
 
 
 def round_event(fit: dict, validation: dict, rounds: int) -> dict:
@@ -73,16 +105,16 @@ def _new_round_events(rows: list[dict], reported: int, rounds: int) -> list[dict
 def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: str = "fedavg",
                   options: XrayTrainingOptions | None = None, local_epochs: int = 1, proximal_mu: float = 0.01,
                   progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-                  timeout_s: float = 3600.0, task: str = "xray", port: int | None = None,
-                  client_address: str | None = None, noise_multiplier: float = 0.0, clipping_norm: float = 1.0
-                  ) -> dict:
+                  timeout_s: float = 3600.0, task: str = "xray",
+                  client_address: Callable[[int], str] | None = None, noise_multiplier: float = 0.0,
+                  clipping_norm: float = 1.0) -> dict:
     """Train across `sites` with Flower and write a model folder to out_dir; return its metadata.
 
     noise_multiplier > 0 turns on differential privacy (medcore.federated.privacy): each site's update clipped to
     clipping_norm, Gaussian noise on the average.
 
-    port: the server's (default: a free one); client_address: where the clients connect (default: the server;
-    the privacy test puts a recording relay in between).
+    client_address: where the clients connect, given the port the server bound (default: the server itself; the
+    privacy test puts a recording relay in between).
     """
     import tensorflow as tf
 
@@ -96,48 +128,54 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
     sites = [Path(s) for s in sites]
     if len(sites) < 2:
         raise ValueError("Federated training needs at least two sites.")
-    site_counts = {site.name: _check_site(site) for site in sites}
+    names = _site_names(sites)
+    site_counts = {name: _check_site(site) for name, site in zip(names, sites)}
     started = time.time()
-    work = Path(tempfile.mkdtemp(prefix="medcore-federated-"))
+    work = Path(tempfile.mkdtemp(prefix="medcore-federated-"))  # 0700: the keys and logs are this user's only
+    keys = credentials.create(work / "keys", len(sites))
+    pseudonyms = dict(zip(keys.site_ids, names))
+    (keys.folder / "sites.json").write_text(json.dumps({site_id: sum(site_counts[name].values())
+                                                        for site_id, name in pseudonyms.items()}))
     option_json = json.dumps(asdict(options))
-    port = port or free_port()
-    python = sys.executable
-    logs = {name: open(work / f"{name}.log", "w") for name in ["server", *[s.name for s in sites]]}
-    processes = [subprocess.Popen([python, "-m", "medcore.federated.server", "--port", str(port), "--rounds",
-                                   str(rounds), "--strategy", strategy, "--sites", str(len(sites)), "--local-epochs",
+    python, environment = sys.executable, config.child_environment(with_medcore=False)
+    logs = {name: open(work / f"{name}.log", "w") for name in ["server", *keys.site_ids]}
+    processes = [subprocess.Popen([python, "-m", "medcore.federated.server", "--credentials", str(keys.folder),
+                                   "--rounds", str(rounds), "--strategy", strategy, "--local-epochs",
                                    str(local_epochs), "--proximal-mu", str(proximal_mu), "--noise-multiplier",
                                    str(noise_multiplier), "--clipping-norm", str(clipping_norm), "--options", option_json,
-                                   "--out", str(work)], stdout=logs["server"], stderr=subprocess.STDOUT)]
-    time.sleep(1.0)
-    processes += [subprocess.Popen([python, "-m", "medcore.federated.client", "--site", str(site), "--server",
-                                    client_address or f"127.0.0.1:{port}", "--options", option_json,
-                                    "--cache", str(work / f"cache_{i}")], stdout=logs[site.name],
-                                   stderr=subprocess.STDOUT) for i, site in enumerate(sites)]
+                                   "--out", str(work)], stdout=logs["server"], stderr=subprocess.STDOUT,
+                                  env=environment)]
     reported = 0
 
     def report() -> None:
         nonlocal reported
-        for round_progress in _new_round_events(_rows(work / "progress.jsonl"), reported, rounds):
+        for round_progress in _new_round_events(_rows(work / "progress.jsonl", pseudonyms), reported, rounds):
             progress(round_progress)
             reported += 1
 
     try:
+        port = _wait_for_port(processes[0], work / "port", SERVER_START_TIMEOUT_S)
+        address = client_address(port) if client_address else f"{credentials.SERVER_HOST}:{port}"
+        processes += [subprocess.Popen([python, "-m", "medcore.federated.client", "--site", str(site), "--site-id",
+                                        site_id, "--key", str(keys.site_key(site_id)), "--ca", str(keys.ca_certificate),
+                                        "--server", address, "--options", option_json, "--cache", str(work / f"cache_{i}")],
+                                       stdout=logs[site_id], stderr=subprocess.STDOUT, env=environment)
+                      for i, (site, site_id) in enumerate(zip(sites, keys.site_ids))]
         while processes[0].poll() is None:
             report()
             if should_stop is not None and should_stop():
                 raise RuntimeError("Federated run cancelled.")
             if any(p.poll() not in (None, 0) for p in processes[1:]):
-                raise RuntimeError("A hospital's client stopped unexpectedly; see its log.")
+                raise RuntimeError("A hospital's client stopped unexpectedly; see the server log.")
             if time.time() - started > timeout_s:
                 raise RuntimeError(f"Federated run exceeded {timeout_s:.0f} s.")
             time.sleep(0.5)
         if processes[0].returncode != 0 or not (work / "quality.npz").exists():
-            raise RuntimeError(f"The Flower server failed (exit {processes[0].returncode}): "
-                               f"{(work / 'server.log').read_text()[-2000:]}")
+            raise RuntimeError(f"The Flower server failed (exit {processes[0].returncode}); see the server log.")
         for process in processes[1:]:
             process.wait(timeout=60)
         report()
-        history = _rows(work / "progress.jsonl")
+        history = _rows(work / "progress.jsonl", pseudonyms)
 
         progress(event(Stage.CALIBRATING))
         network, _ = build_xray_ensemble(options.image_size, options.width, options.members)
@@ -189,6 +227,11 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                       model_card=xray_model_card({**meta, "preprocess_version": PREPROCESS_VERSION}))
         progress(event(Stage.DONE, version=meta["version"], metrics=calibrated.metrics))
         return meta
+    except BaseException:
+        for name, handle in logs.items():  # the details go to this process's log (the job's), never to a page
+            handle.flush()
+            log.error("federated %s log (last lines):\n%s", name, (work / f"{name}.log").read_text()[-4000:])
+        raise
     finally:
         for process in processes:
             if process.poll() is None:
