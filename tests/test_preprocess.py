@@ -27,7 +27,8 @@ def _write_folder(root, rng):
 def test_training_loader_matches_serving_path(tmp_path):
     _write_folder(tmp_path, np.random.default_rng(0))
     folder = folders.list_image_folder(tmp_path)
-    trained_on = datasets.load_images(folder.files, 64)
+    trained_on, skipped = datasets.load_images(folder.files, 64)
+    assert skipped == {}
     for path, array in zip(folder.files, trained_on):
         served = to_model_input(read_radiograph(path.read_bytes(), path.name).pixels, 64)
         assert np.allclose(array.astype(np.float32), served, atol=2e-3)  # float16 cache rounding only
@@ -40,10 +41,29 @@ def test_cache_is_reused_and_keyed_by_content(tmp_path):
     first = datasets.load_cached(folder, 32, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     second = datasets.load_cached(folder, 32, tmp_path / "cache")
-    assert np.array_equal(first, second)
+    assert np.array_equal(first.images, second.images)
     folder.files[0].write_bytes(encode(np.zeros((300, 300), np.float32) + 0.5, "PNG"))
     datasets.load_cached(folder, 32, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # changed content -> new cache entry
+
+
+def test_a_truncated_or_synthetic_film_is_skipped_and_counted_not_fatal(tmp_path):
+    """L2: one bad film in a training folder is left out and reported; the rest trains."""
+    from medcore.imaging.synthetic import mark_synthetic
+
+    data = tmp_path / "data"
+    files = _write_folder(data, np.random.default_rng(2))
+    good = next(iter(files))
+    (data / "NORMAL" / "person90_cut.png").write_bytes(good.read_bytes()[:200])  # truncated
+    (data / "PNEUMONIA" / "person91_virus_1.png").write_bytes(mark_synthetic(files[good], "g"))
+    folder = folders.list_image_folder(data)
+    loaded = datasets.load_cached(folder, 32, tmp_path / "cache")
+    assert loaded.skipped == {"unreadable": 1, "synthetic": 1}
+    assert len(loaded.folder.files) == len(folder.files) - 2 == len(loaded.images)
+    assert all(p.name not in ("person90_cut.png", "person91_virus_1.png") for p in loaded.folder.files)
+    again = datasets.load_cached(folder, 32, tmp_path / "cache")  # from the cache: the same films left out
+    assert again.folder.files == loaded.folder.files and again.skipped == loaded.skipped
+    assert "1 unreadable" in loaded.describe_skipped() and "1 synthetic" in loaded.describe_skipped()
 
 
 def test_a_model_sees_its_own_split_of_its_own_data_again(tmp_path):

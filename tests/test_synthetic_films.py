@@ -1,32 +1,67 @@
-"""A synthetic film is never mistaken for a patient: visible mark, file tag, refused by the X-ray service and
-never audited as a study."""
+"""A synthetic film is never mistaken for a patient: it is recognised by the mark on its pixels, however it was
+re-encoded (M2, issue 21), refused by the X-ray service and `medcore predict`, and never audited as a study; a real
+film is never refused for a tag alone."""
 
 import io
+import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from medcore import audit
-from medcore.imaging.io import SyntheticFilm, read_radiograph
+from medcore.imaging.io import SyntheticFilm, decode_image, read_radiograph
 from medcore.imaging.service import analyse_uploads
-from medcore.imaging.synthetic import mark_synthetic, synthetic_tag
-from tests.synthetic import chest_like, encode
+from medcore.imaging.synthetic import MARK_THRESHOLD, TAG_KEY, mark_score, mark_synthetic
+from tests.synthetic import chest_like, encode, make_dicom
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def _reencoded(marked: bytes) -> dict[str, bytes]:
+    """The same pixels as someone might pass them on: without the tag, as JPEG 75, half size, inside DICOM."""
+    pixels = _pixels(marked)
+    half = np.asarray(Image.fromarray(pixels).resize((pixels.shape[1] // 2, pixels.shape[0] // 2)))
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels).save(jpeg, format="JPEG", quality=75)
+    return {"png": encode(pixels / 255.0, "PNG"), "jpeg75": jpeg.getvalue(), "half": encode(half / 255.0, "PNG"),
+            "dicom8": make_dicom(pixels, bits=8), "dicom16": make_dicom(pixels.astype(np.uint16) * 16, bits=12),
+            "dicom_monochrome1": make_dicom(255 - pixels, photometric="MONOCHROME1", bits=8)}
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-def test_a_tagged_film_is_refused_with_a_clear_message(fmt, xray_model):
+def test_a_marked_film_is_refused_in_every_re_encoding(fmt):
+    film = np.random.default_rng(3).random((64, 64)) * 0.6 + 0.2  # the generator draws 64 px films
+    marked = mark_synthetic(film, "gan-test-1", fmt)
+    assert min(_pixels(marked).shape) >= 512  # enlarged before marking: a 50 % copy is still a readable film
+    for name, data in {"as written": marked, **_reencoded(marked)}.items():
+        with pytest.raises(SyntheticFilm, match="SYNTHETIC mark"):
+            read_radiograph(data, f"film-{name}")
+
+
+def test_a_real_film_with_the_tag_added_is_read_as_usual(xray_model):
     film = chest_like(xray_model.artifact.quality_reference, 512, 512, seed=3)
-    data = mark_synthetic(film, "gan-test-1", fmt)
-    assert synthetic_tag(Image.open(io.BytesIO(data))) == "gan-test-1"
-    with pytest.raises(SyntheticFilm, match="synthetic film made by MedCore's generator"):
-        read_radiograph(data)
-    read_radiograph(encode(film, fmt))  # the same pixels without the tag are read as usual
+    info = PngImagePlugin.PngInfo()
+    info.add_text(TAG_KEY, "gan-forged")
+    buffer = io.BytesIO()
+    Image.fromarray((film * 255).astype(np.uint8)).save(buffer, format="PNG", pnginfo=info)
+    assert read_radiograph(buffer.getvalue()).pixels.shape == (512, 512)  # the tag alone decides nothing
+
+
+def test_real_looking_films_score_far_below_the_threshold(xray_model):
+    reference = xray_model.artifact.quality_reference
+    scores = [mark_score(decode_image(encode(chest_like(reference, 400 + 37 * s, 512, seed=s), "PNG")).pixels)
+              for s in range(20)]
+    assert max(scores) < MARK_THRESHOLD / 2
+    marked = mark_score(decode_image(mark_synthetic(np.full((64, 64), 0.4), "g")).pixels)
+    assert marked > 0.95
 
 
 def test_the_mark_is_visible_on_the_pixels():
     film = np.full((512, 512), 0.3)
-    pixels = np.asarray(Image.open(io.BytesIO(mark_synthetic(film, "g")))).astype(float) / 255
+    pixels = _pixels(mark_synthetic(film, "g")).astype(float) / 255
     corner, elsewhere = pixels[:40, :180], pixels[100:, 100:]
     assert (corner > 0.9).mean() > 0.5 and (corner < 0.1).any()  # white box with dark letters
     assert np.allclose(elsewhere, 0.3, atol=0.01)  # the film itself is untouched
@@ -34,10 +69,23 @@ def test_the_mark_is_visible_on_the_pixels():
 
 def test_the_xray_service_refuses_it_and_audits_no_study(store, xray_model):
     film = chest_like(xray_model.artifact.quality_reference, 512, 512, seed=4)
-    uploads = [("synthetic.png", mark_synthetic(film, "gan-test-2")), ("real.png", encode(film, "PNG"))]
+    resaved = encode(_pixels(mark_synthetic(film, "gan-test-2")) / 255.0, "PNG")  # no tag left
+    uploads = [("synthetic.png", resaved), ("real.png", encode(film, "PNG"))]
     synthetic, real = analyse_uploads(xray_model, uploads, {}, "dr.test")
     assert synthetic.synthetic and "synthetic film" in synthetic.error and synthetic.probability is None
     assert real.error is None and real.probability is not None
     rows = audit.recent(10)
     assert [r["action"] for r in rows].count("predict_xray") == 1  # only the real film is a study
     assert any(r["action"] == "refused_synthetic_film" for r in rows)
+
+
+def test_medcore_predict_refuses_a_dicom_wrapped_synthetic_film(store, tmp_path, capsys):
+    from medcore.cli import main
+
+    marked = mark_synthetic(np.full((64, 64), 0.5), "gan-test-3")
+    path = tmp_path / "study.dcm"
+    path.write_bytes(_reencoded(marked)["dicom16"])
+    assert main(["predict", "xray", str(path), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert "SYNTHETIC mark" in line["error"] and "probability" not in line
+    assert not [r for r in audit.recent(10) if r["action"] == "predict_xray"]

@@ -31,10 +31,11 @@ class HospitalData:
     """A site's films, preprocessed by the serving path, split by patient into local training and validation."""
 
     def __init__(self, site_dir: Path, options: XrayTrainingOptions, cache_dir: Path) -> None:
-        folder = folders.list_image_folder(Path(site_dir))
+        listed = folders.list_image_folder(Path(site_dir))
+        loaded = datasets.load_cached(listed, options.image_size, cache_dir,
+                                      folders.fingerprint(listed.files, listed.labels))
+        folder, images, self.skipped = loaded.folder, loaded.images, loaded.skipped  # unreadable films stay here
         train_idx, val_idx = folders.split_by_patient(folder, options.val_fraction, options.seed)
-        images = datasets.load_cached(folder, options.image_size, cache_dir,
-                                      folders.fingerprint(folder.files, folder.labels))
         self.x_train, self.y_train = images[train_idx], folder.labels[train_idx]
         self.x_val, self.y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
 

@@ -182,9 +182,9 @@ class GeneratorArtifact(ModelInfo):
         return sample_films(self.network, label_index, n, seed)
 
 
-def marked_film(pixels: np.ndarray, generator: str, display_size: int = 256) -> bytes:
+def marked_film(pixels: np.ndarray, generator: str) -> bytes:
     """A generated film enlarged for the eye, as PNG bytes with the visible SYNTHETIC mark and the file tag."""
-    return mark_synthetic(np.clip(resize_square(pixels, display_size), 0, 1), generator)
+    return mark_synthetic(np.clip(pixels, 0, 1), generator)
 
 
 def save_generator(folder: Path, generator: keras.Model, meta: dict[str, Any], arrays: dict[str, np.ndarray],

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcore import config
-from medcore.imaging.synthetic import synthetic_tag
+from medcore.imaging.synthetic import is_marked
 
 # DICOM attributes that describe the acquisition, never the patient. Everything else is dropped.
 TECHNICAL_DICOM_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation",
@@ -57,7 +57,16 @@ def sniff_format(data: bytes, filename: str = "") -> str:
 
 
 def read_radiograph(data: bytes, filename: str = "") -> Radiograph:
-    """Validate and decode one upload. Raises UnreadableImage with a clear reason."""
+    """Validate and decode one upload, and refuse a synthetic film. Raises UnreadableImage with a clear reason."""
+    radiograph = decode_image(data, filename)
+    if is_marked(radiograph.pixels):  # on the pixels, whatever the format or how often the film was re-saved
+        raise SyntheticFilm("This is a synthetic film made by MedCore's generator (it carries the SYNTHETIC mark), "
+                            "not a patient's radiograph: it is not read or recorded as a study.")
+    return radiograph
+
+
+def decode_image(data: bytes, filename: str = "") -> Radiograph:
+    """Validate and decode one file (limits, format, pixels), without judging what the image shows."""
     if not data:
         raise UnreadableImage("The file is empty.")
     if len(data) > config.MAX_UPLOAD_BYTES:
@@ -86,13 +95,9 @@ def _read_pillow(data: bytes, fmt: str) -> Radiograph:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            generator = synthetic_tag(image)  # first: a synthetic film is named as one, whatever its size
-            if generator is not None:
-                raise SyntheticFilm(f"This is a synthetic film made by MedCore's generator ({generator[:60]}), "
-                                      "not a patient's radiograph: it is not read or recorded as a study.")
             _check_dimensions(*image.size)  # header only: nothing decoded yet
             image.load()
-    except UnreadableImage:  # SyntheticFilm included
+    except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage("The image is too large to decode safely (possible decompression "

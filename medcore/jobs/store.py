@@ -242,6 +242,7 @@ def prune(keep_jobs: int = KEEP_JOB_FOLDERS, keep_cache: int = KEEP_CACHED_SETS)
                     reverse=True)
     for path in cached[keep_cache:]:
         path.unlink(missing_ok=True)
+        path.with_suffix(".skipped.json").unlink(missing_ok=True)
 
 
 def add_event(job_id: str, event: dict) -> None:

@@ -137,11 +137,12 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
 
         classifier = production.load("xray").model
 
-    folder = folders.list_image_folder(Path(data_dir))
-    data_fingerprint = folders.fingerprint(folder.files, folder.labels)
-    progress(event(Stage.LOADING, n_train=len(folder.files), n_val=0))
-    films = to_gan_range(datasets.load_cached(folder, options.image_size,
-                                              cache_dir or config.store_dir() / "cache", data_fingerprint))
+    listed = folders.list_image_folder(Path(data_dir))
+    data_fingerprint = folders.fingerprint(listed.files, listed.labels)
+    progress(event(Stage.LOADING, n_train=len(listed.files), n_val=0))
+    loaded = datasets.load_cached(listed, options.image_size, cache_dir or config.store_dir() / "cache",
+                                  data_fingerprint)
+    folder, films = loaded.folder, to_gan_range(loaded.images)
     labels = folder.labels.astype(np.int32)
     patients = np.array([folders.patient_id(path) for path in folder.files])
     class_names = list(folders.XRAY_CLASSES)
@@ -214,7 +215,7 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
                                       "training_film": folder.files[t].name, "ratio": ratio} for g, t, ratio in pairs]},
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
-                 "n_train": int(len(labels)), "train_counts": np.bincount(labels).tolist()},
+                 "n_train": int(len(labels)), "train_counts": np.bincount(labels).tolist(), "skipped": loaded.skipped},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
                      "epochs_run": len(history), "best_epoch": best["epoch"], "recipe": RECIPE, "history": history,

@@ -269,12 +269,15 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     started = time.time()
     keras.utils.set_random_seed(options.seed)
 
-    folder = folders.list_image_folder(Path(data_dir))
-    train_idx, val_idx = folders.split_by_patient(folder, options.val_fraction, options.seed)
-    progress(event(Stage.LOADING, n_train=len(train_idx), n_val=len(val_idx)))
-    data_fingerprint = folders.fingerprint(folder.files, folder.labels)
-    images = datasets.load_cached(folder, options.image_size, cache_dir or config.store_dir() / "cache",
+    listed = folders.list_image_folder(Path(data_dir))
+    progress(event(Stage.LOADING, n_train=len(listed.files), n_val=0))
+    data_fingerprint = folders.fingerprint(listed.files, listed.labels)
+    loaded = datasets.load_cached(listed, options.image_size, cache_dir or config.store_dir() / "cache",
                                   data_fingerprint)
+    folder, images = loaded.folder, loaded.images
+    train_idx, val_idx = folders.split_by_patient(folder, options.val_fraction, options.seed)
+    if loaded.describe_skipped():
+        progress(event(Stage.LOADING, n_train=len(train_idx), n_val=len(val_idx), skipped=loaded.skipped))
     x_train, y_train = images[train_idx], folder.labels[train_idx]
     x_val, y_val = images[val_idx].astype(np.float32), folder.labels[val_idx]
     synthetic = None
@@ -321,7 +324,8 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
                  "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                  "train_counts": np.bincount(folder.labels[train_idx]).tolist(),
-                 "val_counts": np.bincount(y_val).tolist(), **({"synthetic": synthetic} if synthetic else {})},
+                 "val_counts": np.bincount(y_val).tolist(), "skipped": loaded.skipped,
+                 **({"synthetic": synthetic} if synthetic else {})},
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
                      "best_epoch": best_epochs[0] if best_epochs else 0, "best_epochs": best_epochs,
