@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medcore.artifacts import ModelInfo, read_model_folder, write_model_folder  # noqa: E402
-from medcore.imaging.preprocess import PREPROCESS_VERSION, resize_square  # noqa: E402
+from medcore.imaging.preprocess import PREPROCESS_VERSION  # noqa: E402
 from medcore.imaging.synthetic import mark_synthetic  # noqa: E402
 
 GAN_SCALE = 3.0  # z-scored film / GAN_SCALE, clipped to [-1, 1], is what the GAN sees
