@@ -1,11 +1,15 @@
 """Labelled data sets uploaded on the admin page, unpacked safely under the store and deleted after use.
 
 A zip is checked before anything is written: member count, total unpacked size, compression ratio
-(zip bombs), and paths that would escape the target folder (absolute, `..`, links). DICOM members are
-stored as pixels only (a 16-bit PNG of the decoded image): patient names and ids never reach the disk.
-Each upload is unpacked into a folder of its own, checked, marked complete and only then renamed to
-<store>/uploads/<digest>/, so two identical uploads at once cannot share a half-written set. The set
-belongs to the training job that uses it and is deleted when that job ends or is refused (`discard`).
+(zip bombs), and paths that would escape the target folder (absolute, `..`, links). What is written is only
+what the task reads: for image sets, the decoded pixels of each accepted image (a 16-bit PNG, whatever the
+member's format or name: a DICOM header with the patient's name never reaches the disk); for notes, the one CSV.
+Every other member (a note, a spreadsheet, an unreadable or synthetic film) is dropped and counted.
+Each upload is unpacked into a folder of its own, checked and only then renamed to
+<store>/uploads/<digest>-<random>/: two uploads of the same file never share a folder, so one user's
+refusal or finished job cannot delete a set another job is using. The set belongs to the job (or local
+validation) that uses it and is deleted when that ends or is refused (`discard`). Temporary folders left by
+a crash are removed at the next upload.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import secrets
 import shutil
 import stat
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -24,12 +29,14 @@ import numpy as np
 from PIL import Image
 
 from medcore import config, tasks
-from medcore.imaging.io import UnreadableImage, read_radiograph, sniff_format
+from medcore.imaging.folders import IMAGE_SUFFIXES
+from medcore.imaging.io import SyntheticFilm, UnreadableImage, read_radiograph
 
 MAX_MEMBERS = 50_000
 MAX_UNPACKED_BYTES = 8 * 1024**3
 MAX_RATIO = 200  # images and text compress far less; a bomb compresses thousands of times
-COMPLETE = ".complete"  # written last: a folder without it is a leftover, never used
+COMPLETE = ".complete"  # written last, with what was kept and dropped
+STALE_TEMP_SECONDS = 6 * 3600  # a temporary folder this old belongs to no upload still running
 
 
 class UploadRejected(ValueError):
@@ -74,84 +81,80 @@ def _find_root(folder: Path, data_kind: str) -> Path:
     return csvs[0]
 
 
-def _is_dicom(name: str, data: bytes) -> bool:
-    try:
-        return sniff_format(data, name) == "DICOM"
-    except UnreadableImage:
-        return False
-
-
-def _pixels_only(data: bytes, name: str) -> bytes | None:
-    """A DICOM as a 16-bit grayscale PNG of its decoded pixels (no header), or None if it cannot be read."""
+def _pixels_only(data: bytes, name: str) -> bytes | str:
+    """An accepted image as a 16-bit grayscale PNG of its decoded pixels (nothing else of the file survives), or
+    why it was dropped ("unreadable", "synthetic")."""
     try:
         pixels = read_radiograph(data, name).pixels
+    except SyntheticFilm:
+        return "synthetic"
     except UnreadableImage:
-        return None
+        return "unreadable"
     buffer = io.BytesIO()
     Image.fromarray(np.round(pixels * 65535).astype(np.uint16)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _unpack(archive: zipfile.ZipFile, folder: Path) -> dict:
-    """Write the members; DICOM as pixels only. Returns counts for the completeness marker."""
-    written, skipped = 0, 0
+def _unpack(archive: zipfile.ZipFile, folder: Path, data_kind: str) -> dict:
+    """Write what the task reads (images as pixels only, or CSV files); count what was dropped and why."""
+    counts = {"files": 0, "dropped_not_data": 0, "dropped_unreadable": 0, "dropped_synthetic": 0}
     for member in _safe_members(archive):
         relative = PurePosixPath(member.filename.replace("\\", "/"))
-        data = archive.read(member)
-        if _is_dicom(relative.name, data):
-            data, relative = _pixels_only(data, relative.name), relative.with_suffix(".png")
-            if data is None:
-                skipped += 1
+        if data_kind == "image_folder":
+            data = _pixels_only(archive.read(member), relative.name)
+            if isinstance(data, str):
+                counts[f"dropped_{data}" if relative.suffix.lower() in IMAGE_SUFFIXES else "dropped_not_data"] += 1
                 continue
+            relative = relative.with_suffix(".png")
+        elif relative.suffix.lower() == ".csv":
+            data = archive.read(member)
+        else:
+            counts["dropped_not_data"] += 1
+            continue
         target = folder.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        written += 1
-    return {"files": written, "unreadable_dicom_skipped": skipped}
+        counts["files"] += 1
+    return counts
 
 
-def _complete(folder: Path) -> bool:
-    try:
-        marker = json.loads((folder / COMPLETE).read_text())
-    except (OSError, ValueError):
-        return False
-    return sum(1 for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE) == marker["files"]
+def _remove_stale_temporaries() -> None:
+    for folder in uploads_dir().glob(".tmp-*"):
+        try:
+            if time.time() - folder.stat().st_mtime > STALE_TEMP_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # removed by another process meanwhile
 
 
 def save_upload(task: str, name: str, data: bytes) -> Path:
-    """Store an uploaded zip (any task) or CSV (notes) and return the data-set path a job can train on."""
+    """Store an uploaded zip (any task) or CSV (notes) in a folder of its own; return the data-set path a job can
+    train on. The folder belongs to the caller: `discard` it when done."""
     family = tasks.get(task).family
-    target = uploads_dir() / hashlib.sha256(data).hexdigest()[:16]
-    if _complete(target):
-        return _find_root(target, family.data_kind)
-    tmp = uploads_dir() / f".tmp-{secrets.token_hex(8)}"  # this upload's own folder: no sharing with a twin
-    tmp.mkdir(parents=True)
+    uploads_dir().mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries()
+    tmp = uploads_dir() / f".tmp-{secrets.token_hex(8)}"
+    tmp.mkdir()
     try:
         if name.lower().endswith(".csv") and "csv" in family.upload_types:
             (tmp / "data.csv").write_bytes(data)
-            counts = {"files": 1, "unreadable_dicom_skipped": 0}
+            counts = {"files": 1}
         elif zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                counts = _unpack(archive, tmp)
+                counts = _unpack(archive, tmp, family.data_kind)
         else:
             raise UploadRejected("Upload a .zip (X-ray: NORMAL/ and PNEUMONIA/ folders; notes: one CSV) "
                                  "or, for notes, a .csv file.")
         _find_root(tmp, family.data_kind)
         (tmp / COMPLETE).write_text(json.dumps(counts))
+        target = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:16]}-{secrets.token_hex(4)}"
+        tmp.rename(target)
     except zipfile.BadZipFile as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UploadRejected(f"The zip is corrupt: {exc}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists() and not _complete(target):
-        shutil.rmtree(target, ignore_errors=True)  # a leftover of a crash: never reused
-    try:
-        tmp.rename(target)
-    except OSError:  # an identical upload finished first: use its complete copy
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not _complete(target):
-            raise
     return _find_root(target, family.data_kind)
 
 

@@ -103,16 +103,58 @@ def test_a_cancel_that_arrives_while_comparing_registers_nothing(store, tmp_path
     assert [v.version for v in registry.list_versions("xray")] == [registry.production("xray").version]
 
 
-# g. Identical uploads at the same time.
-def test_two_identical_uploads_at_once_both_get_the_same_complete_set(store, xray_model):
+# g. Identical uploads at the same time; M3 (issue 21): nothing in use is ever deleted by a twin's end.
+def test_identical_uploads_each_get_their_own_complete_set(store, xray_model):
     films = {f"set/{label}/person{i}_{label.lower()}_{i}.png":
              encode(chest_like(xray_model.artifact.quality_reference, 256, 256, seed=i), "PNG")
              for label in ("NORMAL", "PNEUMONIA") for i in range(40)}
     data = _zip(films)
     with ThreadPoolExecutor(4) as pool:
         roots = list(pool.map(lambda _: uploads.save_upload("xray", "films.zip", data), range(4)))
-    assert len(set(roots)) == 1 and len(list(roots[0].rglob("*.png"))) == 80
+    assert len(set(roots)) == 4 and all(len(list(root.rglob("*.png"))) == 80 for root in roots)
     assert not [p for p in (store / "uploads").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_refused_start_or_a_finished_validation_never_deletes_a_twin_in_use(store, tmp_path):
+    csv = tmp_path / "notes.csv"
+    write_notes_csv(csv, keyword_notes(60))
+    in_use = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())  # a running job's
+    twin = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())  # the same file again
+    with pytest.raises(jobs.JobError, match="exactly the classes"):
+        jobs.start("notes_medical_abstracts", twin, {}, OPERATOR)  # refused: its own upload is discarded ...
+    assert not twin.exists() and in_use.exists()  # ... and only its own
+    third = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())
+    uploads.discard(third)  # what the end of a local validation does
+    assert in_use.exists() and in_use.read_bytes() == csv.read_bytes()
+
+
+def test_only_decoded_pixels_of_accepted_images_are_stored(store, xray_model):
+    """L1 (issue 21): a DICOM without its preamble named .png, a note and a spreadsheet in the zip, a truncated film:
+    nothing but the pixels of accepted images reaches the disk; what was dropped is counted."""
+    reference = xray_model.artifact.quality_reference
+    dicom = make_dicom((chest_like(reference, 128, 128, seed=1) * 4000).astype(np.uint16), bits=12,
+                       patient_name="Doe^Jane", patient_id="MRN-77123")
+    entries = {f"set/{label}/person{i}_{label.lower()}.png": encode(chest_like(reference, 128, 128, seed=i), "PNG")
+               for label in ("NORMAL", "PNEUMONIA") for i in range(4)}
+    entries.update({"set/NORMAL/person9_normal.png": dicom[128:],  # no preamble, named .png
+                    "set/NORMAL/person8_normal.dcm": dicom,
+                    "set/notes_Jane_Doe.txt": b"Jane Doe, MRN-77123, admitted with cough",
+                    "set/PNEUMONIA/list.csv": b"name,id\nJane Doe,MRN-77123\n",
+                    "set/PNEUMONIA/person7_virus.jpeg": encode(chest_like(reference, 128, 128, seed=7), "JPEG")[:300]})
+    stale = store / "uploads" / ".tmp-crashed"
+    stale.mkdir(parents=True)
+    (stale / "person1.dcm").write_bytes(dicom)
+    os.utime(stale, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    root = uploads.save_upload("xray", "films.zip", _zip(entries))
+    stored = [p for p in (store / "uploads").rglob("*") if p.is_file()]
+    assert not stale.exists()
+    everything = b"".join(p.read_bytes() for p in stored)
+    assert b"Doe" not in everything and b"MRN-77123" not in everything and b"DICM" not in everything
+    assert {p.suffix for p in stored if p.name != uploads.COMPLETE} == {".png"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in stored if p.name != uploads.COMPLETE)
+    assert not [p for p in stored if "Jane" in p.name or p.suffix in (".txt", ".csv")]
+    counts = json.loads((root.parent / uploads.COMPLETE).read_text())
+    assert counts == {"files": 9, "dropped_not_data": 2, "dropped_unreadable": 2, "dropped_synthetic": 0}
 
 
 # a. Uploaded DICOM keeps no identifiers; uploads are deleted after use; the store is owner-only and bounded.
