@@ -7,7 +7,7 @@ would bypass this sign-in. Only the pages listed here can be reached.
 import streamlit as st
 
 from medcore import auth, incidents, registry
-from views.common import escape_markdown, sign_out, signed_in
+from views.common import escape_markdown, session_clock, sign_out, signed_in
 
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
 
@@ -52,6 +52,8 @@ else:
     ]
     navigation = st.navigation({"Clinical": clinical, "Administration": admin} if user.is_admin else clinical)
     st.sidebar.markdown(f"Signed in as **{escape_markdown(user.name)}** ({user.role})")
+    with st.sidebar:
+        session_clock()
     if st.sidebar.button("Sign out", icon=":material/logout:"):
         sign_out()
         st.rerun()

@@ -212,7 +212,7 @@ def session_expired(signed_in_at: float, last_seen: float, now: float | None = N
     """Why a session has ended (idle too long, or too old), or None while it is valid."""
     now = time.time() if now is None else now
     if now - last_seen > config.session_idle_seconds():
-        return f"Your session ended after {config.session_idle_seconds() / 60:.0f} minutes without activity."
+        return f"Your session ended after {config.session_idle_seconds() / 60:g} minutes without activity."
     if now - signed_in_at > config.session_max_seconds():
         return f"Your session ended after {config.session_max_seconds() / 3600:.0f} hours."
     return None

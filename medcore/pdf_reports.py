@@ -30,6 +30,7 @@ NOTE_DISCLAIMER = ("Decision support only, not a diagnosis. Probabilities are ca
 UNICODE_FONTS = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
                  Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"))
 MAX_NOTE_CHARS = 6_000  # about two pages of highlighted text; the rest is said to be left out
+MAX_CELL_CHARS = 300  # a table value (a file name, a reason) longer than this is shortened, said with "…"
 
 
 class _Document(FPDF):
@@ -79,7 +80,7 @@ class _Document(FPDF):
             for key, value in rows:
                 row = table.row()
                 row.cell(self.text_safe(key))
-                row.cell(self.text_safe(value))
+                row.cell(self.text_safe(_shortened(value)))
         self.ln(3)
 
     def image_array(self, image: np.ndarray, x: float, y: float, width: float) -> float:
@@ -90,6 +91,30 @@ class _Document(FPDF):
         height = width * picture.height / picture.width
         self.image(picture, x=x, y=y, w=width, h=height)
         return height
+
+
+def _shortened(text: str) -> str:
+    """A table cell must fit on one page: a 5,000-character file name is cut, and the cut is shown."""
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS - 1] + "…"
+
+
+def _fitting_parts(pdf: _Document, word: str, width: float) -> list[str]:
+    """A word wider than a line, cut into pieces that each fit one (nothing clipped at the page's edge)."""
+    parts, current = [], ""
+    for character in word:
+        if current and pdf.get_string_width(current + character) > width:
+            parts.append(current)
+            current = ""
+        current += character
+    return parts + [current]
+
+
+def notice_pdf(title: str, text: str) -> bytes:
+    """A one-paragraph PDF: what a download gets instead of a report it cannot have (a session that ended)."""
+    pdf = _Document(title)
+    pdf.heading(title)
+    pdf.paragraph(text)
+    return bytes(pdf.output())
 
 
 def _created() -> str:
@@ -152,14 +177,15 @@ def _highlighted_note(pdf: _Document, text: str, attribution: Attribution, class
             if part == "\n":
                 pdf.ln(line_height)
                 continue
-            width = pdf.get_string_width(part)
-            if pdf.get_x() + width > right:
-                pdf.ln(line_height)
-                if part.isspace():
-                    continue
-            if value is not None:
-                pdf.set_fill_color(*_rgb(value, scale))
-            pdf.cell(width, line_height, part, fill=value is not None)
+            for piece_part in _fitting_parts(pdf, part, pdf.epw) if not part.isspace() else [part]:
+                width = pdf.get_string_width(piece_part)
+                if pdf.get_x() + width > right:
+                    pdf.ln(line_height)
+                    if piece_part.isspace():
+                        continue
+                if value is not None:
+                    pdf.set_fill_color(*_rgb(value, scale))
+                pdf.cell(width, line_height, piece_part, fill=value is not None)
     pdf.ln(line_height + 2)
     if pdf.lacks_glyphs(text[:MAX_NOTE_CHARS]):
         pdf.paragraph("Characters the PDF font cannot draw are shown as '?'; the Case notes page shows the note "

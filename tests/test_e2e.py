@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.synthetic import chest_like, encode, make_dicom, text_screenshot
 
@@ -34,11 +35,11 @@ ADMIN = ("chief", "e2e admin secret")  # created by the app at first start, from
 CLINICIAN = ("dr.e2e", "e2e clinician secret")  # created with `medcore users add`
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def start_app(store: Path, **environment: str):
+    """The real app on a free port with its own store and the e2e accounts; yields its URL, then stops it."""
     port = _free_port()
-    env = {**os.environ, "MEDCORE_STORE_DIR": str(tmp_path_factory.mktemp("store")),
-           "MEDCORE_ADMIN_USER": ADMIN[0], "MEDCORE_ADMIN_PASSWORD": ADMIN[1]}
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
+           "MEDCORE_ADMIN_PASSWORD": ADMIN[1], **environment}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -60,6 +61,11 @@ def app_url(tmp_path_factory):
     yield url
     server.terminate()
     server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    yield from start_app(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")
@@ -341,3 +347,21 @@ def test_admin_trains_a_film_generator_and_sees_it_judged(app_url, browser, xray
     assert images.count() >= 16 + 2 * 2, images.count()  # 8 samples per class, and generated/training pairs
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_gan_generator.png"), full_page=True)
     page.close()
+
+
+def test_an_unattended_page_clears_itself_when_the_session_ends(tmp_path_factory, browser, xray_model):
+    """M4 (issue 21): nobody clicks; once the idle limit has passed, the film and its result leave the screen and the
+    sign-in form says why."""
+    for url in start_app(tmp_path_factory.mktemp("short-store"), MEDCORE_SESSION_IDLE_MINUTES="0.25"):
+        page = sign_in(browser, url, CLINICIAN, 1600)
+        page.locator("input[type=file]").set_input_files([{"name": "unattended.png", "mimeType": "image/png",
+                                                           "buffer": encode(chest_like(
+                                                               xray_model.artifact.quality_reference, 512, 512,
+                                                               seed=5), "PNG")}])
+        page.get_by_text("1 studies:").wait_for(timeout=90_000)
+        page.get_by_text("without activity").wait_for(timeout=90_000)  # 15 s idle, then the 20 s clock
+        page.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
+        expect(page.get_by_text("unattended.png")).to_have_count(0)
+        expect(page.get_by_text("1 studies:")).to_have_count(0)
+        page.screenshot(path=str(SCREENSHOTS / "session_ended_unattended.png"))
+        page.close()

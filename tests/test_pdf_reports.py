@@ -73,3 +73,20 @@ def test_note_report_lists_classes_and_colours_the_words(notes_models, tmp_path)
     blues = (page[..., 2] > 200) & (page[..., 0] < 200)
     assert reds.sum() > 50 and blues.sum() > 20  # words pushed towards and away from the class
 
+
+
+def test_a_word_wider_than_the_page_is_wrapped_and_a_huge_file_name_shortened(notes_models, xray_model, tmp_path):
+    """L5 (issue 21): a 5,000-character word is printed in full over several lines, not clipped at the page's edge;
+    a 5,000-character file name gives a report (shortened, and said so), not an exception."""
+    model = notes_models["symptom2disease"]
+    word = "".join("abcdefghij"[i % 10] for i in range(5_000))
+    prediction, attribution, error = analyse_note(model, f"cough and fever {word} chills", ExplanationCache(1), "dr")
+    assert error is None
+    _, text = rendered(note_report_pdf(prediction, attribution, 0, "Disease from symptoms"), tmp_path)
+    printed = "".join(ch for ch in text if ch in "abcdefghij")
+    assert word in printed  # every character is on the page, in order
+    result = analyse_file(xray_model, b"not an image", "x" * 5_000 + ".png")
+    (tmp_path / "study").mkdir()
+    _, text = rendered(study_report_pdf(result, xray_model.operating_evidence()), tmp_path / "study")
+    joined = "".join(text.split())
+    assert "xxxxxxxxxx…" in joined and joined.count("x") < 400 and "Noprediction" in joined

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
 
@@ -75,6 +76,35 @@ def session_active() -> bool:
     """Still signed in, without counting this check as activity (for pages that refresh themselves)."""
     state = st.session_state.get("auth")
     return bool(state) and auth.session_expired(state["signed_in_at"], state["last_seen"]) is None
+
+
+SESSION_CHECK = timedelta(seconds=20)  # how soon an unattended page is cleared once its session has ended
+
+
+@st.fragment(run_every=SESSION_CHECK)
+def session_clock() -> None:
+    """Runs by itself every SESSION_CHECK, without counting as activity: once the session has ended, the whole
+    app runs again, signs out (forgetting films, notes and results) and shows the sign-in form, even if nobody
+    touches the workstation."""
+    if st.session_state.get("auth") and not session_active():
+        st.rerun(scope="app")
+
+
+def deferred_download(make: Callable[[], bytes], what: str) -> Callable[[], bytes]:
+    """A download made only when clicked: for a session that is still signed in, and never an exception in
+    Streamlit's log (a failure is an incident; the file then says so)."""
+    def run() -> bytes:
+        from medcore.pdf_reports import notice_pdf
+
+        if not session_active():
+            return notice_pdf("MedCore: session ended", "Your session ended, so this report was not made. Sign in "
+                                                        "again and open the study or note once more.")
+        try:
+            return make()
+        except Exception as exc:
+            incident = incidents.report(exc, current_user(), f"making {what}")
+            return notice_pdf("MedCore: report not made", incidents.message(incident))
+    return run
 
 
 def guarded(where: str):

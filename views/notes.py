@@ -1,5 +1,7 @@
 """Case notes page: paste or upload a note, see the likely categories and the words behind them."""
 
+from functools import partial
+
 import streamlit as st
 
 from medcore import tasks
@@ -10,7 +12,7 @@ from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
 from medcore.pdf_reports import note_report_pdf
 from medcore.reports import notes_summary
-from views.common import current_user, production_model
+from views.common import current_user, deferred_download, production_model
 
 st.title("Case notes")
 task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title)
@@ -73,6 +75,7 @@ if attribution.truncated:
 with st.expander("Top words for this class"):
     st.dataframe([{"word": word, "SHAP (log-odds)": round(value, 4)}
                   for word, value in attribution.top(class_index, 15)], hide_index=True)
-st.download_button("Download report (PDF)", note_report_pdf(prediction, attribution, class_index,
-                                                            tasks.get(task).title),
+st.download_button("Download report (PDF)",
+                   deferred_download(partial(note_report_pdf, prediction, attribution, class_index,
+                                             tasks.get(task).title), "a note's PDF report"),
                    "medcore_note_report.pdf", "application/pdf", icon=":material/picture_as_pdf:")

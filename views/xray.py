@@ -12,7 +12,7 @@ from medcore.imaging.service import analyse_uploads
 from medcore.metrics import format_probability
 from medcore.pdf_reports import study_report_pdf
 from medcore.reports import study_report_html, summary_csv, summary_rows, xray_banner
-from views.common import current_user, escape_markdown, xray_model
+from views.common import current_user, deferred_download, escape_markdown, xray_model
 
 st.title("Chest X-ray: pneumonia")
 
@@ -69,7 +69,8 @@ for index, result in enumerate(results):
                             config={"displayModeBar": False})
             if result.technical:
                 st.caption(" · ".join(f"{k}: {escape_markdown(v)}" for k, v in result.technical.items()))
-            st.download_button("PDF report", partial(study_report_pdf, result, evidence, opacity),
+            st.download_button("PDF report", deferred_download(partial(study_report_pdf, result, evidence, opacity),
+                                                               "a study's PDF report"),
                                f"medcore_report_{index + 1}.pdf", "application/pdf", key=f"pdf-{index}",
                                icon=":material/picture_as_pdf:")
             st.download_button("Download report (HTML)", study_report_html(result, evidence, opacity),

@@ -1,0 +1,50 @@
+"""M4 (issue 21): sessions end on time even when nobody clicks, and a download made on click re-checks the session
+and never puts an exception's message in Streamlit's log. (The unattended page in a real browser:
+tests/test_e2e.py::test_an_unattended_page_clears_itself_when_the_session_ends.)"""
+
+from __future__ import annotations
+
+import logging
+
+from streamlit.testing.v1 import AppTest
+
+
+def _download_in_session(idle_seconds: float, fails: bool = False) -> str:
+    def script(idle_seconds: float, fails: bool) -> None:
+        import time
+
+        import streamlit as st
+
+        from views.common import deferred_download
+
+        now = time.time()
+        st.session_state["auth"] = {"name": "dr.clock", "signed_in_at": now - idle_seconds,
+                                    "last_seen": now - idle_seconds}
+
+        def make() -> bytes:
+            if fails:
+                patient = "Jane" + " Doe"  # the stack's source line must not hold the name either
+                raise ValueError(f"{patient}'s film could not be drawn")
+            return b"%PDF the report"
+
+        data = deferred_download(make, "a test report")()  # what Streamlit calls when the button is clicked
+        st.text(data.decode("latin-1"))
+
+    at = AppTest.from_function(script, args=(idle_seconds, fails), default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at.text[0].value
+
+
+def test_a_deferred_download_is_made_only_for_a_live_session():
+    assert _download_in_session(idle_seconds=5) == "%PDF the report"
+    ended = _download_in_session(idle_seconds=3 * 3600)
+    assert ended.startswith("%PDF") and "the report" not in ended
+
+
+def test_a_failing_download_gives_an_incident_never_the_message(caplog, store):
+    with caplog.at_level(logging.INFO):
+        made = _download_in_session(idle_seconds=5, fails=True)
+    assert made.startswith("%PDF") and "Jane" not in made
+    assert "incident" in caplog.text and "Jane" not in caplog.text
+
+
