@@ -233,7 +233,7 @@ def cmd_predict_xray(args: argparse.Namespace) -> int:
             _emit({"file": name, "error": f"Cannot read the file: {exc.strerror or exc}"})
             continue
         result = analyse_file(artifact, data, path.name, with_heatmap=False, user=_cli_user())
-        audit_study(_cli_user(), result, content_digest(data))
+        audit_study(_cli_user(), result, content_digest(data), "cli")
         row = {"file": name, **result.as_dict()}
         if args.json:
             _emit(row)

@@ -8,6 +8,9 @@ Three checks, each a stated test at a stated level, each only once there are eno
 - the share of films the quality gate calls atypical (atypicality above 1.0) against its design rate: the
   gate's limits are 1.25 x the 99.5th percentile of validation films, so such films exceed 1.0 less than
   0.5 % of the time (one-sided exact binomial test).
+A film counts once per day and source (the page's uploads, the command line, ...): the same film uploaded ten
+times, or scored again by a script, is one study, not ten. Studies on which the model gave no finite output are
+counted apart (`invalid_outputs`): any is a fault of the model, not drift.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class DriftReport:
     reference_probabilities: np.ndarray  # the model's validation predictions
     atypicality: np.ndarray  # recent studies that were read, refused or not
     checks: list[DriftCheck] = field(default_factory=list)
+    invalid_outputs: int = 0  # studies on which the model gave NaN or infinity
 
     @property
     def n(self) -> int:
@@ -69,10 +73,18 @@ def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
     """Recent use of `model` (rows from recent_studies, any model version) against its validation reference."""
     validation = model.validation_predictions()
     reference = np.asarray(validation["prob"], dtype=float)
-    rows = [r for r in studies if r["model_version"] == model.version]
+    rows, seen = [], set()
+    for row in studies:
+        day = datetime.date.fromtimestamp(row["at"]).isoformat()
+        key = (day, row["detail"].get("study"), source(row))
+        if row["model_version"] == model.version and key not in seen:
+            seen.add(key)
+            rows.append({**row, "day": day})
+    invalid = sum(r["outcome"] == "invalid model output" for r in rows)
+    rows = [r for r in rows if r["outcome"] != "invalid model output"]
     per_day: dict[str, list[dict]] = {}
     for row in rows:
-        per_day.setdefault(datetime.date.fromtimestamp(row["at"]).isoformat(), []).append(row)
+        per_day.setdefault(row["day"], []).append(row)
     predicted = [r for r in rows if r["detail"].get("probability") is not None]
     probabilities = np.array([r["detail"]["probability"] for r in predicted], dtype=float)
     atypicality = np.array([r["detail"]["atypicality"] for r in rows if r["detail"].get("atypicality") is not None],
@@ -81,7 +93,8 @@ def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
     result = DriftReport(
         days=days, studies_per_day=[len(per_day[d]) for d in days],
         flagged_share_per_day=[_share(per_day[d], model.positive_label) for d in days],
-        probabilities=probabilities, reference_probabilities=reference, atypicality=atypicality)
+        probabilities=probabilities, reference_probabilities=reference, atypicality=atypicality,
+        invalid_outputs=invalid)
     reference_flagged = float(np.mean(reference >= model.threshold))
     flagged = int(np.sum(probabilities >= model.threshold))
     ks = stats.ks_2samp(probabilities, reference) if len(probabilities) else None  # statistic and p-value at once
@@ -100,6 +113,11 @@ def report(model: ModelInfo, studies: list[dict]) -> DriftReport:
                    "one-sided exact binomial test against the gate's design rate of 0.5 %"),
     ]
     return result
+
+
+def source(row: dict) -> str:
+    """Where an audited study came from; rows written before the source was recorded: the user says it."""
+    return row["detail"].get("source") or ("cli" if str(row.get("user", "")).startswith("cli:") else "upload")
 
 
 def _share(rows: list[dict], positive: str | None) -> float:

@@ -47,8 +47,12 @@ with drift_tab:
         days = st.select_slider("Period", [7, 30, 90, 365], value=30, format_func=lambda d: f"last {d} days")
         use = drift.report(model, drift.recent_studies(days))
         st.caption(f"Model `{model.version}` · {use.n} studies in the last {days} days, from the audit log (outcomes, "
-                   "probabilities and atypicality scores only: no images, names or identifiers), against the "
-                   "model's internal validation films.")
+                   "probabilities and atypicality scores only: no images, names or identifiers), each film counted "
+                   "once per day and source, against the model's internal validation films.")
+        if use.invalid_outputs:
+            st.error(f"On {use.invalid_outputs} studies the model gave no valid output (not a finite number); they got "
+                     "no decision. This is a fault of the model: an administrator should roll back to a previous "
+                     "version (Models & retraining).", icon=":material/error:")
         for check in use.warnings:
             st.warning(f"Recent use differs from validation: {check.name} is {check.recent:.3f} against "
                        f"{check.reference:.3f} (p = {check.p_value:.2g}, {check.test}). Check the films and "

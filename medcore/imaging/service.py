@@ -30,6 +30,10 @@ from medcore.metrics import binary_figures
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
 
 
+class InvalidModelOutput(RuntimeError):
+    """The network returned NaN or infinity: a fault of the model, reported as an incident, never a decision."""
+
+
 @dataclass
 class LoadedXrayModel(ModelInfo):
     """The artifact with its compiled Grad-CAM pass: what the page, the CLI and the registry serve."""
@@ -72,6 +76,7 @@ class StudyResult:
     display: np.ndarray | None = None  # the image, at most DISPLAY_MAX_SIDE px, for the page
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
     synthetic: bool = False  # a film MedCore generated: refused, and not audited as a study
+    invalid_output: bool = False  # the model gave no finite number: an error, never a decision
 
     @property
     def decision(self) -> str | None:
@@ -110,6 +115,9 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
         _analyse(model, data, filename, with_heatmap, result)
     except UnreadableImage as exc:
         result.error, result.synthetic = str(exc), isinstance(exc, SyntheticFilm)
+    except InvalidModelOutput as exc:
+        incident = incidents.report(exc, user, "chest X-ray model output", message_is_safe=True)
+        result.error += f" (Incident {incident}.)"
     except Exception as exc:
         incident = incidents.report(exc, user, "chest X-ray analysis")
         result.error = f"This file could not be analysed because of an error on our side (incident {incident})."
@@ -122,10 +130,15 @@ def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: b
     radiograph = read_radiograph(data, filename)
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
     probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
-    check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
-    result.atypicality, result.technical = check.atypicality, radiograph.technical
     if with_heatmap:
         result.display = _display_copy(radiograph.pixels)
+    if not np.isfinite(probability[0]):  # a broken model (e.g. NaN weights) must never read as NORMAL
+        result.invalid_output = True
+        result.error = ("The model gave no valid output for this film (not a finite number), so no decision is "
+                        "made. This is a fault of the model, not of the film; an administrator has been told.")
+        raise InvalidModelOutput(f"{model.version}: non-finite probability")
+    check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
+    result.atypicality, result.technical = check.atypicality, radiograph.technical
     if not check.ok:
         result.refusal_reasons = check.reasons
         result.error = "Refused: " + " ".join(check.reasons)
@@ -146,7 +159,8 @@ def _display_copy(pixels: np.ndarray) -> np.ndarray:
 
 
 def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]], cache: dict, user: str,
-                    progress: Callable[[int, str], None] | None = None, max_cached: int = 50) -> list[StudyResult]:
+                    progress: Callable[[int, str], None] | None = None, max_cached: int = 50,
+                    source: str = "upload") -> list[StudyResult]:
     """Analyse a batch, reusing results already in `cache` (one per session) and auditing new ones.
 
     A result is a pure function of (model version, file bytes), so it is computed once per session;
@@ -158,7 +172,7 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
         key = (model.version, digest, name)
         if key not in cache:
             result = analyse_file(model, data, name, user=user)
-            audit_study(user, result, digest)
+            audit_study(user, result, digest, source)
             cache[key] = result
             while len(cache) > max_cached:
                 cache.pop(next(iter(cache)))
@@ -168,21 +182,22 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
     return results
 
 
-def audit_study(user: str, result: StudyResult, digest: str) -> None:
-    """One audit row per analysed study: digest and outcome only, never the name or pixels.
-
-    A synthetic film is no study: its row says only that one was refused.
+def audit_study(user: str, result: StudyResult, digest: str, source: str) -> None:
+    """One audit row per analysed study: digest, outcome and where it came from (`upload`, `cli`, ...), never the
+    name or pixels. A synthetic film is no study: its row says only that one was refused.
     """
     if result.synthetic:
         audit.record(user, "refused_synthetic_film", "refused", model_version=result.model_version, upload=digest)
         return
-    if result.error:
+    if result.invalid_output:
+        outcome = "invalid model output"
+    elif result.error:
         outcome = "refused" if result.refusal_reasons else "unreadable"
     else:
         outcome = result.decision or "unknown"
     atypicality = None if result.atypicality is None else round(float(result.atypicality), 3)
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
-                 study=digest, probability=result.probability, atypicality=atypicality,
+                 study=digest, source=source, probability=result.probability, atypicality=atypicality,
                  explanation="grad-cam" if result.heatmap is not None else None)
 
 
@@ -217,6 +232,9 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4) -> 
         raise ValueError(f"None of the {len(prepared)} images could be read.")
     inputs = np.stack([x for x, _ in prepared if x is not None])
     logits, _, features = model.explain_inputs(inputs, batch_size=128)
+    if not np.isfinite(logits).all():
+        raise InvalidModelOutput(f"Model {model.version} gave no finite output for {int((~np.isfinite(logits)).sum())} "
+                                 "of the films: the model is broken, and no figure can be computed from it.")
     rule_refused = [flag for x, flag in prepared if x is not None]
     atypical = np.array([refused or quality.atypicality(x, f, artifact.quality_reference) > 1.0
                          for x, f, refused in zip(inputs, features, rule_refused)])

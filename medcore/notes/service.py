@@ -70,6 +70,13 @@ def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: st
     except NoteRejected as exc:
         audit.record(user, action, "rejected", model.version, note=digest)
         return None, None, str(exc)
+    if not np.isfinite(prediction.probabilities).all():  # a broken model must never name a class
+        incident = incidents.report(RuntimeError(f"{model.version}: non-finite probabilities"), user,
+                                    "case-note model output", message_is_safe=True)
+        audit.record(user, action, "invalid model output", model.version, note=digest)
+        return None, None, (f"The model gave no valid output for this note (not a finite number), so no finding is "
+                            f"shown (incident {incident}). This is a fault of the model; an administrator has been "
+                            "told.")
     attribution, error, explanation = None, None, "shap"
     try:
         attribution = cache.get(model, prediction.note)
