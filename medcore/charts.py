@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from medcore.artifacts import Evaluation
+from medcore.markup import escape_chart_text
 from medcore.metrics import (
     binary_figures,
     binary_metrics,
@@ -58,6 +59,7 @@ def reliability_figure(predicted: list[float], observed: list[float], counts: li
 def confusion_figure(matrix: list[list[int]], labels: list[str], title: str) -> go.Figure:
     counts = np.asarray(matrix)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    labels = [escape_chart_text(label) for label in labels]
     figure = go.Figure(go.Heatmap(z=share, x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
                                   text=counts, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}"
                                   "<br>%{text} cases (%{z:.0%} of the row)<extra></extra>"))
@@ -80,9 +82,10 @@ def multiclass_report(y_true: np.ndarray, prob: np.ndarray, labels: list[str]) -
 
 def per_class_f1_figure(deep: dict[str, float], baseline: dict[str, float], name: str = "shipped model"
                         ) -> go.Figure:
-    labels = list(deep)
-    figure = go.Figure([go.Bar(y=labels, x=[deep[k] for k in labels], name=f"{name} (shipped)", orientation="h"),
-                        go.Bar(y=labels, x=[baseline[k] for k in labels], name="TF-IDF + LR baseline",
+    keys = list(deep)
+    labels = [escape_chart_text(k) for k in keys]
+    figure = go.Figure([go.Bar(y=labels, x=[deep[k] for k in keys], name=f"{name} (shipped)", orientation="h"),
+                        go.Bar(y=labels, x=[baseline[k] for k in keys], name="TF-IDF + LR baseline",
                                orientation="h")])
     figure.update_layout(title="F1 per class", xaxis_range=[0, 1], barmode="group",
                          **{**LAYOUT, "height": max(360, 34 * len(labels) + 120)})
@@ -121,7 +124,7 @@ def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
                          line={"width": 3})]
     for site in rounds[0]["site_auc"] if rounds else []:
         traces.append(go.Scatter(x=x, y=[r["site_auc"].get(site) for r in rounds], mode="lines+markers",
-                                 name=site, line={"dash": "dot"}))
+                                 name=escape_chart_text(site), line={"dash": "dot"}))
     figure = go.Figure(traces)
     figure.update_layout(title="Validation AUC per round, global and per hospital", xaxis_title="round",
                          yaxis_title="AUC", **LAYOUT)
@@ -183,7 +186,8 @@ def probability_gauge(probability: float, threshold: float) -> go.Figure:
 
 def class_probabilities_figure(ranked: list[tuple[str, float]]) -> go.Figure:
     """The top classes of a note as horizontal bars of calibrated probability, the most likely on top."""
-    labels, probabilities = [label for label, _ in ranked][::-1], [p for _, p in ranked][::-1]
+    labels = [escape_chart_text(label) for label, _ in ranked][::-1]
+    probabilities = [p for _, p in ranked][::-1]
     figure = go.Figure(go.Bar(x=[p * 100 for p in probabilities], y=labels, orientation="h",
                               text=[format_probability(p) for p in probabilities], textposition="auto",
                               marker_color=["#93c5fd", "#60a5fa", "#2563eb"][-len(ranked):]))

@@ -14,6 +14,7 @@ from PIL import Image
 from medcore.artifacts import ModelInfo
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import StudyResult
+from medcore.markup import escape_markdown
 from medcore.metrics import format_probability, operating_figures
 from medcore.spreadsheet import to_csv
 
@@ -23,7 +24,8 @@ def xray_banner(model: ModelInfo) -> str:
     evidence, external = model.operating_evidence(), model.external_metrics()
     metrics, positive = evidence["metrics"], model.positive_label
     text = (f"**Operating threshold {model.threshold:.1%}.** A study whose calibrated {positive.lower()} probability "
-            f"is at or above it is flagged **{positive}**. {evidence['source'].capitalize()}: "
+            f"is at or above it is flagged **{escape_markdown(positive)}**. "
+            f"{escape_markdown(evidence['source'].capitalize())}: "
             f"{operating_figures(metrics)}, AUC {metrics['auc']:.3f}.")
     if external and not model.meta.get("local_validation"):
         text += (f" On {external['metrics']['n']} new patients (later children of the same hospital): "

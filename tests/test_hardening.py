@@ -267,3 +267,21 @@ def test_predict_notes_reads_the_note_from_standard_input(store):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["prediction"] and result["attributions"]
+
+
+def test_a_stored_folder_name_or_label_is_shown_literally(xray_model, monkeypatch):
+    """L4 (issue 21): the folder name of an uploaded local-validation zip reaches the X-ray banner as text, not as a
+    link; class labels in charts are text, not Plotly markup."""
+    from medcore.charts import class_probabilities_figure, confusion_figure
+    from medcore.reports import xray_banner
+
+    evil = "[click](http://evil.example) ![x](http://evil.example/p.png) <b>bold</b>"
+    monkeypatch.setitem(xray_model.artifact.meta, "local_validation", {
+        "n_normal": 60, "n_pneumonia": 60, "source": evil, "after": xray_model.validation_metrics})
+    banner = xray_banner(xray_model)
+    assert "[click](" not in banner and "![x](" not in banner and "<b>" not in banner
+    assert "\\[click\\]\\(http" in banner
+    figure = class_probabilities_figure([("<a href='http://evil.example'>Flu</a>", 0.9)])
+    assert "<a href" not in str(figure.data[0].y) and "&lt;a href" in str(figure.data[0].y)
+    heatmap = confusion_figure([[1, 0], [0, 1]], ["<b>A</b>", "B"], "t")
+    assert "<b>" not in str(heatmap.data[0].x)

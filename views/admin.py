@@ -244,7 +244,8 @@ def show_result(job: jobs.Job) -> None:
         st.warning("No comparison with production" + (f": {escape_markdown(stored[0]['error'])}" if stored else "."))
     else:
         result, arrays = stored
-        st.markdown(f"Both models scored on the same **{result['n']}** held-out items: {result['held_out']}.")
+        st.markdown(f"Both models scored on the same **{result['n']}** held-out items: "
+                    f"{escape_markdown(result['held_out'])}.")
         table = pd.DataFrame(compare.metrics_table(result))
         st.dataframe(table.round(4), hide_index=True)
         if "y_true" in arrays:

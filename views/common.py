@@ -11,6 +11,7 @@ import streamlit as st
 
 from medcore import audit, auth, incidents, production, tasks
 from medcore.artifacts import ModelLoadError
+from medcore.markup import escape_markdown  # noqa: F401 - the views' one import for it
 
 if TYPE_CHECKING:  # TensorFlow is imported when a model is first loaded, not for the sign-in page
     from medcore.imaging.service import LoadedXrayModel
@@ -157,11 +158,4 @@ def require_admin() -> auth.User:
         st.stop()
     return user
 
-
-_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
-
-
-def escape_markdown(text: str) -> str:
-    """User-supplied text (a file name) shown literally: no links, no markup, no HTML."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 

@@ -12,7 +12,7 @@ from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
 from medcore.pdf_reports import note_report_pdf
 from medcore.reports import notes_summary
-from views.common import current_user, deferred_download, production_model
+from views.common import current_user, deferred_download, escape_markdown, production_model
 
 st.title("Case notes")
 task = st.selectbox("Task", tasks.NOTES_KEYS, format_func=lambda key: tasks.get(key).title)
@@ -51,10 +51,10 @@ for warning in prediction.note.warnings:
 ranked = prediction.ranked()
 top3 = ranked[:3]
 if prediction.certain:
-    st.subheader(f"Most likely: {top3[0][0]} ({format_probability(top3[0][1])})")
+    st.subheader(f"Most likely: {escape_markdown(top3[0][0])} ({format_probability(top3[0][1])})")
 else:
     st.subheader("Uncertain: no category is probable enough")
-    st.warning(f"The highest probability, {format_probability(top3[0][1])} for {top3[0][0]}, is below "
+    st.warning(f"The highest probability, {format_probability(top3[0][1])} for {escape_markdown(top3[0][0])}, is below "
                f"{prediction.confidence_threshold:.0%}: the level at which the model's findings were right at least "
                "90 % of the time on validation. Read the candidates below as possibilities, not a finding.",
                icon=":material/help:")
@@ -66,7 +66,7 @@ if attribution is None:  # the prediction stands; its explanation failed (an inc
 label = st.selectbox("Explain the class", [lbl for lbl, _ in ranked],
                      format_func=lambda lbl: f"{lbl} ({format_probability(dict(ranked)[lbl])})")
 class_index = model.labels.index(label)
-st.markdown(f"Words in **:red[red]** pushed the note towards *{label}*, words in **:blue[blue]** away from "
+st.markdown(f"Words in **:red[red]** pushed the note towards *{escape_markdown(label)}*, words in **:blue[blue]** away from "
             "it; the stronger the colour, the larger the push. Hover a word for its SHAP value (log-odds).")
 st.html(legend_html(label) + render_html(prediction.note, attribution, class_index))
 if attribution.truncated:
