@@ -302,6 +302,30 @@ def put_in_production(task: str, version: str, user: auth.User, expected_product
         promote(task, version, user, expected_production=expected_production)
 
 
+def rewrite_files(task: str, version: str, files: dict[str, bytes], user: auth.User, reason: str) -> None:
+    """Replace files of a registered version (e.g. delete data it kept about training films), keeping its
+    manifest true: each file is written beside the old one and renamed over it, and the manifest row is updated in
+    the same transaction. Only files already in the manifest; audited with the reason. Weights never change this
+    way: model.keras is refused.
+    """
+    user = auth.require_admin(user)
+    task = _key(task)
+    entry = get(task, version)
+    verify(entry)  # a version that was already tampered with is not blessed by a rewrite
+    unknown = sorted(set(files) - set(entry.manifest)) + (["model.keras"] if "model.keras" in files else [])
+    if unknown:
+        raise RegistryError(f"{task} version {version}: {', '.join(unknown)} cannot be rewritten.")
+    manifest = dict(entry.manifest)
+    with connect("registry", SCHEMA) as db:
+        for name, content in files.items():
+            temporary = entry.path / f".{name}.rewrite"
+            temporary.write_bytes(content)
+            temporary.replace(entry.path / name)
+            manifest[name] = hashlib.sha256(content).hexdigest()
+        db.execute("UPDATE versions SET manifest=? WHERE task=? AND version=?", (json.dumps(manifest), task, version))
+    audit.record(user.name, f"rewrite:{task}", reason, version, files=",".join(sorted(files)))
+
+
 def discard(task: str, version: str, user: auth.User) -> None:
     """Mark a candidate as not to be used; its files stay for the record."""
     user = auth.require_admin(user)

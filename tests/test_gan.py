@@ -224,3 +224,36 @@ def test_the_generator_draws_the_class_it_is_asked_for():
             trainer.step(films[start:start + 32], labels[start:start + 32])
     gap = trainer.sample(1, 32, seed=1).mean() - trainer.sample(0, 32, seed=1).mean()
     assert abs(before) < 0.05 and gap > 0.25
+
+
+def test_a_generator_keeps_no_file_names_and_an_admin_deletes_its_examples(tiny_generator, store, tmp_path):
+    """L6 (issue 21): the nearest training films are kept as pixels only, never with their file names (also not in
+    the card that MLflow mirrors), and an admin can delete them: the version stays usable and verified, audited."""
+    import shutil
+
+    from medcore import audit, auth, registry
+    from medcore.gan.network import load_generator
+    from medcore.gan.retention import delete_training_examples
+
+    root, meta, _ = tiny_generator
+    names = [p.name for p in (root / "data").rglob("*.png")]
+    shutil.copytree(root / "generator", tmp_path / "generator")
+    folder_text = "".join(p.read_text(errors="replace") for p in (tmp_path / "generator").glob("*.json")) + (
+        tmp_path / "generator" / "model_card.md").read_text()
+    assert not [name for name in names if name in folder_text]
+    version = registry.register("xray_gan", tmp_path / "generator", "tester").version
+    entry = registry.get("xray_gan", version)
+    assert load_generator(entry.path).closest_pairs()
+    with pytest.raises(auth.NotAllowed):
+        delete_training_examples(version, auth.User("nobody", "clinician", False))
+    delete_training_examples(version, auth.operator("tester"))
+    entry = registry.get("xray_gan", version)
+    registry.verify(entry)  # the manifest follows the rewrite
+    generator = load_generator(entry.path)
+    assert generator.closest_pairs() == [] and generator.sample("NORMAL", 1, 0).shape == (1, 32, 32)
+    with np.load(entry.path / "quality.npz") as npz:
+        assert "pair_training" not in npz.files
+    assert "(deleted)" in (entry.path / "model_card.md").read_text()
+    assert audit.recent(1)[0]["action"] == "rewrite:xray_gan"
+    with pytest.raises(registry.RegistryError, match="cannot be rewritten"):
+        registry.rewrite_files("xray_gan", version, {"model.keras": b"x"}, auth.operator("tester"), "no")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from medcore import auth, charts, config, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
-from medcore.gan import usefulness
+from medcore.gan import retention, usefulness
 from medcore.gan.network import load_generator, marked_film
 from medcore.training import compare
 from medcore.training.local_calibration import LocalDataError, calibrate_and_register
@@ -191,12 +191,21 @@ def generator_report(entry: registry.ModelVersion) -> None:
                 f"are closer to a training film than {100 - memo['percentile']:g} % of training films are to another "
                 f"patient's (limit {memo['max_share']:.0%}); the median generated film is {memo['median_ratio']:.2f}× "
                 "the typical distance between patients from its nearest training film. The closest pairs:")
-    for pair in generator.closest_pairs()[:4]:
+    pairs = generator.closest_pairs()
+    for pair in pairs[:4]:
         left, right = st.columns(2)
         left.image(marked_film(pair["generated"], generator.version), width=192,
                    caption=f"generated {pair['generated_class']}")
         right.image(pair["training"], width=192, clamp=True,
                     caption=f"nearest training film ({pair['ratio']:.2f}× the typical distance)")
+    if pairs:
+        st.caption(f"The {len(pairs)} nearest training films are real patients' films (64 px, no file names), kept "
+                   "only for this check.")
+        st.button("Delete these training-film examples", icon=":material/delete:",
+                  key=f"delete-examples-{entry.version}", on_click=decide,
+                  args=("delete examples", "xray_gan", entry.version, None))
+    else:
+        st.caption("The training-film examples of this generator were deleted.")
 
 
 def synthetic_films_tab(running: jobs.Job | None, finished: jobs.Job | None) -> None:
@@ -270,6 +279,9 @@ def decide(action: str, task_key: str, version: str, expected_production: str | 
         if action == "discard":
             registry.discard(task_key, version, user)
             done = f"Discarded `{version}`."
+        elif action == "delete examples":
+            retention.delete_training_examples(version, user)
+            done = f"The training-film examples of `{version}` were deleted."
         else:
             registry.put_in_production(task_key, version, user, expected_production)
             done = f"`{version}` is now in production."

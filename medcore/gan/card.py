@@ -21,7 +21,7 @@ def gan_model_card(meta: dict[str, Any]) -> str:
     curve = "\n".join(f"| {h['epoch']} | {h['loss']:.3f} | {h['d_loss']:.3f} | "
                       + (f"{h['fd_ratio']:.2f} | {h['precision']:.3f} | {h['recall']:.3f} | {h['gate_accepted']:.1%} |"
                          if "fd_ratio" in h else "| | | |") for h in training["history"])
-    closest = "\n".join(f"| {p['generated_class']} | {p['training_film']} | {p['ratio']:.2f} |" for p in memo["closest"])
+    closest = "\n".join(f"| {p['generated_class']} | {p['ratio']:.2f} |" for p in memo["closest"])
     return f"""# Model card: MedCore synthetic chest film generator `{meta['version']}`
 
 ## Intended use
@@ -61,9 +61,13 @@ are to the nearest film of **another** patient (distance {memo['threshold']:.3f}
 {memo['max_share']:.0%} is not registered). Median nearest-film distance of generated films:
 {memo['median_ratio']:.2f} x the typical distance between patients.
 
-| generated class | nearest training film | distance / typical |
-|---|---|---|
-{closest}
+The closest pairs ({len(memo['closest'])} generated films beside their nearest training film, 64 px thumbnails,
+no file names) are kept in the generator's folder for an administrator to inspect, until deleted on the admin
+page:
+
+| generated class | distance / typical |
+|---|---|
+{closest or '| (deleted) | |'}
 
 ## Limitations
 - Judged in the feature space of one small classifier, not by radiologists: a good Fréchet ratio means the

@@ -167,9 +167,13 @@ class GeneratorArtifact(ModelInfo):
         return self.meta["memorization"]
 
     def closest_pairs(self) -> list[dict[str, Any]]:
-        """The generated films nearest to a training film, each beside that film: what an admin inspects."""
+        """The generated films nearest to a training film, each beside that film: what an admin inspects (none once
+        an admin deleted them)."""
+        if "pair_training" not in self.arrays:
+            return []
         rows = self.memorization["closest"]
-        return [{**row, "generated": self.arrays["pair_generated"][i].astype(np.float32),
+        return [{"generated_class": row["generated_class"], "ratio": row["ratio"],
+                 "generated": self.arrays["pair_generated"][i].astype(np.float32),
                  "training": self.arrays["pair_training"][i].astype(np.float32)} for i, row in enumerate(rows)]
 
     def sample(self, label: str, n: int, seed: int) -> np.ndarray:
@@ -180,6 +184,30 @@ class GeneratorArtifact(ModelInfo):
 
     def sample_index(self, label_index: int, n: int, seed: int) -> np.ndarray:
         return sample_films(self.network, label_index, n, seed)
+
+
+EXAMPLE_ARRAYS = ("pair_generated", "pair_training", "pair_ratio")
+
+
+def without_training_examples(folder: Path) -> dict[str, bytes]:
+    """The generator folder's files that change when its training-film examples are deleted, as new contents:
+    quality.npz without the pairs' pixels, meta.json without their rows (and without file names, which older
+    generators kept), model_card.md saying they were deleted."""
+    import io
+    import json
+
+    from medcore.gan.card import gan_model_card
+
+    folder = Path(folder)
+    with np.load(folder / "quality.npz") as npz:
+        kept = {key: npz[key] for key in npz.files if key not in EXAMPLE_ARRAYS}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **kept)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["memorization"]["closest"] = []
+    meta["memorization"]["examples_deleted"] = True
+    return {"quality.npz": buffer.getvalue(), "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode(),
+            "model_card.md": gan_model_card(meta).encode()}
 
 
 def marked_film(pixels: np.ndarray, generator: str) -> bytes:

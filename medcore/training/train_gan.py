@@ -211,8 +211,8 @@ def train_gan(data_dir: Path, out_dir: Path, options: GanTrainingOptions | None 
         "feature_model": classifier.version,
         "memorization": {**check.summary(), "n_generated": int(len(generated)),
                          "space": "32 px standardized thumbnails (the quality gate's)",
-                         "closest": [{"generated_class": class_names[generated_labels[g]],
-                                      "training_film": folder.files[t].name, "ratio": ratio} for g, t, ratio in pairs]},
+                         "closest": [{"generated_class": class_names[generated_labels[g]], "ratio": ratio}
+                                     for g, _, ratio in pairs]},  # no file names: only the pixels, until deleted
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,
                  "n_train": int(len(labels)), "train_counts": np.bincount(labels).tolist(), "skipped": loaded.skipped},
