@@ -285,3 +285,19 @@ def test_a_stored_folder_name_or_label_is_shown_literally(xray_model, monkeypatc
     assert "<a href" not in str(figure.data[0].y) and "&lt;a href" in str(figure.data[0].y)
     heatmap = confusion_figure([[1, 0], [0, 1]], ["<b>A</b>", "B"], "t")
     assert "<b>" not in str(heatmap.data[0].x)
+
+
+def test_a_failed_job_shows_a_short_reason_and_an_incident_never_a_path(store, tmp_path, caplog):
+    """L7 (issue 21): what the admin page shows of a failed job names no server path and no traceback."""
+    import logging
+
+    hidden = tmp_path / "secret-server-path"
+    hidden.mkdir()
+    job_id = job_store._record("xray", hidden, "tests", {"epochs": 1, "image_size": 64, "members": 1}, "tests")
+    with caplog.at_level(logging.ERROR, logger="medcore"):
+        assert runner.run(job_id) == 1
+    job = jobs.get(job_id)
+    assert job.status == "failed" and "incident" in job.error and "production is unchanged" in job.error
+    assert "secret-server-path" not in job.error and "Traceback" not in job.error and "/" not in job.error
+    incident = job.error.split("incident ")[1][:8]
+    assert incident in caplog.text  # the details are in the server log, under the same id

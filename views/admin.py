@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from medcore import auth, charts, config, jobs, registry, tasks
+from medcore import auth, charts, config, incidents, jobs, registry, tasks
 from medcore.artifacts import ModelLoadError
 from medcore.gan import retention, usefulness
 from medcore.gan.network import load_generator, marked_film
@@ -170,7 +170,8 @@ def generator_report(entry: registry.ModelVersion) -> None:
     try:
         generator = load_generator(entry.path)
     except ModelLoadError as exc:
-        st.error(escape_markdown(str(exc)))
+        incident = incidents.report(exc, admin.name, f"loading generator {entry.version}", message_is_safe=True)
+        st.error(f"Generator `{entry.version}` cannot be loaded (incident {incident}; the server log has the reason).")
         return
     quality, memo = generator.quality, generator.memorization
     st.markdown(f"**Generator `{generator.version}`** ({entry.status}): {generator.image_size} px, trained on "

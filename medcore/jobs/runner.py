@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from medcore import audit, registry, tasks, tracking
+from medcore import audit, incidents, registry, tasks, tracking
 from medcore.jobs import store
 from medcore.training import compare
 from medcore.training.progress import Stage, event
@@ -45,8 +45,10 @@ def run(job_id: str) -> int:
         audit.record(job.created_by, f"train:{job.task}", "cancelled", job=job_id)
         return 1
     except Exception as exc:
-        traceback.print_exc()
-        store.finish(job_id, "failed", f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()  # the job's log, on the server
+        incident = incidents.report(exc, job.created_by, f"training job {job_id}", message_is_safe=True)
+        store.finish(job_id, "failed", f"The training stopped with an error ({type(exc).__name__}, incident "
+                                       f"{incident}); production is unchanged. The server log has the details.")
         audit.record(job.created_by, f"train:{job.task}", "failed", job=job_id)
         return 1
     store.finish(job_id, "succeeded", version=version)
@@ -89,7 +91,10 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
             result, arrays = task.compare(out, current.path, data)
         except Exception as exc:  # the trained candidate is kept; the page shows why there is no comparison
             traceback.print_exc()
-            result, arrays = {"error": f"{type(exc).__name__}: {exc}"}, {}
+            incident = incidents.report(exc, job.created_by, f"comparing job {job.id}'s candidate",
+                                        message_is_safe=True)
+            result, arrays = {"error": f"the comparison failed ({type(exc).__name__}, incident {incident}; the "
+                                       "server log has the details)"}, {}
         compare.save(out, result, arrays)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
     if should_stop():  # a cancel that came while comparing, just before SIGTERM was ignored
@@ -106,7 +111,8 @@ def _mirror(entry: registry.ModelVersion, job_id: str, progress) -> None:
         run_id = tracking.mirror_version(entry, job_id)
     except Exception as exc:
         traceback.print_exc()
-        progress(event(Stage.MLFLOW, error=f"Not logged to MLflow ({tracking.tracking_uri()}): {exc}"))
+        incident = incidents.report(exc, "system", f"mirroring {entry.version} to MLflow", message_is_safe=True)
+        progress(event(Stage.MLFLOW, error=f"Not logged to MLflow ({type(exc).__name__}, incident {incident})."))
     else:
         if run_id:
             progress(event(Stage.MLFLOW, run_id=run_id))
