@@ -301,3 +301,32 @@ def test_a_failed_job_shows_a_short_reason_and_an_incident_never_a_path(store, t
     assert "secret-server-path" not in job.error and "Traceback" not in job.error and "/" not in job.error
     incident = job.error.split("incident ")[1][:8]
     assert incident in caplog.text  # the details are in the server log, under the same id
+
+
+def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch):
+    """L8/L11 (issue 21): a training job and the Flower processes do not inherit the first admin's password (or any
+    other secret); Flower processes get no MEDCORE_* setting at all."""
+    monkeypatch.setenv("MEDCORE_ADMIN_USER", "chief")
+    monkeypatch.setenv("MEDCORE_ADMIN_PASSWORD", "the first admin's secret")
+    monkeypatch.setenv("MEDCORE_PACS_PASSWORD", "pacs secret")
+    monkeypatch.setenv("SOME_API_TOKEN", "token")
+    seen = []
+
+    class Recorder:
+        pid = 999_999_999
+
+        def __init__(self, command, **kwargs):
+            seen.append((command, kwargs.get("env")))
+
+    monkeypatch.setattr(subprocess, "Popen", Recorder)
+    csv = tmp_path / "notes.csv"
+    write_notes_csv(csv, keyword_notes(120, keywords={label: f"kw{i}" for i, label in enumerate(
+        registry.production("notes_symptom2disease").summary["labels"])}))
+    jobs.start("notes_symptom2disease", csv, {"epochs": 1}, OPERATOR)
+    (command, env), = seen
+    assert command[-2:][0] == "medcore.jobs" and env is not None
+    assert env["MEDCORE_STORE_DIR"] == os.environ["MEDCORE_STORE_DIR"]  # what the job needs stays
+    for secret in ("MEDCORE_ADMIN_PASSWORD", "MEDCORE_ADMIN_USER", "MEDCORE_PACS_PASSWORD", "SOME_API_TOKEN"):
+        assert secret not in env
+    flower = config.child_environment(with_medcore=False)
+    assert not [name for name in flower if name.startswith("MEDCORE_")] and "PATH" in flower

@@ -192,7 +192,8 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "log.txt", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT,
+                                   env=config.child_environment())  # no passwords: a job needs none
     with connect("jobs", SCHEMA) as db:
         db.execute("UPDATE jobs SET pid=? WHERE id=?", (process.pid, job_id))
     current = registry.production(task)
