@@ -97,3 +97,10 @@ def child_environment(with_medcore: bool = True) -> dict[str, str]:
     return {name: value for name, value in os.environ.items()
             if not any(word in name.upper() for word in _SECRET_WORDS) and name != "MEDCORE_ADMIN_USER"
             and (with_medcore or not name.startswith("MEDCORE_"))}
+
+
+def data_roots() -> list[Path]:
+    """MEDCORE_DATA_ROOTS: the folders (separated by ':') under which the admin page may read a data set given as a
+    path on the server. Default: the data folder. Uploads (in the store) are always allowed."""
+    value = os.environ.get("MEDCORE_DATA_ROOTS")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p] if value else [data_dir()]

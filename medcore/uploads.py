@@ -158,6 +158,22 @@ def save_upload(task: str, name: str, data: bytes) -> Path:
     return _find_root(target, family.data_kind)
 
 
+class PathNotAllowed(UploadRejected):
+    """A path on the server outside the allowed data roots."""
+
+
+def allowed_data_path(path: Path) -> Path:
+    """A data set named by its path on the server, if it lies under an allowed root (config.data_roots) or is an
+    upload; PathNotAllowed otherwise. Symbolic links and `..` are resolved first, so they cannot lead out."""
+    resolved = Path(path).expanduser().resolve()
+    roots = [root.resolve() for root in [*config.data_roots(), uploads_dir()]]
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise PathNotAllowed(f"{path} is outside the folders from which data sets may be read "
+                             f"({', '.join(str(root) for root in config.data_roots())}); an administrator of the "
+                             "server can add a folder with MEDCORE_DATA_ROOTS.")
+    return resolved
+
+
 def discard(path: Path) -> None:
     """Delete the uploaded set that `path` lies in; a path outside <store>/uploads is never touched."""
     root = uploads_dir().resolve()

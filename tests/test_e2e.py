@@ -38,8 +38,12 @@ CLINICIAN = ("dr.e2e", "e2e clinician secret")  # created with `medcore users ad
 def start_app(store: Path, **environment: str):
     """The real app on a free port with its own store and the e2e accounts; yields its URL, then stops it."""
     port = _free_port()
+    import tempfile
+
     env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
-           "MEDCORE_ADMIN_PASSWORD": ADMIN[1], **environment}
+           "MEDCORE_ADMIN_PASSWORD": ADMIN[1],  # the tests' data sets lie in the temporary folder
+           "MEDCORE_DATA_ROOTS": os.pathsep.join([os.environ.get("MEDCORE_DATA_DIR", "../shared/data"),
+                                                 tempfile.gettempdir()]), **environment}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],

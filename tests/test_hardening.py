@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -330,3 +331,32 @@ def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch):
         assert secret not in env
     flower = config.child_environment(with_medcore=False)
     assert not [name for name in flower if name.startswith("MEDCORE_")] and "PATH" in flower
+
+
+def test_paths_on_the_server_are_limited_to_the_data_roots(store, tmp_path, monkeypatch):
+    """L9 (issue 21): the admin page's "path on the server" fields read only under MEDCORE_DATA_ROOTS (default: the
+    data folder) or an upload; `..` and links cannot lead out. The operator at the shell is not limited."""
+    from medcore.training.local_calibration import LocalDataError, calibrate_and_register
+    from tests.conftest import ensure_user
+
+    allowed = tmp_path / "allowed"
+    (allowed / "NORMAL").mkdir(parents=True)
+    (allowed / "PNEUMONIA").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (allowed / "link").symlink_to(outside)
+    monkeypatch.setenv("MEDCORE_DATA_ROOTS", str(allowed))
+    ensure_user("test-admin", "admin")
+    admin = auth.get_user("test-admin")
+    for path in (outside, allowed / ".." / "outside", allowed / "link", "/etc"):
+        with pytest.raises(jobs.JobError, match="outside the folders from which data sets may be read"):
+            jobs.start("xray", Path(path), {}, admin)
+        with pytest.raises(LocalDataError, match="MEDCORE_DATA_ROOTS"):
+            calibrate_and_register(Path(path), admin, tmp_path / "work")
+    with pytest.raises(jobs.JobError, match="outside the folders"):
+        jobs.start("xray", allowed, {}, admin, federated={"sites": [str(allowed), "/etc"], "rounds": 1,
+                                                          "strategy": "fedavg"})
+    with pytest.raises(jobs.JobError) as inside:  # inside the root: refused for its content, not for its place
+        jobs.start("xray", allowed, {}, admin)
+    assert "outside the folders" not in str(inside.value)
+    assert uploads.allowed_data_path(allowed / "NORMAL") == (allowed / "NORMAL").resolve()

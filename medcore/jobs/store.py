@@ -171,6 +171,12 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
     """
     try:
         user = auth.require_admin(user)
+        if not user.operator:  # the page's "path on the server" fields: only under the allowed data roots
+            for path in [data_path, *(federated or {}).get("sites", [])]:
+                try:
+                    uploads.allowed_data_path(Path(path))
+                except uploads.PathNotAllowed as exc:
+                    raise JobError(str(exc)) from exc
         try:
             task = tasks.get(task).key
             options = asdict(tasks.get(task).options(options))

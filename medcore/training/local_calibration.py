@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from medcore import audit, auth, calibration, registry
+from medcore import audit, auth, calibration, registry, uploads
 from medcore.artifacts import LOCAL_FILE, VALIDATION_FILE
 from medcore.imaging import folders
 from medcore.imaging.service import LoadedXrayModel, load_xray_model, score_files
@@ -169,7 +169,12 @@ def _write_version(model: LoadedXrayModel, out: Path, version: str, params: dict
 def calibrate_and_register(data_dir: Path, user: auth.User, work_dir: Path, min_sensitivity: float | None = None
                            ) -> dict[str, Any]:
     """Local validation of the production X-ray model, registered as a candidate version (admin only)."""
-    auth.require_admin(user)
+    user = auth.require_admin(user)
+    if not user.operator:  # the admin page's path field: only under the allowed data roots (or an upload)
+        try:
+            uploads.allowed_data_path(Path(data_dir))
+        except uploads.PathNotAllowed as exc:
+            raise LocalDataError(str(exc)) from exc
     current = registry.production("xray")
     if current is None:
         raise LocalDataError("There is no production X-ray model to validate.")
