@@ -5,8 +5,10 @@ and audit). There is no default account: the first admin comes from `medcore use
 NAME` or, once, from MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD at first start.
 
 Sign-in tells a stranger nothing: a wrong name, a wrong password and a disabled account get the same
-message after the same bcrypt work. Failures are throttled per client (browser address) and per name
-from that client, so a stranger who guesses at an admin's name locks out only themselves.
+message after the same bcrypt work. Failures slow down further tries with a growing delay, never a hard lock:
+per (address, name) after a few failures, and per name across all addresses after many, so that people behind
+one NAT or proxy are not locked out together and a stranger cannot lock an admin out. The address is the
+browser's, or the one a configured proxy forwards (client_address).
 Admin actions (promote, roll back, discard, start or cancel training) re-read the acting account when
 they run, so an account disabled or demoted a moment ago cannot act through a page it still has open.
 """
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sign_in_failures_by_client ON sign_in_failures (client, at);
+CREATE INDEX IF NOT EXISTS sign_in_failures_by_name ON sign_in_failures (name, at);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL CHECK (role IN ('clinician', 'admin')),
@@ -44,9 +47,11 @@ CREATE TABLE IF NOT EXISTS users (
 ROLES = ("clinician", "admin")
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; longer passwords are refused, not silently cut
-MAX_FAILURES = 5  # failed sign-ins for one name from one client within LOCKOUT_SECONDS
-MAX_CLIENT_FAILURES = 20  # failed sign-ins from one client, whatever the names
-LOCKOUT_SECONDS = 300
+PAIR_FREE_FAILURES = 5  # failed sign-ins for one name from one address before each try must wait
+NAME_FREE_FAILURES = 20  # failed sign-ins for one name from all addresses together before each try must wait
+PAIR_MAX_DELAY = 300.0  # seconds; the delay doubles with each further failure up to this
+NAME_MAX_DELAY = 60.0  # shorter: anyone can add to it, and it must never become a lockout
+FAILURE_WINDOW = 900.0  # failures older than this are forgotten
 BCRYPT_ROUNDS = 12
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 WRONG = "Wrong user name or password, or the account is disabled."
@@ -156,31 +161,60 @@ def _dummy() -> bytes:
     return _dummy_hash
 
 
+def _growing_delay(times: list[float], free: int, cap: float, now: float) -> float:
+    """Seconds to wait after len(times) failures: none for the first `free`, then 1, 2, 4, ... s up to `cap`,
+    counted from the last failure."""
+    if len(times) < free:
+        return 0.0
+    return max(0.0, times[-1] + min(cap, 2.0 ** (len(times) - free)) - now)
+
+
 def _throttled(client: str, name: str, now: float) -> float:
-    """Seconds until this client may try this name again (0 when it may)."""
+    """Seconds until `client` may try `name` again (0 when it may)."""
     with read("users", SCHEMA) as db:
-        rows = db.execute("SELECT name, at FROM sign_in_failures WHERE client=? AND at>? ORDER BY at",
-                          (client, now - LOCKOUT_SECONDS)).fetchall()
-    times = [row["at"] for row in rows]
-    for_name = [row["at"] for row in rows if row["name"] == name]
-    waits = [times[-MAX_CLIENT_FAILURES] if len(times) >= MAX_CLIENT_FAILURES else None,
-             for_name[-MAX_FAILURES] if len(for_name) >= MAX_FAILURES else None]
-    return max((t + LOCKOUT_SECONDS - now for t in waits if t is not None), default=0.0)
+        rows = db.execute("SELECT client, at FROM sign_in_failures WHERE name=? AND at>? ORDER BY at",
+                          (name, now - FAILURE_WINDOW)).fetchall()
+    everywhere = [row["at"] for row in rows]
+    from_here = [row["at"] for row in rows if row["client"] == client]
+    return max(_growing_delay(from_here, PAIR_FREE_FAILURES, PAIR_MAX_DELAY, now),
+               _growing_delay(everywhere, NAME_FREE_FAILURES, NAME_MAX_DELAY, now))
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str:
+    """The address a sign-in comes from. `peer` is the connection's (None on loopback); X-Forwarded-For is believed
+    only when the peer is a configured proxy, and then its rightmost address that is not itself a trusted proxy
+    (what the outermost trusted proxy saw), since a browser can write anything to the left of it."""
+    import ipaddress
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(network, strict=False) for network in trusted_proxies)
+
+    address = peer or "127.0.0.1"
+    if forwarded_for and trusted(address):
+        for hop in reversed([hop.strip() for hop in forwarded_for.split(",") if hop.strip()]):
+            if not trusted(hop):
+                return f"ip:{hop}"
+    return f"ip:{address}"
 
 
 def authenticate(name: str, password: str, client: str = "local", now: float | None = None
                  ) -> tuple[User | None, str]:
     """(user, "") on success; (None, reason) otherwise. The reason never says which part was wrong.
 
-    `client` identifies where the attempt comes from (the browser's address); throttling is per client and
-    per (client, name), so nobody can lock another person out. No transaction is open during bcrypt.
+    `client` identifies where the attempt comes from (client_address); failures slow further tries of this name
+    from this client, and of this name from everywhere, by a growing delay, never a lock. No transaction is open
+    during bcrypt.
     """
     now = time.time() if now is None else now
     secret = password.encode("utf-8")[:MAX_PASSWORD_BYTES]
     wait = _throttled(client, name, now)
     if wait > 0:
         bcrypt.checkpw(secret, _dummy())  # the same work whether or not the name exists
-        return None, f"Too many failed sign-ins from here; try again in {int(wait) // 60 + 1} min."
+        return None, f"Too many failed sign-ins; try again in {int(wait) + 1} s."
     with read("users", SCHEMA) as db:
         row = db.execute("SELECT name, role, password_hash, disabled_at FROM users WHERE name=?", (name,)).fetchone()
     stored = row["password_hash"].encode("ascii") if row else _dummy()
@@ -189,7 +223,7 @@ def authenticate(name: str, password: str, client: str = "local", now: float | N
         if ok:
             db.execute("DELETE FROM sign_in_failures WHERE client=? AND name=?", (client, name))
         else:
-            db.execute("DELETE FROM sign_in_failures WHERE at<?", (now - LOCKOUT_SECONDS,))
+            db.execute("DELETE FROM sign_in_failures WHERE at<?", (now - FAILURE_WINDOW,))
             db.execute("INSERT INTO sign_in_failures (client, name, at) VALUES (?, ?, ?)", (client, name, now))
     if not ok:
         return None, WRONG

@@ -104,3 +104,9 @@ def data_roots() -> list[Path]:
     path on the server. Default: the data folder. Uploads (in the store) are always allowed."""
     value = os.environ.get("MEDCORE_DATA_ROOTS")
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p] if value else [data_dir()]
+
+
+def trusted_proxies() -> list[str]:
+    """MEDCORE_TRUSTED_PROXIES: addresses or networks (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`) of the reverse
+    proxies in front of the app, whose X-Forwarded-For header is believed. Default: none."""
+    return [p.strip() for p in os.environ.get("MEDCORE_TRUSTED_PROXIES", "").split(",") if p.strip()]

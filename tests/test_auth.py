@@ -50,24 +50,54 @@ def test_weak_passwords_and_odd_names_are_refused(store, name, password, reason)
     assert not auth.has_users()
 
 
-def test_repeated_failures_throttle_that_client_only_so_nobody_can_lock_an_admin_out(store):
+def test_repeated_failures_slow_that_address_and_name_with_a_growing_delay_never_a_lock(store):
     auth.add_user("chief", "a long secret phrase", "admin", "tests")
     now = time.time()
-    for _ in range(auth.MAX_FAILURES):
-        assert auth.authenticate("chief", "wrong guess here", "ip:stranger", now)[0] is None
-    user, reason = auth.authenticate("chief", "a long secret phrase", "ip:stranger", now + 1)
-    assert user is None and "Too many failed sign-ins" in reason
-    # The real admin, from another client, is not locked out.
-    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", now + 2)[0].is_admin
-    assert auth.authenticate("chief", "a long secret phrase", "ip:stranger", now + auth.LOCKOUT_SECONDS + 2)[0]
+    for i in range(auth.PAIR_FREE_FAILURES):
+        assert auth.authenticate("chief", "wrong guess here", "ip:stranger", now + i)[0] is None
+    last = now + auth.PAIR_FREE_FAILURES - 1
+    user, reason = auth.authenticate("chief", "a long secret phrase", "ip:stranger", last + 0.5)
+    assert user is None and "Too many failed sign-ins; try again in 1 s" in reason
+    # The real admin, from another address, is not slowed; the stranger's wait grows 1, 2, 4 s ... and then passes.
+    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", last + 0.5)[0].is_admin
+    for extra, wait in enumerate((1, 2, 4, 8)):
+        assert auth.authenticate("chief", "wrong guess here", "ip:stranger", last + wait + 0.01)[0] is None
+        last += wait + 0.01
+        assert "try again" in auth.authenticate("chief", "x" * 12, "ip:stranger", last + 0.5)[1]
+    assert auth.authenticate("chief", "a long secret phrase", "ip:stranger", last + 16.1)[0].is_admin
 
 
-def test_one_client_guessing_many_names_is_throttled_too(store):
+def test_a_name_guessed_from_many_addresses_is_slowed_for_a_minute_at_most(store, monkeypatch):
+    """Behind one NAT many people share an address; a botnet uses many: the name itself gets a growing delay, capped
+    at a minute, so an attacker can slow an admin but never lock them out."""
+    auth.add_user("chief", "a long secret phrase", "admin", "tests")
+    auth.add_user("dr.nat", "a long secret phrase", "clinician", "tests")
+    monkeypatch.setattr(auth.bcrypt, "checkpw", lambda secret, hashed: secret == b"a long secret phrase")  # fast
     now = time.time()
-    for i in range(auth.MAX_CLIENT_FAILURES):
-        auth.authenticate(f"name{i}", "wrong guess here", "ip:scanner", now)
-    assert "Too many failed sign-ins" in auth.authenticate("another", "wrong guess here", "ip:scanner", now + 1)[1]
-    assert auth.authenticate("another", "wrong guess here", "ip:someone-else", now + 1)[1] == auth.WRONG
+    evaluated = []
+    for second in range(300):  # a botnet tries once a second, from a new address each time
+        answer = auth.authenticate("chief", "wrong guess here", f"ip:bot{second}", now + second)[1]
+        evaluated += [now + second] if answer == auth.WRONG else []
+    assert auth.NAME_FREE_FAILURES < len(evaluated) < 40  # after 20 failures, one guess a minute at most
+    assert "try again" in auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", evaluated[-1] + 1)[1]
+    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk",
+                             evaluated[-1] + auth.NAME_MAX_DELAY + 1)[0].is_admin
+    # Twenty wrong names from one address (colleagues behind one NAT mistyping) slow nobody else's name there.
+    for i in range(25):
+        auth.authenticate(f"name{i}", "wrong guess here", "ip:hospital-nat", now)
+    assert auth.authenticate("dr.nat", "a long secret phrase", "ip:hospital-nat", now + 1)[0]
+
+
+@pytest.mark.parametrize("peer, forwarded, trusted, expected", [
+    ("203.0.113.7", None, [], "ip:203.0.113.7"),
+    (None, None, [], "ip:127.0.0.1"),  # loopback: an address, never the session (a reload would reset it)
+    ("203.0.113.7", "198.51.100.1", [], "ip:203.0.113.7"),  # not from a proxy: the header is ignored
+    ("10.0.0.2", "198.51.100.1", ["10.0.0.0/8"], "ip:198.51.100.1"),
+    ("10.0.0.2", "6.6.6.6, 198.51.100.1, 10.0.0.9", ["10.0.0.0/8"], "ip:198.51.100.1"),  # a forged left part is
+    (None, "198.51.100.1", ["127.0.0.1"], "ip:198.51.100.1"),  # a proxy on the same host
+])
+def test_the_client_address_believes_forwarded_for_only_from_trusted_proxies(peer, forwarded, trusted, expected):
+    assert auth.client_address(peer, forwarded, trusted) == expected
 
 
 def test_sign_in_tells_a_stranger_nothing(store):
@@ -82,7 +112,7 @@ def test_sign_in_tells_a_stranger_nothing(store):
     assert auth._dummy().startswith(f"$2b${auth.BCRYPT_ROUNDS}$".encode())  # same cost as real hashes
     now = time.time()
     for name in ("dr.here", "nobody.at.all"):
-        for _ in range(auth.MAX_FAILURES):
+        for _ in range(auth.PAIR_FREE_FAILURES):
             auth.authenticate(name, "wrong one!!", "ip:probe", now)
     assert auth.authenticate("dr.here", "x", "ip:probe", now)[1] == auth.authenticate("nobody.at.all", "x",
                                                                                       "ip:probe", now)[1]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
 
-from medcore import audit, auth, incidents, production, tasks
+from medcore import audit, auth, config, incidents, production, tasks
 from medcore.artifacts import ModelLoadError
 from medcore.markup import escape_markdown  # noqa: F401 - the views' one import for it
 
@@ -123,14 +123,10 @@ def guarded(where: str):
 
 
 def client_id() -> str:
-    """Where a sign-in attempt comes from, for throttling: the browser's address, else this session."""
-    address = st.context.ip_address
-    if address:
-        return f"ip:{address}"
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    context = get_script_run_ctx()
-    return f"session:{context.session_id if context else 'unknown'}"
+    """Where a sign-in attempt comes from, for throttling: the browser's address, or the one a configured proxy
+    forwards (never the session, which a reload renews)."""
+    return auth.client_address(st.context.ip_address, st.context.headers.get("X-Forwarded-For"),
+                               config.trusted_proxies())
 
 
 def sign_in(user: auth.User) -> None:
