@@ -360,3 +360,11 @@ def test_paths_on_the_server_are_limited_to_the_data_roots(store, tmp_path, monk
         jobs.start("xray", allowed, {}, admin)
     assert "outside the folders" not in str(inside.value)
     assert uploads.allowed_data_path(allowed / "NORMAL") == (allowed / "NORMAL").resolve()
+
+
+def test_streamlit_table_export_is_off_so_every_csv_goes_through_the_formula_guard():
+    """Item i (issue 21): the tables' built-in CSV download would write `=HYPERLINK(...)` file names as formulas."""
+    import tomllib
+
+    settings = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert settings["client"]["disableDataExport"] is True
