@@ -16,6 +16,8 @@ from PIL import Image
 
 from tests.synthetic import chest_like, colour_photo, encode, make_dicom, noise, text_screenshot
 
+SYNTHETIC = r"SYNTHETIC mark"
+
 GOOD = None  # a correct result: a probability and a decision
 
 
@@ -106,6 +108,36 @@ def image_corpus(reference: dict[str, np.ndarray]) -> list[tuple[str, str, bytes
         ("non-chest: noise", "noise.png", encode(noise(300), "PNG"), r"Refused"),
         ("non-chest: text screenshot", "shot.png", encode(text_screenshot(), "PNG"), r"Refused"),
         ("non-chest: colour photo", "photo.jpg", encode(colour_photo(300), "JPEG"), r"Refused"),
+        *_synthetic_cases(reference),
+    ]
+
+
+def _synthetic_cases(reference: dict[str, np.ndarray]) -> list[tuple[str, str, bytes, str | None]]:
+    """A generator's film (64 px, marked as MedCore marks it) passed on without its tag in four ways."""
+    from medcore.imaging.synthetic import mark_synthetic
+
+    marked = np.asarray(Image.open(io.BytesIO(mark_synthetic(chest_like(reference, 64, 64, seed=12), "gan-x"))))
+    half = np.asarray(Image.fromarray(marked).resize((marked.shape[1] // 2, marked.shape[0] // 2)))
+    jpeg = io.BytesIO()
+    Image.fromarray(marked).save(jpeg, format="JPEG", quality=75)
+    return [("synthetic film, re-saved PNG without its tag", "syn.png", encode(marked / 255.0, "PNG"), SYNTHETIC),
+            ("synthetic film, JPEG quality 75", "syn.jpg", jpeg.getvalue(), SYNTHETIC),
+            ("synthetic film, resized to 50 %", "syn-half.png", encode(half / 255.0, "PNG"), SYNTHETIC),
+            ("synthetic film, wrapped in DICOM", "syn.dcm", make_dicom(marked.astype(np.uint16) * 16, bits=12),
+             SYNTHETIC)]
+
+
+def rogue_federated_updates(weights: list[np.ndarray]) -> list[tuple[str, list[np.ndarray], int, dict, str]]:
+    """Updates a site might send (medcore.federated.validation), each with the reason it must be dropped for."""
+    shapes = [np.full(w.size, 7.0, w.dtype) for w in weights]
+    return [
+        ("wrong shapes, 10^9 films claimed", shapes, 10**9, {"loss": 0.1}, r"claims 1000000000 films"),
+        ("wrong shapes, honest count", shapes, 50, {"loss": 0.1}, r"array 0 is"),
+        ("NaN weights", [np.full_like(w, np.nan) for w in weights], 50, {"loss": 0.1}, r"non-finite"),
+        ("float64 weights", [w.astype(np.float64) for w in weights], 50, {"loss": 0.1}, r"float64"),
+        ("one array missing", weights[:-1], 50, {"loss": 0.1}, r"arrays instead of"),
+        ("its folder name in the metrics", weights, 50, {"loss": 0.1, "site": "hospital_a"}, r"unexpected fields"),
+        ("infinite loss", weights, 50, {"loss": float("inf")}, r"loss is not a finite"),
     ]
 
 
@@ -113,6 +145,10 @@ def _palette(film: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((film * 255).astype(np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+MARKDOWN_FOLDER_NAME = "[click](http://evil.example) ![x](http://evil.example/p.png) <b>local</b>"
+LONG_WORD = "".join("abcdefghij"[i % 10] for i in range(5_000))
 
 
 NOTE_CORPUS: list[tuple[str, str | bytes, str | None]] = [
@@ -127,4 +163,5 @@ NOTE_CORPUS: list[tuple[str, str | bytes, str | None]] = [
     ("binary upload", b"\x00\x01\x02\x03" * 50, r"binary"),
     ("non-English", "高烧三天，咳嗽，胸痛，呼吸困难", GOOD),
     ("punctuation only", "!!! ??? ... ---", r"no words|empty|word"),
+    ("a 5,000-character word", f"fever and cough {LONG_WORD} chills", GOOD),
 ]

@@ -81,3 +81,14 @@ def test_every_note_case_gets_a_clear_message_or_a_correct_result(notes_models, 
         assert abs(prediction.probabilities.sum() - 1.0) < 1e-6 and len(attribution.tokens) > 0
     else:
         assert prediction is None and re.search(expected, error), (name, error)
+
+
+def test_every_rogue_federated_update_is_dropped_with_its_reason(xray_model):
+    from medcore.federated import validation
+    from tests.adversarial import rogue_federated_updates
+
+    weights = xray_model.artifact.network.get_weights()
+    expected = validation.Expected(weights, {"site-1": 1000}, 1024, 64)
+    assert validation.check_fit("site-1", weights, 1000, {"loss": 0.3}, expected) is None  # the honest update
+    for name, arrays, n, metrics, reason in rogue_federated_updates(weights):
+        assert re.search(reason, validation.check_fit("site-1", arrays, n, metrics, expected) or ""), name
