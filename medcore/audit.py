@@ -1,4 +1,4 @@
-"""Append-only audit log in SQLite: who did what, when, with which model, and the outcome.
+"""Append-only audit log in the store: who did what, when, with which model, on which server, and the outcome.
 
 No patient content is ever written: no image bytes, no note text, no file names (a name can carry
 a patient's name), no DICOM identifiers. A study is referred to by a short SHA-256 digest of its
@@ -11,24 +11,13 @@ import hashlib
 import json
 import time
 
-from medcore.spreadsheet import to_csv
-from medcore.store import connect, read
+from sqlalchemy import insert, select
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    user TEXT NOT NULL,
-    action TEXT NOT NULL,
-    model_version TEXT,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
+from medcore import config
+from medcore.spreadsheet import to_csv
+from medcore.store import read, schema, write
+
+AUDIT = schema.audit  # UPDATE and DELETE abort in the database itself (a trigger), on SQLite and PostgreSQL
 
 
 def content_digest(data: bytes) -> str:
@@ -38,25 +27,24 @@ def content_digest(data: bytes) -> str:
 def record(user: str, action: str, outcome: str, model_version: str | None = None,
            **detail: str | float | int | None) -> None:
     """Append one event. detail must hold only non-identifying values (digests, numbers, codes)."""
-    with connect("audit", SCHEMA) as connection:
-        connection.execute(
-            "INSERT INTO audit (at, user, action, model_version, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            (time.time(), user, action, model_version, outcome, json.dumps(detail, sort_keys=True)))
+    with write() as connection:
+        connection.execute(insert(AUDIT).values(at=time.time(), user=user, action=action, model_version=model_version,
+                                                outcome=outcome, detail=json.dumps(detail, sort_keys=True),
+                                                server=config.server_name()))
 
 
 def recent(limit: int = 1000) -> list[dict]:
-    with read("audit", SCHEMA) as connection:
-        rows = connection.execute(
-            "SELECT id, at, user, action, model_version, outcome, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,)).fetchall()
+    with read() as connection:
+        rows = connection.execute(select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)).mappings().all()
     return [dict(row) for row in rows]
 
 
 def events(action: str, since: float) -> list[dict]:
     """Every event of one action since a time (epoch seconds), oldest first, with its detail decoded."""
-    with read("audit", SCHEMA) as connection:
-        rows = connection.execute("SELECT at, user, model_version, outcome, detail FROM audit "
-                                  "WHERE action=? AND at>=? ORDER BY id", (action, since)).fetchall()
+    with read() as connection:
+        rows = connection.execute(select(AUDIT.c.at, AUDIT.c.user, AUDIT.c.model_version, AUDIT.c.outcome,
+                                         AUDIT.c.detail, AUDIT.c.server)
+                                  .where(AUDIT.c.action == action, AUDIT.c.at >= since).order_by(AUDIT.c.id)).mappings().all()
     return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
 
 

@@ -20,29 +20,13 @@ import time
 from dataclasses import dataclass
 
 import bcrypt
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from medcore import config
-from medcore.store import connect, read
+from medcore.store import read, schema, write
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sign_in_failures (
-    client TEXT NOT NULL,
-    name TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sign_in_failures_by_client ON sign_in_failures (client, at);
-CREATE INDEX IF NOT EXISTS sign_in_failures_by_name ON sign_in_failures (name, at);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('clinician', 'admin')),
-    password_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    created_by TEXT NOT NULL,
-    disabled_at REAL,
-    failed_attempts INTEGER NOT NULL DEFAULT 0,  -- unused since throttling moved to sign_in_failures; kept
-    locked_until REAL NOT NULL DEFAULT 0         -- so that existing stores open unchanged
-);
-"""
+USERS, FAILURES = schema.users, schema.sign_in_failures
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD_CHARS = 12
@@ -113,45 +97,46 @@ def add_user(name: str, password: str, role: str, created_by: str) -> User:
         raise AuthError(f"Role must be one of {', '.join(ROLES)}.")
     check_password_policy(name, password)
     password_hash = hash_password(password)
-    with connect("users", SCHEMA) as db:
-        if db.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
-            raise AuthError(f"User {name!r} already exists.")
-        db.execute("INSERT INTO users (name, role, password_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-                   (name, role, password_hash, time.time(), created_by))
+    try:
+        with write() as db:
+            db.execute(insert(USERS).values(name=name, role=role, password_hash=password_hash, created_at=time.time(),
+                                            created_by=created_by))
+    except IntegrityError:
+        raise AuthError(f"User {name!r} already exists.") from None
     return User(name, role, False)
 
 
 def set_password(name: str, password: str) -> None:
     check_password_policy(name, password)
     password_hash = hash_password(password)
-    with connect("users", SCHEMA) as db:
-        if not db.execute("UPDATE users SET password_hash=? WHERE name=?", (password_hash, name)).rowcount:
+    with write() as db:
+        if not db.execute(update(USERS).where(USERS.c.name == name).values(password_hash=password_hash)).rowcount:
             raise AuthError(f"No user {name!r}.")
-        db.execute("DELETE FROM sign_in_failures WHERE name=?", (name,))  # a new password lifts the throttle
+        db.execute(delete(FAILURES).where(FAILURES.c.name == name))  # a new password lifts the throttle
 
 
 def set_disabled(name: str, disabled: bool) -> None:
-    with connect("users", SCHEMA) as db:
-        if not db.execute("UPDATE users SET disabled_at=? WHERE name=?",
-                          (time.time() if disabled else None, name)).rowcount:
+    with write() as db:
+        if not db.execute(update(USERS).where(USERS.c.name == name)
+                          .values(disabled_at=time.time() if disabled else None)).rowcount:
             raise AuthError(f"No user {name!r}.")
 
 
 def get_user(name: str) -> User | None:
-    with read("users", SCHEMA) as db:
-        row = db.execute("SELECT name, role, disabled_at FROM users WHERE name=?", (name,)).fetchone()
-    return User(row["name"], row["role"], row["disabled_at"] is not None) if row else None
+    with read() as db:
+        row = db.execute(select(USERS.c.name, USERS.c.role, USERS.c.disabled_at).where(USERS.c.name == name)).first()
+    return User(row.name, row.role, row.disabled_at is not None) if row else None
 
 
 def list_users() -> list[User]:
-    with read("users", SCHEMA) as db:
-        rows = db.execute("SELECT name, role, disabled_at FROM users ORDER BY name").fetchall()
-    return [User(r["name"], r["role"], r["disabled_at"] is not None) for r in rows]
+    with read() as db:
+        rows = db.execute(select(USERS.c.name, USERS.c.role, USERS.c.disabled_at).order_by(USERS.c.name)).all()
+    return [User(r.name, r.role, r.disabled_at is not None) for r in rows]
 
 
 def has_users() -> bool:
-    with read("users", SCHEMA) as db:
-        return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+    with read() as db:
+        return db.execute(select(USERS.c.name).limit(1)).first() is not None
 
 
 def _dummy() -> bytes:
@@ -171,11 +156,11 @@ def _growing_delay(times: list[float], free: int, cap: float, now: float) -> flo
 
 def _throttled(client: str, name: str, now: float) -> float:
     """Seconds until `client` may try `name` again (0 when it may)."""
-    with read("users", SCHEMA) as db:
-        rows = db.execute("SELECT client, at FROM sign_in_failures WHERE name=? AND at>? ORDER BY at",
-                          (name, now - FAILURE_WINDOW)).fetchall()
-    everywhere = [row["at"] for row in rows]
-    from_here = [row["at"] for row in rows if row["client"] == client]
+    with read() as db:
+        rows = db.execute(select(FAILURES.c.client, FAILURES.c.at).where(
+            FAILURES.c.name == name, FAILURES.c.at > now - FAILURE_WINDOW).order_by(FAILURES.c.at)).all()
+    everywhere = [row.at for row in rows]
+    from_here = [row.at for row in rows if row.client == client]
     return max(_growing_delay(from_here, PAIR_FREE_FAILURES, PAIR_MAX_DELAY, now),
                _growing_delay(everywhere, NAME_FREE_FAILURES, NAME_MAX_DELAY, now))
 
@@ -215,19 +200,19 @@ def authenticate(name: str, password: str, client: str = "local", now: float | N
     if wait > 0:
         bcrypt.checkpw(secret, _dummy())  # the same work whether or not the name exists
         return None, f"Too many failed sign-ins; try again in {int(wait) + 1} s."
-    with read("users", SCHEMA) as db:
-        row = db.execute("SELECT name, role, password_hash, disabled_at FROM users WHERE name=?", (name,)).fetchone()
-    stored = row["password_hash"].encode("ascii") if row else _dummy()
-    ok = bcrypt.checkpw(secret, stored) and row is not None and row["disabled_at"] is None
-    with connect("users", SCHEMA) as db:
+    with read() as db:
+        row = db.execute(select(USERS).where(USERS.c.name == name)).first()
+    stored = row.password_hash.encode("ascii") if row else _dummy()
+    ok = bcrypt.checkpw(secret, stored) and row is not None and row.disabled_at is None
+    with write() as db:
         if ok:
-            db.execute("DELETE FROM sign_in_failures WHERE client=? AND name=?", (client, name))
+            db.execute(delete(FAILURES).where(FAILURES.c.client == client, FAILURES.c.name == name))
         else:
-            db.execute("DELETE FROM sign_in_failures WHERE at<?", (now - FAILURE_WINDOW,))
-            db.execute("INSERT INTO sign_in_failures (client, name, at) VALUES (?, ?, ?)", (client, name, now))
+            db.execute(delete(FAILURES).where(FAILURES.c.at < now - FAILURE_WINDOW))
+            db.execute(insert(FAILURES).values(client=client, name=name, at=now))
     if not ok:
         return None, WRONG
-    return User(row["name"], row["role"], False), ""
+    return User(row.name, row.role, False), ""
 
 
 def create_admin_from_environment() -> str | None:

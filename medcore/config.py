@@ -40,6 +40,17 @@ def store_dir() -> Path:
     return path
 
 
+def shared_dir() -> Path:
+    """MEDCORE_SHARED_DIR: what every app server and worker must see alike (model versions, uploaded data sets, job
+    folders): a mounted volume when there are several machines. Default: the store directory."""
+    value = os.environ.get("MEDCORE_SHARED_DIR")
+    if not value:
+        return store_dir()
+    path = Path(value).expanduser()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def assets_dir() -> Path:
     """Shipped default models (trained by `medcore train`, with model cards)."""
     return _path("MEDCORE_ASSETS_DIR", REPO_ROOT / "assets")
@@ -110,3 +121,26 @@ def trusted_proxies() -> list[str]:
     """MEDCORE_TRUSTED_PROXIES: addresses or networks (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`) of the reverse
     proxies in front of the app, whose X-Forwarded-For header is believed. Default: none."""
     return [p.strip() for p in os.environ.get("MEDCORE_TRUSTED_PROXIES", "").split(",") if p.strip()]
+
+
+def database_url() -> str | None:
+    """MEDCORE_DATABASE_URL: a PostgreSQL database shared by several app servers and workers
+    (postgresql://user:password@host:port/name); unset, the store's own SQLite file is used."""
+    return os.environ.get("MEDCORE_DATABASE_URL") or None
+
+
+def server_name() -> str:
+    """MEDCORE_SERVER_NAME: which app server, worker or command line wrote an audit row (several share a store).
+    Default: this machine's name and the process id."""
+    import socket
+
+    return os.environ.get("MEDCORE_SERVER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_queue() -> str:
+    """MEDCORE_JOB_QUEUE: `local` (default: a training job runs as a process on the server that started it) or
+    `procrastinate` (jobs wait in PostgreSQL for `medcore worker` on any machine)."""
+    value = os.environ.get("MEDCORE_JOB_QUEUE", "local").strip().lower() or "local"
+    if value not in ("local", "procrastinate"):
+        raise ValueError(f"MEDCORE_JOB_QUEUE must be 'local' or 'procrastinate', not {value!r}.")
+    return value

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from medcore import audit, config, registry, tasks
+from medcore import audit, config, registry, store, tasks
 from medcore.artifacts import ModelLoadError
 
 log = logging.getLogger("medcore")
@@ -51,7 +51,7 @@ def load(task: str) -> Served:
     try:
         order = registry.fallback_order(task.key)
     except Exception as exc:
-        warnings.append(f"The model registry in {config.store_dir()} cannot be read ({exc}); "
+        warnings.append(f"The model registry ({store.describe()}) cannot be read ({type(exc).__name__}); "
                         "using the shipped model.")
         order = []
     for entry in order:

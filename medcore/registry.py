@@ -1,11 +1,12 @@
 """Model registry: every version's files, metrics, options and data fingerprint; one production alias per task.
 
-A small SQLite registry of our own (see README, "Model registry"): a version is an immutable model
-folder under <store>/models/<task>/<version>/ plus one row recording a SHA-256 manifest of its
-files and the summary from its meta.json. Production is a pointer per task, changed in one SQL
-transaction, so promotion and rollback are atomic and a crash leaves either the old or the new
-pointer, never a half state. Files are written and verified before a version is registered, so a
-registered version is always complete; the manifest is checked again at load.
+A small registry of our own over the store (see README, "Model registry"): a version is an immutable model
+folder under <shared>/models/<task>/<version>/ plus one row recording a SHA-256 manifest of its files and the
+summary from its meta.json. Production is a pointer per task, changed by one conditional UPDATE whose row count
+says whether production was still what the caller expected, so promotion and rollback are atomic on SQLite and
+PostgreSQL alike and a crash leaves either the old or the new pointer, never a half state. A version's folder is
+complete (copied beside its final place, then renamed into it) before its row is inserted: another server, on the
+same shared models folder, sees a version only once its files are all there; the manifest is checked at load.
 """
 
 from __future__ import annotations
@@ -18,38 +19,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
 from medcore import audit, auth, config, tasks
-from medcore.store import connect, read
+from medcore.store import read, schema, write
 
 log = logging.getLogger("medcore")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    task TEXT NOT NULL,
-    version TEXT NOT NULL,
-    folder TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    created_by TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    manifest TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    discarded_at REAL,
-    PRIMARY KEY (task, version)
-);
-CREATE TABLE IF NOT EXISTS production (
-    task TEXT PRIMARY KEY,
-    version TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS promotions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task TEXT NOT NULL,
-    version TEXT NOT NULL,
-    previous TEXT,
-    at REAL NOT NULL,
-    by TEXT NOT NULL,
-    action TEXT NOT NULL
-);
-"""
+VERSIONS, PRODUCTION, PROMOTIONS = schema.versions, schema.production, schema.promotions
 
 PRODUCTION_ACTIONS = ("install shipped model", "promote", "rollback")  # rows that moved the pointer
 
@@ -82,7 +59,7 @@ class ModelVersion:
 
 
 def models_dir() -> Path:
-    return config.store_dir() / "models"
+    return config.shared_dir() / "models"
 
 
 def _key(task: str) -> str:
@@ -118,11 +95,11 @@ def _summary(meta: dict) -> dict:
 
 
 def register(task: str, folder: Path, created_by: str, origin: str = "retrained") -> ModelVersion:
-    """Move a finished model folder into the store and record it as a candidate.
+    """Put a finished model folder into the models folder and record it as a candidate.
 
-    The folder is renamed (same file system) or copied into <store>/models/<task>/<version> first;
-    the row is inserted last, so a crash in between leaves an unregistered folder, never a
-    registered version with missing files.
+    The files are copied (or, on the same file system, moved) into a hidden folder beside their final place, then
+    renamed into it in one step; the row is inserted last. A crash in between leaves an unregistered folder, never
+    a registered version with missing files, and another server sees the version only once it is complete.
     """
     task = _key(task)
     folder = Path(folder)
@@ -131,21 +108,38 @@ def register(task: str, folder: Path, created_by: str, origin: str = "retrained"
     expected = tasks.get(task).name
     if meta.get("task") != expected:
         raise RegistryError(f"{folder} holds a {meta.get('task')!r} model, not {expected!r}.")
-    destination = models_dir() / task / version
-    with connect("registry", SCHEMA) as db:
-        if db.execute("SELECT 1 FROM versions WHERE task=? AND version=?", (task, version)).fetchone():
+    with read() as db:
+        if db.execute(select(VERSIONS.c.version).where(VERSIONS.c.task == task, VERSIONS.c.version == version)).first():
             raise RegistryError(f"{task} version {version} is already registered.")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(destination, ignore_errors=True)  # an unregistered leftover of a crashed run
-        if origin == "shipped":
-            shutil.copytree(folder, destination)
-        else:
-            folder.rename(destination)
-        db.execute("INSERT INTO versions (task, version, folder, created_at, created_by, origin, manifest, summary)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (task, version, str(destination.relative_to(config.store_dir())), time.time(), created_by,
-                    origin, json.dumps(file_manifest(destination)), json.dumps(_summary(meta))))
+    destination = models_dir() / task / version
+    _place(folder, destination, move=origin != "shipped")
+    try:
+        with write() as db:
+            db.execute(insert(VERSIONS).values(
+                task=task, version=version, folder=str(destination.relative_to(config.shared_dir())),
+                created_at=time.time(), created_by=created_by, origin=origin,
+                manifest=json.dumps(file_manifest(destination)), summary=json.dumps(_summary(meta))))
+    except IntegrityError:
+        raise RegistryError(f"{task} version {version} is already registered.") from None
     return get(task, version)
+
+
+def _place(folder: Path, destination: Path, move: bool) -> None:
+    """The folder's files at `destination`, complete before the name appears (copy beside it, then rename)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(destination, ignore_errors=True)  # an unregistered leftover of a crashed run
+    staging = destination.with_name(f".{destination.name}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if move:
+            folder.rename(staging)  # the same file system: nothing to copy
+        else:
+            raise OSError("copy")
+    except OSError:
+        shutil.copytree(folder, staging)
+        if move:
+            shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(destination)
 
 
 def ensure_defaults() -> None:
@@ -155,8 +149,8 @@ def ensure_defaults() -> None:
     model that cannot be read is skipped with a warning in the server log; serving then reports it.
     """
     for task in tasks.KEYS:
-        with read("registry", SCHEMA) as db:
-            if db.execute("SELECT 1 FROM production WHERE task=?", (task,)).fetchone():
+        with read() as db:
+            if db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).first():
                 continue
         source = tasks.get(task).shipped_dir
         try:
@@ -173,22 +167,23 @@ def ensure_defaults() -> None:
 
 
 def _row_to_version(row, production: str | None, promoted: set[str]) -> ModelVersion:
-    return ModelVersion(task=row["task"], version=row["version"], path=config.store_dir() / row["folder"],
-                        created_at=row["created_at"], created_by=row["created_by"], origin=row["origin"],
-                        manifest=json.loads(row["manifest"]), summary=json.loads(row["summary"]),
-                        discarded=row["discarded_at"] is not None, is_production=row["version"] == production,
-                        ever_promoted=row["version"] in promoted)
+    return ModelVersion(task=row.task, version=row.version, path=config.shared_dir() / row.folder,
+                        created_at=row.created_at, created_by=row.created_by, origin=row.origin,
+                        manifest=json.loads(row.manifest), summary=json.loads(row.summary),
+                        discarded=row.discarded_at is not None, is_production=row.version == production,
+                        ever_promoted=row.version in promoted)
 
 
 def list_versions(task: str) -> list[ModelVersion]:
     """All versions of a task, newest first."""
     task = _key(task)
-    with read("registry", SCHEMA) as db:
-        rows = db.execute("SELECT * FROM versions WHERE task=? ORDER BY created_at DESC", (task,)).fetchall()
-        production = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
-        promoted = {r[0] for r in db.execute(
-            f"SELECT version FROM promotions WHERE task=? AND action IN {PRODUCTION_ACTIONS}", (task,))}
-    return [_row_to_version(r, production[0] if production else None, promoted) for r in rows]
+    with read() as db:
+        rows = db.execute(select(VERSIONS).where(VERSIONS.c.task == task)
+                          .order_by(VERSIONS.c.created_at.desc())).all()
+        production = db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).scalar()
+        promoted = set(db.execute(select(PROMOTIONS.c.version).where(
+            PROMOTIONS.c.task == task, PROMOTIONS.c.action.in_(PRODUCTION_ACTIONS))).scalars())
+    return [_row_to_version(r, production, promoted) for r in rows]
 
 
 def get(task: str, version: str) -> ModelVersion:
@@ -206,9 +201,10 @@ def fallback_order(task: str) -> list[ModelVersion]:
     """Production first, then earlier production versions, most recently promoted first."""
     task = _key(task)
     versions = {v.version: v for v in list_versions(task)}
-    with read("registry", SCHEMA) as db:
-        history = [r[0] for r in db.execute(
-            f"SELECT version FROM promotions WHERE task=? AND action IN {PRODUCTION_ACTIONS} ORDER BY id DESC", (task,))]
+    with read() as db:
+        history = list(db.execute(select(PROMOTIONS.c.version).where(
+            PROMOTIONS.c.task == task, PROMOTIONS.c.action.in_(PRODUCTION_ACTIONS)).order_by(
+            PROMOTIONS.c.id.desc())).scalars())
     order = [v for v in versions.values() if v.is_production]
     for version in history:
         entry = versions.get(version)
@@ -219,8 +215,10 @@ def fallback_order(task: str) -> list[ModelVersion]:
 
 def history(task: str) -> list[dict]:
     task = _key(task)
-    with read("registry", SCHEMA) as db:
-        rows = db.execute("SELECT * FROM promotions WHERE task=? ORDER BY id DESC", (task,)).fetchall()
+    with read() as db:
+        rows = db.execute(select(PROMOTIONS.c.id, PROMOTIONS.c.task, PROMOTIONS.c.version, PROMOTIONS.c.previous,
+                                 PROMOTIONS.c.at, PROMOTIONS.c.actor.label("by"), PROMOTIONS.c.action)
+                          .where(PROMOTIONS.c.task == task).order_by(PROMOTIONS.c.id.desc())).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -229,31 +227,53 @@ ANY = object()  # expected_production not checked (the CLI, scripts); a page pas
 
 def _set_production(task: str, version: str, user: str, action: str, only_if_unset: bool = False,
                     expected_production: object = ANY) -> str | None:
-    """Point production at `version` in one transaction; return the previous version.
+    """Point production at `version`; return the previous version.
 
+    One conditional statement moves the pointer (UPDATE ... WHERE version = the expected one, or an INSERT that a
+    primary key refuses when a pointer exists), so two servers acting at once cannot both win, on either engine.
     expected_production: the version the acting admin was looking at; if production changed since (another
     admin promoted or rolled back), nothing changes and RegistryError says so.
     """
-    with connect("registry", SCHEMA) as db:
-        row = db.execute("SELECT discarded_at FROM versions WHERE task=? AND version=?", (task, version)).fetchone()
-        if row is None:
+    with write() as db:
+        discarded = db.execute(select(VERSIONS.c.discarded_at).where(  # the row is locked (PostgreSQL) against a
+            VERSIONS.c.task == task, VERSIONS.c.version == version).with_for_update()).first()  # discard meanwhile
+        if discarded is None:
             raise RegistryError(f"{task} has no version {version!r}.")
-        if row[0] is not None:
+        if discarded[0] is not None:
             raise RegistryError(f"{task} version {version} was discarded and cannot go to production.")
-        current = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
-        if current and only_if_unset:
-            return current[0]
-        previous = current[0] if current else None
+        previous = db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).scalar()
+        if previous is not None and only_if_unset:
+            return previous
         if expected_production is not ANY and previous != expected_production:
             raise RegistryError(f"Production of {task} changed to {previous} since this page was drawn (it showed "
                                 f"{expected_production}); nothing was changed. Look again before deciding.")
         if previous == version:
             raise RegistryError(f"{task} version {version} is already in production.")
-        db.execute("INSERT INTO production (task, version) VALUES (?, ?) "
-                   "ON CONFLICT(task) DO UPDATE SET version=excluded.version", (task, version))
-        db.execute("INSERT INTO promotions (task, version, previous, at, by, action) VALUES (?, ?, ?, ?, ?, ?)",
-                   (task, version, previous, time.time(), user, action))
+        if previous is None:
+            moved = _insert_if_absent(db, task, version)
+        else:
+            moved = db.execute(update(PRODUCTION).where(PRODUCTION.c.task == task, PRODUCTION.c.version == previous)
+                               .values(version=version)).rowcount == 1
+        if not moved:  # another server moved it between our read and our write
+            if only_if_unset:
+                return db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).scalar()
+            raise RegistryError(f"Production of {task} changed while this was being done; nothing was changed. "
+                                "Look again before deciding.")
+        db.execute(insert(PROMOTIONS).values(task=task, version=version, previous=previous, at=time.time(),
+                                             actor=user, action=action))
     return previous
+
+
+def _insert_if_absent(db, task: str, version: str) -> bool:
+    """The first production pointer of a task; False when another server inserted one first."""
+    nested = db.begin_nested()
+    try:
+        db.execute(insert(PRODUCTION).values(task=task, version=version))
+    except IntegrityError:
+        nested.rollback()
+        return False
+    nested.commit()
+    return True
 
 
 def promote(task: str, version: str, user: auth.User, expected_production: object = ANY) -> str | None:
@@ -316,13 +336,14 @@ def rewrite_files(task: str, version: str, files: dict[str, bytes], user: auth.U
     if unknown:
         raise RegistryError(f"{task} version {version}: {', '.join(unknown)} cannot be rewritten.")
     manifest = dict(entry.manifest)
-    with connect("registry", SCHEMA) as db:
+    with write() as db:
         for name, content in files.items():
             temporary = entry.path / f".{name}.rewrite"
             temporary.write_bytes(content)
             temporary.replace(entry.path / name)
             manifest[name] = hashlib.sha256(content).hexdigest()
-        db.execute("UPDATE versions SET manifest=? WHERE task=? AND version=?", (json.dumps(manifest), task, version))
+        db.execute(update(VERSIONS).where(VERSIONS.c.task == task, VERSIONS.c.version == version)
+                   .values(manifest=json.dumps(manifest)))
     audit.record(user.name, f"rewrite:{task}", reason, version, files=",".join(sorted(files)))
 
 
@@ -330,14 +351,17 @@ def discard(task: str, version: str, user: auth.User) -> None:
     """Mark a candidate as not to be used; its files stay for the record."""
     user = auth.require_admin(user)
     task = _key(task)
-    with connect("registry", SCHEMA) as db:
-        current = db.execute("SELECT version FROM production WHERE task=?", (task,)).fetchone()
-        if current and current[0] == version:
+    with write() as db:
+        db.execute(select(VERSIONS.c.version).where(VERSIONS.c.task == task, VERSIONS.c.version == version)
+                   .with_for_update())  # against a promotion of this version meanwhile (PostgreSQL)
+        current = db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).scalar()
+        if current == version:
             raise RegistryError(f"{task} version {version} is in production; promote or roll back to another first.")
-        updated = db.execute("UPDATE versions SET discarded_at=? WHERE task=? AND version=? AND discarded_at IS NULL",
-                             (time.time(), task, version)).rowcount
+        updated = db.execute(update(VERSIONS).where(VERSIONS.c.task == task, VERSIONS.c.version == version,
+                                                    VERSIONS.c.discarded_at.is_(None))
+                             .values(discarded_at=time.time())).rowcount
         if not updated:
             raise RegistryError(f"{task} has no candidate {version!r} to discard.")
-        db.execute("INSERT INTO promotions (task, version, previous, at, by, action) VALUES (?, ?, NULL, ?, ?, ?)",
-                   (task, version, time.time(), user.name, "discard"))
+        db.execute(insert(PROMOTIONS).values(task=task, version=version, previous=None, at=time.time(),
+                                             actor=user.name, action="discard"))
     audit.record(user.name, f"discard:{task}", "discarded", version)

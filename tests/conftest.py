@@ -4,25 +4,77 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-# Tests never write into the developer's store; set before medcore reads the environment.
+# Tests never write into the developer's store or database; set before medcore reads the environment.
 os.environ.setdefault("MEDCORE_STORE_DIR", tempfile.mkdtemp(prefix="medcore-test-store-"))
+for _variable in ("MEDCORE_DATABASE_URL", "MEDCORE_JOB_QUEUE", "MEDCORE_SHARED_DIR", "MEDCORE_DATA_ROOTS"):
+    os.environ.pop(_variable, None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from medcore import config  # noqa: E402
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked `both_engines` run once per store engine: every guarantee of the store holds on both."""
+    if "store" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("store", ENGINES, indirect=True)
+
+
+def postgres_url() -> str | None:
+    """A PostgreSQL server the tests may create databases on (.ci/postgres start prints it)."""
+    return os.environ.get("MEDCORE_TEST_POSTGRES_URL") or None
+
+
+@contextmanager
+def new_postgres_database():
+    """A new, empty database on the test server for one test (dropped afterwards); yields its URL."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(postgres_url()).set(drivername="postgresql+psycopg")
+    name = f"medcore_test_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name, drivername="postgresql").render_as_string(hide_password=False)
+    finally:
+        from medcore import store as medcore_store
+
+        medcore_store.forget_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    """A new store of its own for one test, with the shipped models installed as at the app's first start."""
+def store(request, tmp_path, monkeypatch):
+    """A new store of its own for one test, with the shipped models installed as at the app's first start:
+    SQLite in the store folder, or (for tests marked both_engines, second run) a new PostgreSQL database."""
     from medcore import registry
 
+    engine = getattr(request, "param", "sqlite")
     monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / "store"))
-    registry.ensure_defaults()
-    return tmp_path / "store"
+    if engine == "sqlite":
+        monkeypatch.delenv("MEDCORE_DATABASE_URL", raising=False)
+        registry.ensure_defaults()
+        yield tmp_path / "store"
+        return
+    if postgres_url() is None:
+        pytest.skip("no PostgreSQL for tests: run `eval $(.ci/postgres start)` (CI's .ci/run does)")
+    with new_postgres_database() as url:
+        monkeypatch.setenv("MEDCORE_DATABASE_URL", url)
+        registry.ensure_defaults()
+        yield tmp_path / "store"
 
 
 @pytest.fixture(scope="session")

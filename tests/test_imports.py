@@ -22,7 +22,9 @@ OPTIONAL = {"mlflow"}  # the `mlflow` extra: imported lazily, only when MEDCORE_
 
 
 def _medcore_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.walk_packages(medcore.__path__, prefix="medcore."))
+    """Every module, but entry points (`__main__`: importing one runs it) and Alembic's env.py (run by Alembic)."""
+    return sorted(m.name for m in pkgutil.walk_packages(medcore.__path__, prefix="medcore.")
+                  if not m.name.endswith((".__main__", ".migrations.env")))
 
 
 def _view_files() -> list[Path]:

@@ -54,7 +54,7 @@ def test_page_service_audits_without_the_note_text(notes_models):
     rows = [r for r in audit.recent() if r["user"] == "dr_notes"]
     assert [r["outcome"] for r in rows] == ["rejected", prediction.ranked(1)[0][0]]
     assert json.loads(rows[1]["detail"])["explanation"] == "shap"
-    database = b"".join(f.read_bytes() for f in config.store_dir().glob("audit.sqlite*"))  # with the WAL
+    database = b"".join(f.read_bytes() for f in config.store_dir().glob("medcore.sqlite*"))  # with the WAL
     assert json.loads(rows[1]["detail"])["note"].encode() in database and b"John Smith" not in database
 
 

@@ -95,9 +95,12 @@ def test_with_every_registered_version_broken_the_shipped_model_still_serves(sto
 
 
 def test_an_unreadable_registry_falls_back_to_the_shipped_model(store):
-    (store / "registry.sqlite").write_bytes(b"this is not a database" * 100)
+    from medcore import store as database
+
+    database.forget_engines()  # as a server that starts on a broken store
+    (store / database.SQLITE_FILE).write_bytes(b"this is not a database" * 100)
     for suffix in ("-wal", "-shm"):
-        (store / f"registry.sqlite{suffix}").unlink(missing_ok=True)
+        (store / f"{database.SQLITE_FILE}{suffix}").unlink(missing_ok=True)
     served = production.load("notes_symptom2disease")
     assert served.model.task == "symptom2disease" and "cannot be read" in served.warnings[0]
 

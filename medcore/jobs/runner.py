@@ -1,15 +1,19 @@
 """The training process of one job: train into the job folder, compare with production, register the candidate.
 
-Run as `python -m medcore.jobs JOB_ID` (started by jobs.store.start). A job never touches production:
-the model is written under the job's folder and only registered (as a candidate) once it is complete,
-so killing the process at any moment leaves production and the registry as they were.
+Run as `python -m medcore.jobs JOB_ID` (started by jobs.store.start on this machine, or by a worker through the
+queue). A job never touches production: the model is written under the job's folder and only registered (as a
+candidate) once it is complete, so killing the process at any moment leaves production and the registry as they
+were. While it runs, a heartbeat thread renews the job's lease and turns a cancel flag (set from any server) into
+a SIGTERM to this process; a job that lost its lease (it stalled and was marked failed) registers nothing.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -27,14 +31,42 @@ class Cancelled(BaseException):
     """
 
 
+class LeaseLost(Cancelled):
+    """The job is no longer this process's to finish (marked failed after a stall): it stops, registering nothing."""
+
+
+def _heartbeat(job_id: str, stop: threading.Event) -> None:
+    """Renew the lease; on a cancel flag or a lost lease, SIGTERM this process (its handler raises Cancelled)."""
+    signalled = False
+    while not stop.wait(store.HEARTBEAT_SECONDS):
+        try:
+            kept, cancelled = store.renew_lease(job_id), store.cancel_requested(job_id)
+        except Exception:  # the store unreachable for a moment: the lease has slack; try again
+            traceback.print_exc()
+            continue
+        if (cancelled or not kept) and not signalled:
+            signalled = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(job_id: str) -> int:
     """The whole job; returns the process exit code."""
     def on_sigterm(signum, frame):
         raise Cancelled()
 
+    if not store.claim(job_id):  # cancelled before it started, or already taken: nothing to do
+        return 0
     signal.signal(signal.SIGTERM, on_sigterm)
     sys.argv = [sys.argv[0], f"(admin retraining, job {job_id})"]  # what the model card records as the command
-    store.mark_running(job_id)
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(job_id, stop), daemon=True).start()
+    try:
+        return _run(job_id)
+    finally:
+        stop.set()
+
+
+def _run(job_id: str) -> int:
     job = store.get(job_id)
     out = job.folder / "model"
     try:
@@ -99,6 +131,8 @@ def _train_compare_register(job: store.Job, out: Path) -> str:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here the run finishes: no half-cancelled registration
     if should_stop():  # a cancel that came while comparing, just before SIGTERM was ignored
         raise Cancelled()
+    if not store.holds_lease(job.id):  # marked failed meanwhile (a stall): another reader has said it died
+        raise LeaseLost()
     entry = registry.register(task.key, out, job.created_by, origin="federated" if federated else "retrained")
     progress(event(Stage.REGISTERED, version=entry.version))
     _mirror(entry, job.id, progress)

@@ -1,9 +1,12 @@
-"""The job store: training runs, their state and progress events in SQLite; starting and cancelling them.
+"""The job store: training runs, their state, lease and progress events in the store; starting and cancelling them.
 
-The admin page (or any caller) starts a job here; a separate Python process (`python -m medcore.jobs
-JOB_ID`, see jobs.runner) trains, compares the candidate with production and registers it. Progress
-events go to SQLite, so any page, after a reload or from another browser, shows the same run. A run
-whose process has died is marked failed the next time jobs are read.
+The admin page (or any caller) starts a job here. Without a queue (the embedded default) a separate Python
+process on this machine runs it (`python -m medcore.jobs JOB_ID`, see jobs.runner); with
+MEDCORE_JOB_QUEUE=procrastinate the job is queued in PostgreSQL and a worker, on any machine, runs the same
+process (medcore.jobs.queue). Either way the running job holds a lease that it renews every few seconds: a job
+whose lease ran out (its process, its worker or its machine died) is marked failed by the next reader, and a job
+that lost its lease registers nothing. Progress events go to the store, so any page on any server shows the run;
+a cancel is a flag that the job's own process acts on wherever it runs.
 """
 
 from __future__ import annotations
@@ -13,41 +16,25 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from sqlalchemy import insert, select, update
+
 from medcore import audit, auth, config, registry, tasks, uploads
-from medcore.store import connect, read
+from medcore.store import read, schema, write
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    data_path TEXT NOT NULL,
-    data_label TEXT NOT NULL,
-    options TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    pid INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    candidate_version TEXT,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS job_events (
-    job_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    event TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
-"""
-
+JOBS, EVENTS = schema.jobs, schema.job_events
 ACTIVE = ("queued", "running")
+LEASE_SECONDS = 30.0  # a running job renews its lease every HEARTBEAT_SECONDS; one that did not for this long died
+HEARTBEAT_SECONDS = 5.0
+QUEUED_WITHOUT_PROCESS = 60.0  # a local job whose process never claimed it within this is failed
+DIED = ("The training process ended unexpectedly (killed, crashed, or its worker or machine stopped). "
+        "Production is unchanged.")
 KEEP_JOB_FOLDERS = 20  # logs of the newest finished runs; older job folders are deleted
 KEEP_CACHED_SETS = 3  # preprocessed training sets (each about 40 MB per 5,000 films at 128 px)
 
@@ -72,6 +59,8 @@ class Job:
     cancel_requested: bool
     candidate_version: str | None
     error: str | None
+    host: str | None = None
+    lease_expires_at: float | None = None
 
     @property
     def folder(self) -> Path:
@@ -83,7 +72,8 @@ class Job:
 
 
 def jobs_dir() -> Path:
-    return config.store_dir() / "jobs"
+    """Job folders (logs, the model being trained) on the shared folder: the worker and every server see them."""
+    return config.shared_dir() / "jobs"
 
 
 def validate_data(task: str, path: Path) -> str:
@@ -97,16 +87,22 @@ def validate_data(task: str, path: Path) -> str:
 
 
 def _row_to_job(row) -> Job:
-    values = dict(row)
+    values = {f.name: getattr(row, f.name) for f in fields(Job)}
     values["options"] = json.loads(values["options"])
     values["cancel_requested"] = bool(values["cancel_requested"])
     return Job(**values)
 
 
-def _alive(pid: int | None, job_id: str) -> bool:
-    """Is the job's own process still running (not just some process that reused the pid)?"""
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def _alive_here(pid: int | None, job_id: str) -> bool:
+    """Is the job's own process still running on this machine (not just some process that reused the pid)?"""
     if not pid:
         return False
+    if pid == os.getpid():  # this very process runs it
+        return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -119,45 +115,57 @@ def _alive(pid: int | None, job_id: str) -> bool:
     return job_id.encode() in cmdline and state != "Z"
 
 
-def reconcile() -> None:
-    """Mark as failed every active job whose process is gone (killed, crashed, machine restarted).
+def _dead(row, now: float) -> bool:
+    """A job that will never finish: its lease ran out, its process on this machine is gone, or (without a queue)
+    its process never claimed it."""
+    if row.status == "running":
+        if row.host == this_host() and not _alive_here(row.pid, row.id):
+            return True
+        return row.lease_expires_at is not None and row.lease_expires_at < now
+    if config.job_queue() != "local":  # queued for a worker: it waits for one
+        return False
+    return now - row.created_at > QUEUED_WITHOUT_PROCESS and not (
+        row.host == this_host() and _alive_here(row.pid, row.id))
 
-    A read first: the write lock is taken only when a dead job is found, not on every page run.
-    """
-    with read("jobs", SCHEMA) as db:
-        rows = db.execute("SELECT id, pid, status, created_at, data_path FROM jobs "
-                          "WHERE status IN ('queued', 'running')").fetchall()
-    dead = [row for row in rows if not (row["status"] == "queued" and time.time() - row["created_at"] < 60)
-            and not _alive(row["pid"], row["id"])]
-    for row in dead:
-        with connect("jobs", SCHEMA) as db:
-            db.execute("UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=? AND status IN "
-                       "('queued', 'running')", (time.time(), "The training process ended unexpectedly (killed, "
-                                                 "crashed or the machine restarted). Production is unchanged.",
-                                                 row["id"]))
-        uploads.discard(Path(row["data_path"]))
+
+def reconcile() -> None:
+    """Mark as failed every active job that will never finish (see _dead), with a conditional update, so a job
+    that renewed its lease meanwhile is left alone. A read first: no write on a page run unless one died."""
+    now = time.time()
+    with read() as db:
+        rows = db.execute(select(JOBS).where(JOBS.c.status.in_(ACTIVE))).all()
+    for row in [r for r in rows if _dead(r, now)]:
+        condition = [JOBS.c.id == row.id, JOBS.c.status == row.status]
+        if row.status == "running":
+            condition.append(JOBS.c.lease_expires_at == row.lease_expires_at)
+        with write() as db:
+            failed = db.execute(update(JOBS).where(*condition).values(
+                status="failed", finished_at=time.time(), error=DIED)).rowcount
+        if failed:
+            uploads.discard(Path(row.data_path))
 
 
 def list_jobs(limit: int = 50) -> list[Job]:
     reconcile()
-    with read("jobs", SCHEMA) as db:
-        rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+    with read() as db:
+        rows = db.execute(select(JOBS).order_by(JOBS.c.created_at.desc()).limit(limit)).all()
     return [_row_to_job(r) for r in rows]
 
 
 def get(job_id: str) -> Job:
     reconcile()
-    with read("jobs", SCHEMA) as db:
-        row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+    with read() as db:
+        row = db.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
     if row is None:
         raise JobError(f"No job {job_id!r}.")
     return _row_to_job(row)
 
 
 def events(job_id: str) -> list[dict]:
-    with read("jobs", SCHEMA) as db:
-        rows = db.execute("SELECT at, event FROM job_events WHERE job_id=? ORDER BY rowid", (job_id,)).fetchall()
-    return [{"at": r["at"], **json.loads(r["event"])} for r in rows]
+    with read() as db:
+        rows = db.execute(select(EVENTS.c.at, EVENTS.c.event).where(EVENTS.c.job_id == job_id)
+                          .order_by(EVENTS.c.id)).all()
+    return [{"at": r.at, **json.loads(r.event)} for r in rows]
 
 
 def start(task: str, data_path: Path, options: dict, user: auth.User, data_label: str | None = None,
@@ -196,42 +204,76 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
     prune()
     folder = jobs_dir() / job_id
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "log.txt", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=config.REPO_ROOT,
-                                   env=config.child_environment())  # no passwords: a job needs none
-    with connect("jobs", SCHEMA) as db:
-        db.execute("UPDATE jobs SET pid=? WHERE id=?", (process.pid, job_id))
+    if config.job_queue() == "local":
+        launch_process(job_id)
+    else:
+        from medcore.jobs import queue
+
+        queue.enqueue(job_id)
     current = registry.production(task)
     audit.record(user.name, f"train_start:{task}", "started", current.version if current else None,
-                 job=job_id, data=description)
+                 job=job_id, data=description, queue=config.job_queue())
     return get(job_id)
 
 
+def launch_process(job_id: str, die_with_parent: bool = False) -> subprocess.Popen:
+    """The job's own process on this machine (its output in the job's log), with the environment minus secrets.
+    die_with_parent: a worker's child is killed with the worker (a worker killed with -9 leaves no orphan that
+    could still register a candidate)."""
+    folder = jobs_dir() / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "log.txt", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,  # its group: cancel stops all
+                                   cwd=config.REPO_ROOT, env=config.child_environment(),
+                                   preexec_fn=_die_with_parent if die_with_parent else None)
+    with write() as db:
+        db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "queued")
+                   .values(pid=process.pid, host=this_host()))
+    return process
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: Linux sends it SIGKILL when the process that started it dies."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _record(task: str, data_path: Path, data_label: str | None, options: dict, user: str) -> str:
-    """Insert the job row, unless another job is running; return its id."""
+    """Insert the job row, unless another job is active; return its id. One training at a time, across servers:
+    the check and the insert are one write transaction (on PostgreSQL, serialized by a lock on the table)."""
     job_id = time.strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     reconcile()
-    with connect("jobs", SCHEMA) as db:
-        running = db.execute("SELECT id FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+    with write() as db:
+        if db.dialect.name == "postgresql":
+            db.exec_driver_sql("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
+        running = db.execute(select(JOBS.c.id).where(JOBS.c.status.in_(ACTIVE))).first()
         if running:
             raise JobError(f"Training job {running[0]} is still running; wait for it or cancel it first.")
-        db.execute("INSERT INTO jobs (id, task, data_path, data_label, options, status, created_by, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                   (job_id, task, str(data_path.resolve()), data_label or str(data_path), json.dumps(options),
-                    user, time.time()))
+        db.execute(insert(JOBS).values(id=job_id, task=task, data_path=str(data_path.resolve()),
+                                       data_label=data_label or str(data_path), options=json.dumps(options),
+                                       status="queued", created_by=user, created_at=time.time(),
+                                       cancel_requested=False))
     return job_id
 
 
 def cancel(job_id: str, user: auth.User) -> None:
-    """Ask the training process to stop; it ends at once and registers nothing. The user is checked now."""
+    """Ask the job to stop; it ends and registers nothing, wherever it runs (its own process watches the flag;
+    on this machine it is also signalled at once). A job still waiting in the queue is cancelled outright."""
     user = auth.require_admin(user)
     job = get(job_id)
     if not job.active:
         raise JobError(f"Job {job_id} is not running ({job.status}).")
-    with connect("jobs", SCHEMA) as db:
-        db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
-    if job.pid and _alive(job.pid, job_id):
+    with write() as db:
+        db.execute(update(JOBS).where(JOBS.c.id == job_id).values(cancel_requested=True))
+        waiting = db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "queued",
+                                                JOBS.c.pid.is_(None)).values(
+            status="cancelled", finished_at=time.time(), error="Cancelled by an administrator before it started."
+        )).rowcount
+    if waiting:
+        uploads.discard(Path(job.data_path))
+    elif job.host == this_host() and _alive_here(job.pid, job_id):
         os.killpg(job.pid, signal.SIGTERM)
     audit.record(user.name, f"train_cancel:{job.task}", "requested", job=job_id)
 
@@ -239,8 +281,8 @@ def cancel(job_id: str, user: auth.User) -> None:
 def prune(keep_jobs: int = KEEP_JOB_FOLDERS, keep_cache: int = KEEP_CACHED_SETS) -> None:
     """Bound what the store keeps besides models and logs of record: the newest `keep_jobs` job folders
     (logs of finished runs) and the newest `keep_cache` preprocessed training sets in cache/."""
-    with read("jobs", SCHEMA) as db:
-        active = {r[0] for r in db.execute("SELECT id FROM jobs WHERE status IN ('queued', 'running')")}
+    with read() as db:
+        active = set(db.execute(select(JOBS.c.id).where(JOBS.c.status.in_(ACTIVE))).scalars())
     folders = sorted((p for p in jobs_dir().glob("job-*") if p.is_dir() and p.name not in active),
                      key=lambda p: p.stat().st_mtime, reverse=True)
     for folder in folders[keep_jobs:]:
@@ -253,27 +295,49 @@ def prune(keep_jobs: int = KEEP_JOB_FOLDERS, keep_cache: int = KEEP_CACHED_SETS)
 
 
 def add_event(job_id: str, event: dict) -> None:
-    with connect("jobs", SCHEMA) as db:
-        db.execute("INSERT INTO job_events (job_id, at, event) VALUES (?, ?, ?)",
-                   (job_id, time.time(), json.dumps(event, default=float)))
+    with write() as db:
+        db.execute(insert(EVENTS).values(job_id=job_id, at=time.time(), event=json.dumps(event, default=float)))
 
 
 def cancel_requested(job_id: str) -> bool:
-    with read("jobs", SCHEMA) as db:
-        return bool(db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
+    with read() as db:
+        return bool(db.execute(select(JOBS.c.cancel_requested).where(JOBS.c.id == job_id)).scalar())
 
 
-def mark_running(job_id: str) -> None:
-    with connect("jobs", SCHEMA) as db:
-        db.execute("UPDATE jobs SET status='running', started_at=?, pid=? WHERE id=?",
-                   (time.time(), os.getpid(), job_id))
+def claim(job_id: str) -> bool:
+    """The job's process takes the job: queued -> running, with this process, this host and a first lease.
+    False when it is not there to take (cancelled meanwhile, or another process took it)."""
+    now = time.time()
+    with write() as db:
+        return db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "queued",
+                                             JOBS.c.cancel_requested.is_(False))
+                          .values(status="running", started_at=now, pid=os.getpid(), host=this_host(),
+                                  lease_expires_at=now + LEASE_SECONDS)).rowcount == 1
+
+
+def renew_lease(job_id: str) -> bool:
+    """Extend this process's lease; False when the job is no longer this process's to finish (marked failed after
+    a stall, or taken over): it must then stop and register nothing."""
+    with write() as db:
+        return db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "running",
+                                             JOBS.c.pid == os.getpid(), JOBS.c.host == this_host())
+                          .values(lease_expires_at=time.time() + LEASE_SECONDS)).rowcount == 1
+
+
+def holds_lease(job_id: str, margin: float = HEARTBEAT_SECONDS) -> bool:
+    """Is the job still this process's, with at least `margin` seconds of lease left (checked before registering)?"""
+    with read() as db:
+        row = db.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+    return (row is not None and row.status == "running" and row.pid == os.getpid() and row.host == this_host()
+            and (row.lease_expires_at or 0) > time.time() + margin)
 
 
 def finish(job_id: str, status: str, error: str | None = None, version: str | None = None) -> None:
-    """Record how the job ended, and delete its uploaded data set (if it was an upload)."""
-    with connect("jobs", SCHEMA) as db:
-        db.execute("UPDATE jobs SET status=?, finished_at=?, error=?, candidate_version=? WHERE id=?",
-                   (status, time.time(), error, version, job_id))
-        row = db.execute("SELECT data_path FROM jobs WHERE id=?", (job_id,)).fetchone()
-    if row:
-        uploads.discard(Path(row["data_path"]))
+    """Record how the job ended (only if it is still running: a job already failed for a lost lease stays failed),
+    and delete its uploaded data set (if it was an upload)."""
+    with write() as db:
+        db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(ACTIVE))
+                   .values(status=status, finished_at=time.time(), error=error, candidate_version=version))
+        data_path = db.execute(select(JOBS.c.data_path).where(JOBS.c.id == job_id)).scalar()
+    if data_path:
+        uploads.discard(Path(data_path))

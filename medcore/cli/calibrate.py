@@ -1,0 +1,42 @@
+"""`medcore calibrate xray`: local validation of production on a hospital's own labelled films.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medcore import config
+from medcore.cli.common import emit, operator
+
+def cmd_calibrate_xray(args: argparse.Namespace) -> int:
+    """`medcore calibrate xray`: local validation, a new calibration and threshold, registered as a candidate."""
+    from medcore.training.local_calibration import calibrate_and_register
+
+    result = calibrate_and_register(Path(args.data), operator(), config.store_dir() / "local-calibration",
+                                    args.min_sensitivity)
+    for warning in result["warnings"]:
+        print(f"medcore: warning: {warning}", file=sys.stderr)
+    if args.json:
+        emit(result)
+    else:
+        for name in ("before", "after"):
+            figures = result[name]
+            print(f"{name:7s} sensitivity {figures['sensitivity']:.3f} specificity {figures['specificity']:.3f} "
+                  f"ECE {figures['ece']:.3f}")
+        print(f"registered {result['version']} ({result['status']}); promote with: medcore models promote xray "
+              f"{result['version']}")
+    return 0
+
+
+def register(commands) -> None:
+    calibrate = commands.add_parser("calibrate", help="local validation and recalibration of production on your "
+                                                      "own labelled films").add_subparsers(dest="task", required=True)
+    xray = calibrate.add_parser("xray", help="score production on DIR (NORMAL/ PNEUMONIA/), refit its calibration "
+                                             "and threshold, register the result as a candidate version")
+    xray.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/ films of your patients")
+    xray.add_argument("--min-sensitivity", type=float, help="sensitivity target of the new threshold "
+                                                           "(default: the model's own, 0.95)")
+    xray.add_argument("--json", action="store_true", help="print one JSON object")
+    xray.set_defaults(func=cmd_calibrate_xray)

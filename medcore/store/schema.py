@@ -1,0 +1,122 @@
+"""Every table MedCore keeps, declared once for SQLite and PostgreSQL alike (SQLAlchemy Core).
+
+Times are epoch seconds (floats); JSON travels as text. Constraints and indexes are named, so that migrations can
+refer to them on both engines. The migrations in medcore/store/migrations create exactly these tables; a test
+checks that a migrated database matches this declaration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s", "pk": "pk_%(table_name)s"})
+
+# The model registry: one row per immutable version folder; one production pointer per task; every change of it.
+versions = Table(
+    "versions", metadata,
+    Column("task", String(64), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("folder", Text, nullable=False),  # relative to the models folder's parent (the shared folder)
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("origin", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),  # JSON: file name -> SHA-256
+    Column("summary", Text, nullable=False),  # JSON: metrics, options, data, labels, threshold
+    Column("discarded_at", Float),
+    PrimaryKeyConstraint("task", "version"),
+)
+production = Table(
+    "production", metadata,
+    Column("task", String(64), primary_key=True),
+    Column("version", String(128), nullable=False),
+)
+promotions = Table(
+    "promotions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(64), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("previous", String(128)),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Index(None, "task", "id"),
+)
+
+# Accounts and the sign-in throttle (shared by every app server).
+users = Table(
+    "users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("disabled_at", Float),
+    CheckConstraint("role IN ('clinician', 'admin')", name="role"),
+)
+sign_in_failures = Table(
+    "sign_in_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client", String(256), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("at", Float, nullable=False),
+    Index(None, "name", "at"),
+    Index(None, "client", "at"),
+)
+
+# Training jobs: state, the worker holding the job's lease, and progress events.
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("data_path", Text, nullable=False),
+    Column("data_label", Text, nullable=False),
+    Column("options", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("pid", Integer),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("candidate_version", String(128)),
+    Column("error", Text),
+    Column("host", String(256)),  # the machine whose process runs the job
+    Column("lease_expires_at", Float),  # renewed by the running job; a job whose lease ran out has died
+    Index(None, "status"),
+)
+job_events = Table(
+    "job_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("event", Text, nullable=False),
+    Index(None, "job_id", "id"),
+)
+
+# The audit log: append-only (a trigger refuses UPDATE and DELETE on both engines, and TRUNCATE on PostgreSQL).
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("model_version", String(128)),
+    Column("outcome", String(128), nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("server", String(256)),  # which app server, worker or command line wrote the row
+    Index(None, "action", "at"),
+)
