@@ -6,9 +6,11 @@ NAME` or, once, from MEDCORE_ADMIN_USER / MEDCORE_ADMIN_PASSWORD at first start.
 
 Sign-in tells a stranger nothing: a wrong name, a wrong password and a disabled account get the same
 message after the same bcrypt work. Failures slow down further tries with a growing delay, never a hard lock:
-per (address, name) after a few failures, and per name across all addresses after many, so that people behind
-one NAT or proxy are not locked out together and a stranger cannot lock an admin out. The address is the
-browser's, or the one a configured proxy forwards (client_address).
+per (address, name) after a few failures, and per name across all addresses after many, except from an address
+that signed that name in within the last 30 days, so that people behind one NAT or proxy are not locked out
+together and a stranger elsewhere cannot slow an admin at their own desk. Every attempt is recorded before its
+password is checked, in one step with the throttle's check, so parallel attempts count against each other. The
+address is the browser's, or the one a configured proxy forwards (client_address).
 Admin actions (promote, roll back, discard, start or cancel training) re-read the acting account when
 they run, so an account disabled or demoted a moment ago cannot act through a page it still has open.
 """
@@ -24,9 +26,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from medcore import config
-from medcore.store import read, schema, write
+from medcore.store import read, schema, serialize, write
 
-USERS, FAILURES = schema.users, schema.sign_in_failures
+USERS, FAILURES, KNOWN = schema.users, schema.sign_in_failures, schema.known_clients
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD_CHARS = 12
@@ -36,6 +38,7 @@ NAME_FREE_FAILURES = 20  # failed sign-ins for one name from all addresses toget
 PAIR_MAX_DELAY = 300.0  # seconds; the delay doubles with each further failure up to this
 NAME_MAX_DELAY = 60.0  # shorter: anyone can add to it, and it must never become a lockout
 FAILURE_WINDOW = 900.0  # failures older than this are forgotten
+KNOWN_CLIENT_DAYS = 30  # an address that signed a name in within this many days skips the name-wide delay
 BCRYPT_ROUNDS = 12
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 WRONG = "Wrong user name or password, or the account is disabled."
@@ -154,15 +157,18 @@ def _growing_delay(times: list[float], free: int, cap: float, now: float) -> flo
     return max(0.0, times[-1] + min(cap, 2.0 ** (len(times) - free)) - now)
 
 
-def _throttled(client: str, name: str, now: float) -> float:
-    """Seconds until `client` may try `name` again (0 when it may)."""
-    with read() as db:
-        rows = db.execute(select(FAILURES.c.client, FAILURES.c.at).where(
-            FAILURES.c.name == name, FAILURES.c.at > now - FAILURE_WINDOW).order_by(FAILURES.c.at)).all()
-    everywhere = [row.at for row in rows]
+def _throttled(db, client: str, name: str, now: float) -> float:
+    """Seconds until `client` may try `name` again (0 when it may), from the attempts on record."""
+    rows = db.execute(select(FAILURES.c.client, FAILURES.c.at).where(
+        FAILURES.c.name == name, FAILURES.c.at > now - FAILURE_WINDOW).order_by(FAILURES.c.at)).all()
     from_here = [row.at for row in rows if row.client == client]
-    return max(_growing_delay(from_here, PAIR_FREE_FAILURES, PAIR_MAX_DELAY, now),
-               _growing_delay(everywhere, NAME_FREE_FAILURES, NAME_MAX_DELAY, now))
+    pair = _growing_delay(from_here, PAIR_FREE_FAILURES, PAIR_MAX_DELAY, now)
+    known = db.execute(select(KNOWN.c.client).where(
+        KNOWN.c.name == name, KNOWN.c.client == client,
+        KNOWN.c.last_success_at > now - KNOWN_CLIENT_DAYS * 86_400)).first()
+    if known:  # the account's own workstation: strangers elsewhere cannot slow it down
+        return pair
+    return max(pair, _growing_delay([row.at for row in rows], NAME_FREE_FAILURES, NAME_MAX_DELAY, now))
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str:
@@ -196,7 +202,11 @@ def authenticate(name: str, password: str, client: str = "local", now: float | N
     """
     now = time.time() if now is None else now
     secret = password.encode("utf-8")[:MAX_PASSWORD_BYTES]
-    wait = _throttled(client, name, now)
+    with write() as db:  # the check and the attempt's record are one step: parallel attempts see each other
+        serialize(db, f"sign-in:{name}")
+        wait = _throttled(db, client, name, now)
+        if wait <= 0:  # counted as a failure until bcrypt says otherwise
+            attempt = db.execute(insert(FAILURES).values(client=client, name=name, at=now)).inserted_primary_key[0]
     if wait > 0:
         bcrypt.checkpw(secret, _dummy())  # the same work whether or not the name exists
         return None, f"Too many failed sign-ins; try again in {int(wait) + 1} s."
@@ -207,9 +217,12 @@ def authenticate(name: str, password: str, client: str = "local", now: float | N
     with write() as db:
         if ok:
             db.execute(delete(FAILURES).where(FAILURES.c.client == client, FAILURES.c.name == name))
+            serialize(db, f"known:{name}")
+            if db.execute(update(KNOWN).where(KNOWN.c.name == name, KNOWN.c.client == client)
+                          .values(last_success_at=now)).rowcount == 0:
+                db.execute(insert(KNOWN).values(name=name, client=client, last_success_at=now))
         else:
-            db.execute(delete(FAILURES).where(FAILURES.c.at < now - FAILURE_WINDOW))
-            db.execute(insert(FAILURES).values(client=client, name=name, at=now))
+            db.execute(delete(FAILURES).where(FAILURES.c.at < now - FAILURE_WINDOW, FAILURES.c.id != attempt))
     if not ok:
         return None, WRONG
     return User(row.name, row.role, False), ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -125,6 +126,13 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
         page.get_by_text("Download summary (CSV)").click()
     csv = Path(download.value.path()).read_text()
     assert csv.splitlines()[0] == "file,decision,pneumonia probability,note" and "study.dcm" in csv
+    with page.expect_download() as download:  # made on click, on Streamlit's own thread, for this live session
+        page.get_by_role("button", name="PDF report").first.click()
+    report = Path(download.value.path()).read_bytes()
+    assert report.startswith(b"%PDF") and len(report) > 20_000  # the film, its heatmap and the figures
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", download.value.path(), "-"], capture_output=True, text=True).stdout
+        assert "MedCore chest X-ray report" in text and "session ended" not in text
     page.close()
 
 

@@ -193,3 +193,39 @@ def test_a_database_made_by_a_newer_medcore_is_refused(store):
     with pytest.raises(database.StoreError, match="newer version"):
         database.engine()
     database.forget_engines()
+
+
+def test_parallel_sign_in_attempts_count_against_each_other(store, monkeypatch):
+    """30 wrong passwords sent at the same moment from one address: only the free ones get a real password check."""
+    auth.add_user("chief", "a long secret phrase", "admin", "tests")
+    real_checkpw, checked = bcrypt.checkpw, []
+
+    def counting_checkpw(secret, hashed):
+        if hashed != auth._dummy():
+            checked.append(1)
+        return real_checkpw(secret, hashed)
+
+    monkeypatch.setattr(auth.bcrypt, "checkpw", counting_checkpw)
+    barrier = threading.Barrier(30)
+
+    def attempt(_: int) -> str:
+        barrier.wait()
+        return auth.authenticate("chief", "wrong guess here", "ip:203.0.113.5")[1]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(attempt, range(30)))
+    assert len(checked) == auth.PAIR_FREE_FAILURES
+    assert answers.count(auth.WRONG) == auth.PAIR_FREE_FAILURES
+
+
+def test_strangers_elsewhere_cannot_slow_an_admin_at_their_own_desk(store, monkeypatch):
+    auth.add_user("chief", "a long secret phrase", "admin", "tests")
+    monkeypatch.setattr(auth.bcrypt, "checkpw", lambda secret, hashed: secret == b"a long secret phrase")
+    now = time.time()
+    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", now)[0]  # a known address now
+    for second in range(120):  # a botnet, one guess a second from new addresses
+        auth.authenticate("chief", "wrong guess here", f"ip:bot{second}", now + second)
+    assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", now + 120.5)[0].is_admin
+    assert "try again" in auth.authenticate("chief", "a long secret phrase", "ip:new-laptop", now + 120.5)[1]

@@ -93,17 +93,33 @@ def session_clock() -> None:
 
 def deferred_download(make: Callable[[], bytes], what: str) -> Callable[[], bytes]:
     """A download made only when clicked: for a session that is still signed in, and never an exception in
-    Streamlit's log (a failure is an incident; the file then says so)."""
+    Streamlit's log (a failure is an incident; the file then says so).
+
+    Streamlit runs the callable on a thread of its own, outside the script run, where `st.session_state` is an
+    empty stand-in: so the session's own state is captured here, when the button is drawn, and read at the click.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    state = context.session_state if context is not None else None
+
+    def signed_in_state() -> dict | None:
+        session = state["auth"] if state is not None and "auth" in state else None
+        if not session or auth.session_expired(session["signed_in_at"], session["last_seen"]) is not None:
+            return None
+        return session
+
     def run() -> bytes:
         from medcore.pdf_reports import notice_pdf
 
-        if not session_active():
+        session = signed_in_state()
+        if session is None:
             return notice_pdf("MedCore: session ended", "Your session ended, so this report was not made. Sign in "
                                                         "again and open the study or note once more.")
         try:
             return make()
         except Exception as exc:
-            incident = incidents.report(exc, current_user(), f"making {what}")
+            incident = incidents.report(exc, session["name"], f"making {what}")
             return notice_pdf("MedCore: report not made", incidents.message(incident))
     return run
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -124,6 +124,13 @@ def read() -> Iterator[Connection]:
         with connection.begin() as transaction:
             yield connection
             transaction.rollback()
+
+
+def serialize(connection: Connection, key: str) -> None:
+    """Within a write transaction: make every other write transaction that serializes on `key` wait for this one
+    (an advisory transaction lock on PostgreSQL; on SQLite every write transaction already holds the one lock)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 def forget_engines() -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(naming_convention={
@@ -76,6 +77,13 @@ sign_in_failures = Table(
     Index(None, "name", "at"),
     Index(None, "client", "at"),
 )
+known_clients = Table(  # addresses from which a name signed in lately: exempt from the name-wide delay
+    "known_clients", metadata,
+    Column("name", String(64), nullable=False),
+    Column("client", String(256), nullable=False),
+    Column("last_success_at", Float, nullable=False),
+    PrimaryKeyConstraint("name", "client"),
+)
 
 # Training jobs: state, the worker holding the job's lease, and progress events.
 jobs = Table(
@@ -96,6 +104,7 @@ jobs = Table(
     Column("error", Text),
     Column("host", String(256)),  # the machine whose process runs the job
     Column("lease_expires_at", Float),  # renewed by the running job; a job whose lease ran out has died
+    Column("owns_upload", Boolean, nullable=False, default=False, server_default=false()),  # delete it when done
     Index(None, "status"),
 )
 job_events = Table(
