@@ -134,7 +134,7 @@ def test_a_poisoned_histogram_cannot_move_the_pooled_counts(tmp_path):
     with np.load(tmp_path / "calibration.npz") as stored:
         assert np.array_equal(stored["histogram"], honest)
     rows = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
-    assert "counts 40 films, not the 4" in rows[0]["dropped"]["site-2"]
+    assert "more than the 4 the site reported" in rows[0]["dropped"]["site-2"]
     wrong_bins = np.zeros((2, 100), np.int64)
     assert "agreed" in validation.check_validation("site-1", 5, 0.1, {"auc": 0.5, "histogram": wire.to_bytes(
         wrong_bins)}, EXPECTED)
@@ -154,3 +154,33 @@ def test_statistics_rounds_check_shapes_and_counts():
     scores = {key: wire.to_bytes(wire.score_histogram(np.full(7, 0.5))) for key in validation.SCORE_KEYS}
     assert validation.check_scores("site-1", 7, scores, EXPECTED) is None
     assert "not the 9" in validation.check_scores("site-1", 9, scores, EXPECTED)
+
+
+def test_counts_that_would_overflow_or_exceed_the_films_are_refused():
+    """Four bins of 2^62 plus n sum to n in int64: every bin must itself lie within the films reported."""
+    overflow = np.zeros(validation.SCORE_BINS, np.int64)
+    overflow[-4:] = 2**62
+    overflow[0] = 7
+    scores = {key: wire.to_bytes(overflow) for key in validation.SCORE_KEYS}
+    assert "more than the 7" in validation.check_scores("site-1", 7, scores, EXPECTED)
+    complex_moments = {"thumb_sum": wire.to_bytes(np.zeros(4, complex)), "thumb_scatter": wire.to_bytes(np.eye(4)),
+                       "feature_sum": wire.to_bytes(np.zeros(3)), "feature_scatter": wire.to_bytes(np.eye(3))}
+    assert "real numbers" in validation.check_moments("site-1", 50, complex_moments, EXPECTED)
+    strings = {**complex_moments, "thumb_sum": wire.to_bytes(np.array(["a", "b", "c", "d"]))}
+    assert "real numbers" in validation.check_moments("site-1", 50, strings, EXPECTED)
+    huge = [np.full((3, 3), 3e38, np.float32), np.ones(4, np.float32)]
+    assert "beyond" in validation.check_fit("site-1", huge, 50, {"loss": 0.1}, EXPECTED)
+
+
+def test_under_differential_privacy_every_site_counts_once(tmp_path):
+    """The noise is sized for a plain average; FedAvg's weighting by film counts would break the stated epsilon."""
+    from flwr.common import parameters_to_ndarrays
+
+    private = make_strategy("fedavg", 2, SimpleNamespace(site_of={"a": "site-1", "b": "site-2"}), tmp_path, EXPECTED,
+                            noise_multiplier=1e-9, clipping_norm=1e6)
+    private.strategy.sent = private.current_round_params = WEIGHTS  # what configure_fit would have set
+    big = [np.full((3, 3), 1.0, np.float32), np.full(4, 1.0, np.float32)]
+    small = [np.full((3, 3), 3.0, np.float32), np.full(4, 1.0, np.float32)]
+    parameters, _ = private.aggregate_fit(1, [(SimpleNamespace(cid="a"), _fit(big, 100)),
+                                              (SimpleNamespace(cid="b"), _fit(small, 10))], [])
+    assert np.allclose(parameters_to_ndarrays(parameters)[0], 2.0, atol=1e-3)  # equal weights, not 100:10

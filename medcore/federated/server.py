@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -152,6 +153,9 @@ def make_strategy(name: str, rounds: int, sites, out: Path, expected: validation
             results = self.valid_fit_results(server_round, results)
             if results:
                 parameters, metrics = super().aggregate_fit(server_round, results, failures)
+                if not all(np.isfinite(w).all() for w in parameters_to_ndarrays(parameters)):
+                    self.dropped.setdefault(server_round, {})["aggregate"] = "not finite: the round is skipped"
+                    parameters, metrics = ndarrays_to_parameters(self.sent), {}
             else:  # every update was dropped: the global model stays as it was
                 parameters, metrics = ndarrays_to_parameters(self.sent), {}
             _append(progress, {"round": server_round, "kind": "fit", "seconds": round(time.time() - self.started, 1),
@@ -237,6 +241,10 @@ def make_strategy(name: str, rounds: int, sites, out: Path, expected: validation
     class PrivateStrategy(flwr.server.strategy.DifferentialPrivacyServerSideFixedClipping):
         def aggregate_fit(self, server_round, results, failures):
             results = strategy.valid_fit_results(server_round, results)  # before clipping: it assumes sane arrays
+            # The noise is sized for a plain average of the clipped updates (sensitivity C / sites): weighting sites
+            # by their film counts, as FedAvg does, would let the largest site move the average further and make the
+            # stated epsilon a promise the noise does not keep. Under privacy every site counts once.
+            results = [(client, replace(fit, num_examples=1)) for client, fit in results]
             parameters, metrics = super().aggregate_fit(server_round, results, failures)
             if parameters is None:  # the wrapper returns nothing on a failure: stop, as without privacy
                 raise RuntimeError(f"Round {server_round}: a site failed to train; run stopped.")

@@ -19,6 +19,7 @@ from medcore.federated import wire
 LOGIT_BINS = len(wire.LOGIT_EDGES) - 1
 SCORE_BINS = len(wire.SCORE_EDGES) - 1
 SHIFT_COPIES = 2  # shift.perturbed_logits scores two perturbed copies of every validation film
+MAX_ABS_WEIGHT = 1e4  # no trained network here comes near it; a larger weight is junk, or an attempt to overflow
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def check_weights(arrays: list[np.ndarray], expected: Expected) -> str | None:
             return f"array {i} is {got.dtype}{list(got.shape)}, the model's is {want.dtype}{list(want.shape)}"
         if not np.isfinite(got).all():
             return f"array {i} holds non-finite values"
+        if got.size and np.abs(got).max() > MAX_ABS_WEIGHT:
+            return f"array {i} holds values beyond +/-{MAX_ABS_WEIGHT:g}"
     return None
 
 
@@ -85,6 +88,8 @@ def _histogram(value: object, name: str, shape: tuple[int, ...], total: int) -> 
         return f"{name} is {histogram.dtype}{list(histogram.shape)}, not integer counts in the agreed {list(shape)} bins"
     if (histogram < 0).any():
         return f"{name} holds negative counts"
+    if histogram.size and int(histogram.max()) > total:  # also keeps the sum below int64's overflow
+        return f"{name} has a bin of {int(histogram.max())} films, more than the {total} the site reported"
     if int(histogram.sum()) != total:
         return f"{name} counts {int(histogram.sum())} films, not the {total} the site reported"
     return None
@@ -123,8 +128,8 @@ def check_moments(site: str, num_examples: object, metrics: dict, expected: Expe
         array, problem = _decoded(metrics.get(key), key)
         if problem:
             return problem
-        if array.shape != shape or not np.isfinite(array).all():
-            return f"{key} is not a finite array of shape {list(shape)}"
+        if array.shape != shape or not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+            return f"{key} is not a finite array of real numbers of shape {list(shape)}"
     return None
 
 
