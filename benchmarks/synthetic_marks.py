@@ -7,7 +7,8 @@ shrunk to the generator's 64 px (what the generator draws) and marked as it mark
 re-saved as PNG without its tag, as JPEG at quality 75, resized to 50 %, and wrapped in DICOM (8-bit and 16-bit,
 MONOCHROME2, no tag), all through `imaging.io.read_radiograph`, the path of the X-ray page, `medcore predict` and
 every training and validation loader. False positives: every real film of the training folder and the external
-sample, through the same function. Writes benchmarks/results/synthetic_marks.json.
+sample, through the same function; and the search's cost per real film. Writes
+benchmarks/results/synthetic_marks.json.
 """
 
 from __future__ import annotations
@@ -67,13 +68,27 @@ def dicom_wrapped(pixels: np.ndarray, bits: int) -> bytes:
 
 
 def variants(marked_png: bytes) -> dict[str, bytes]:
+    """The marked film as someone might pass it on: re-encoded (what the issue asks to survive), and moved about
+    (what a reviewer tried next: flips, frames, padding, stretching, shifts, small rotations)."""
+    from PIL import ImageOps
+
     pixels = _decoded(marked_png)
+    image = Image.fromarray(pixels)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=75)
-    half = Image.fromarray(pixels).resize((pixels.shape[1] // 2, pixels.shape[0] // 2), Image.Resampling.LANCZOS)
+    image.save(buffer, format="JPEG", quality=75)
+    half = image.resize((pixels.shape[1] // 2, pixels.shape[0] // 2), Image.Resampling.LANCZOS)
+    width, height = image.size
+    moved = {"mirrored left-right": ImageOps.mirror(image), "flipped top-bottom": ImageOps.flip(image),
+             "turned 180 degrees": image.rotate(180), "4 px black frame": ImageOps.expand(image, 4, 0),
+             "16 px black frame": ImageOps.expand(image, 16, 0),
+             "padded 25 % on the right": ImageOps.pad(image, (width * 5 // 4, height), color=0, centering=(0, 0)),
+             "stretched 1.3 x in height": image.resize((width, round(height * 1.3))),
+             "shifted 8 px": ImageOps.expand(image, (8, 8, 0, 0), 0).crop((0, 0, width, height)),
+             "turned 2 degrees": image.rotate(2, fillcolor=0)}
     return {"as written (PNG with tag)": marked_png, "re-saved PNG, no tag": _png(pixels),
             "JPEG quality 75": buffer.getvalue(), "resized to 50 %": _png(np.asarray(half)),
-            "DICOM, 8-bit": dicom_wrapped(pixels, 8), "DICOM, 16-bit": dicom_wrapped(pixels, 16)}
+            "DICOM, 8-bit": dicom_wrapped(pixels, 8), "DICOM, 16-bit": dicom_wrapped(pixels, 16),
+            **{name: _png(np.asarray(moved_image)) for name, moved_image in moved.items()}}
 
 
 def synthetic_films(data: Path, n: int, generator_dir: str | None, seed: int) -> tuple[list[np.ndarray], str]:
@@ -115,17 +130,24 @@ def main() -> None:
         for name, encoded in variants(mark_synthetic(film, "benchmark")).items():
             detected[name] = detected.get(name, 0) + refused_as_synthetic(encoded)
             lowest[name] = min(lowest.get(name, 1.0), mark_score(decode_image(encoded).pixels))
-    real = {}
+    real, seconds = {}, []
     for part in ("train", "external_sample"):
         listing = folders.list_image_folder(data / part)
-        scores = [mark_score(decode_image(path.read_bytes()).pixels) for path in listing.files]
+        scores = []
+        for path in listing.files:
+            pixels = decode_image(path.read_bytes()).pixels
+            started_one = time.perf_counter()
+            scores.append(mark_score(pixels))
+            seconds.append(time.perf_counter() - started_one)
         real[part] = {"films": len(scores), "refused": int(sum(s >= MARK_THRESHOLD for s in scores)),
                       "highest_score": round(float(max(scores)), 3),
                       "median_score": round(float(np.median(scores)), 3)}
     results = {"command": "python " + " ".join(sys.argv), "threshold": MARK_THRESHOLD, "synthetic_source": source,
                "synthetic": {name: {"films": len(films), "detected": count, "rate": round(count / len(films), 4),
                                     "lowest_score": round(lowest[name], 3)} for name, count in detected.items()},
-               "real": real, "seconds": round(time.time() - started, 1)}
+               "real": real, "ms_per_real_film": {"median": round(1000 * float(np.median(seconds)), 1),
+                                                  "p95": round(1000 * float(np.percentile(seconds, 95)), 1)},
+               "seconds": round(time.time() - started, 1)}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

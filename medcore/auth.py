@@ -171,24 +171,44 @@ def _throttled(db, client: str, name: str, now: float) -> float:
     return max(pair, _growing_delay([row.at for row in rows], NAME_FREE_FAILURES, NAME_MAX_DELAY, now))
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str:
-    """The address a sign-in comes from. `peer` is the connection's (None on loopback); X-Forwarded-For is believed
-    only when the peer is a configured proxy, and then its rightmost address that is not itself a trusted proxy
-    (what the outermost trusted proxy saw), since a browser can write anything to the left of it."""
+def client_address(peer: str | None, forwarded_for: list[str] | str | None, trusted_proxies: list[str]) -> str:
+    """The address a sign-in comes from. `peer` is the connection's (None on loopback); X-Forwarded-For (every line
+    of it, in order) is believed only when the peer is a configured proxy, and then its rightmost address that is
+    not itself a trusted proxy (what the outermost trusted proxy saw), since a browser can write anything to the
+    left of it. Ports are dropped; a trusted-proxy entry that is not an address or network is ignored."""
     import ipaddress
 
-    def trusted(address: str) -> bool:
+    networks = []
+    for entry in trusted_proxies:
         try:
-            ip = ipaddress.ip_address(address.strip())
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError:
-            return False
-        return any(ip in ipaddress.ip_network(network, strict=False) for network in trusted_proxies)
+            continue  # config.trusted_proxies() warns about it once
 
-    address = peer or "127.0.0.1"
-    if forwarded_for and trusted(address):
-        for hop in reversed([hop.strip() for hop in forwarded_for.split(",") if hop.strip()]):
-            if not trusted(hop):
-                return f"ip:{hop}"
+    def parsed(address: str) -> str | None:
+        address = address.strip().strip('"')
+        if address.startswith("["):  # [v6]:port
+            address = address[1:].split("]")[0]
+        elif address.count(":") == 1:  # v4:port
+            address = address.split(":")[0]
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            return None
+
+    def trusted(address: str | None) -> bool:
+        return address is not None and any(ipaddress.ip_address(address) in net for net in networks)
+
+    address = parsed(peer or "") or "127.0.0.1"
+    lines = [forwarded_for] if isinstance(forwarded_for, str) else list(forwarded_for or [])
+    hops = [hop for line in lines for hop in line.split(",") if hop.strip()]
+    if hops and trusted(address):
+        for hop in reversed(hops):
+            hop_address = parsed(hop)
+            if hop_address is None:
+                break  # garbage the proxies did not write: believe nothing further left
+            if not trusted(hop_address):
+                return f"ip:{hop_address}"
     return f"ip:{address}"
 
 

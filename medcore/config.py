@@ -120,7 +120,17 @@ def data_roots() -> list[Path]:
 def trusted_proxies() -> list[str]:
     """MEDCORE_TRUSTED_PROXIES: addresses or networks (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`) of the reverse
     proxies in front of the app, whose X-Forwarded-For header is believed. Default: none."""
-    return [p.strip() for p in os.environ.get("MEDCORE_TRUSTED_PROXIES", "").split(",") if p.strip()]
+    import ipaddress
+    import logging
+
+    entries = [p.strip() for p in os.environ.get("MEDCORE_TRUSTED_PROXIES", "").split(",") if p.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            logging.getLogger("medcore").warning("MEDCORE_TRUSTED_PROXIES: %r is not an address or network; ignored",
+                                                 entry)
+    return entries
 
 
 def database_url() -> str | None:

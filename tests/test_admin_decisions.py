@@ -47,18 +47,16 @@ def test_put_in_production_acts_on_the_chosen_version_and_refuses_a_changed_prod
     c1, c2, c3, c4 = (_candidate(tmp_path, f"xray-c{i}") for i in (1, 2, 3, 4))
     shipped = registry.production("xray").version
     page = _admin_page()
-    page.selectbox(key="put-in-production-xray").set_value(c1).run()
-    button = next(b for b in page.button if b.label == "Put in production")
-    assert c1 in button.key and shipped in button.key  # the click names what it acts on and over what
     registry.promote("xray", c4, SECOND_ADMIN, expected_production=shipped)  # admin 2, meanwhile
-    button.click().run()
+    page.selectbox(key="put-in-production-xray").set_value(c1)  # the form: choice and click go together
+    next(b for b in page.button if b.label == "Put in production").click().run()
     assert not page.exception, page.exception
     assert registry.production("xray").version == c4  # neither C1 (out of date) nor C3 (the list's new first)
     assert {registry.get("xray", v).status for v in (c1, c2, c3)} == {"candidate"}
     assert "changed to xray-c4 since this page was drawn" in page.error[0].value.replace("\\", "")
 
     # Drawn again, the page shows C4 in production; choosing C1 now puts exactly C1 there.
-    page.selectbox(key="put-in-production-xray").set_value(c1).run()
+    page.selectbox(key="put-in-production-xray").set_value(c1)
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert registry.production("xray").version == c1
     assert "is now in production" in page.success[0].value
@@ -69,8 +67,8 @@ def test_rolling_back_from_an_out_of_date_page_is_refused(store, tmp_path):
     shipped = registry.production("xray").version
     registry.promote("xray", c1, SECOND_ADMIN, expected_production=shipped)
     page = _admin_page()
-    page.selectbox(key="put-in-production-xray").set_value(shipped).run()  # roll back to the shipped model
     registry.promote("xray", c2, SECOND_ADMIN, expected_production=c1)  # admin 2, meanwhile
+    page.selectbox(key="put-in-production-xray").set_value(shipped)  # roll back to the shipped model
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert registry.production("xray").version == c2
     assert "since this page was drawn" in page.error[0].value
@@ -129,3 +127,13 @@ def test_registry_put_in_production_refuses_a_mismatch(store, tmp_path):
     with pytest.raises(registry.RegistryError, match="since this page was drawn"):
         registry.put_in_production("xray", c1, SECOND_ADMIN, expected_production="xray-something-else")
     assert registry.get("xray", c1).status == "candidate"
+
+
+def test_a_click_right_after_changing_the_choice_acts_on_the_new_choice(store, tmp_path):
+    """The choice and the click are submitted together: no window in which the button still carries the old one."""
+    r1, r2 = _candidate(tmp_path, "xray-rv1"), _candidate(tmp_path, "xray-rv2")
+    page = _admin_page()
+    page.selectbox(key="put-in-production-xray").set_value(r1).run()
+    page.selectbox(key="put-in-production-xray").set_value(r2)  # changed, and clicked before any redraw
+    next(b for b in page.button if b.label == "Put in production").click().run()
+    assert registry.production("xray").version == r2

@@ -95,6 +95,12 @@ def test_a_name_guessed_from_many_addresses_is_slowed_for_a_minute_at_most(store
     ("10.0.0.2", "198.51.100.1", ["10.0.0.0/8"], "ip:198.51.100.1"),
     ("10.0.0.2", "6.6.6.6, 198.51.100.1, 10.0.0.9", ["10.0.0.0/8"], "ip:198.51.100.1"),  # a forged left part is
     (None, "198.51.100.1", ["127.0.0.1"], "ip:198.51.100.1"),  # a proxy on the same host
+    # two header lines (HAProxy adds its own line): the browser's forged first line is not believed
+    ("10.0.0.2", ["198.51.100.77", "203.0.113.9"], ["10.0.0.0/8"], "ip:203.0.113.9"),
+    ("10.0.0.2", "203.0.113.9:4444", ["10.0.0.0/8"], "ip:203.0.113.9"),  # a port does not make a new address
+    ("10.0.0.2", "[2001:db8::1]:443", ["10.0.0.0/8"], "ip:2001:db8::1"),
+    ("10.0.0.2", "198.51.100.1", ["proxy.internal", "10.0.0.0/8"], "ip:198.51.100.1"),  # a bad entry is ignored
+    ("10.0.0.2", "not-an-address", ["10.0.0.0/8"], "ip:10.0.0.2"),
 ])
 def test_the_client_address_believes_forwarded_for_only_from_trusted_proxies(peer, forwarded, trusted, expected):
     assert auth.client_address(peer, forwarded, trusted) == expected

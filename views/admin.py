@@ -292,6 +292,11 @@ def decide(action: str, task_key: str, version: str, expected_production: str | 
         st.session_state[OUTCOME] = ("success", done)
 
 
+def decide_chosen(task_key: str, expected_production: str | None) -> None:
+    """The versions tab's form: the version is the one submitted with the click, production the one drawn."""
+    decide("promote", task_key, st.session_state[f"put-in-production-{task_key}"], expected_production)
+
+
 def show_outcome() -> None:
     """Always one slot, filled or not: an element that comes and goes above the tabs would reset the open tab."""
     slot = st.empty()
@@ -411,9 +416,12 @@ with versions_tab:
                                 "status": st.column_config.TextColumn(width="medium")})
     choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
     if choices:
-        chosen = st.selectbox("Version to put in production", choices, key=f"put-in-production-{task.key}")
-        st.button("Put in production", icon=":material/history:", key=f"put-{task.key}-{chosen}-over-{shown_production}",
-                  on_click=decide, args=("promote", task.key, chosen, shown_production))
+        # One form: the version chosen travels with the click itself (a click right after a change of the choice,
+        # before the page is drawn again, acts on what the admin sees selected), the production shown in its args.
+        with st.form(f"put-in-production-form-{task.key}", border=False):
+            st.selectbox("Version to put in production", choices, key=f"put-in-production-{task.key}")
+            st.form_submit_button("Put in production", icon=":material/history:", on_click=decide_chosen,
+                                  args=(task.key, shown_production))
     st.markdown("**History**")
     st.dataframe(pd.DataFrame([{"when": when(h["at"]), "action": h["action"], "version": h["version"],
                                 "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),

@@ -141,7 +141,7 @@ def guarded(where: str):
 def client_id() -> str:
     """Where a sign-in attempt comes from, for throttling: the browser's address, or the one a configured proxy
     forwards (never the session, which a reload renews)."""
-    return auth.client_address(st.context.ip_address, st.context.headers.get("X-Forwarded-For"),
+    return auth.client_address(st.context.ip_address, st.context.headers.get_all("X-Forwarded-For"),
                                config.trusted_proxies())
 
 

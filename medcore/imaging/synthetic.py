@@ -24,7 +24,7 @@ MARK_MIN_SIDE = 512  # films are enlarged to this before marking, so a 50 % copy
 FONT_FRACTION = 1 / 16  # the mark's letter size, as a share of the film's width
 BOX = (6.2, 1.6)  # the white box, in letter sizes (width, height)
 TEMPLATE_WIDTH = MARK_MIN_SIDE  # the mark is drawn once at this width, then scaled to each film's
-MARK_THRESHOLD = 0.6  # |correlation| with the drawn mark; real films stay far below (benchmarks/synthetic_marks.py)
+MARK_THRESHOLD = 0.7  # |correlation| with the drawn mark; real films stay below (benchmarks/synthetic_marks.py)
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,26 +71,69 @@ def mark_synthetic(pixels: np.ndarray, generator: str, fmt: str = "PNG") -> byte
     return buffer.getvalue()
 
 
+SCALES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.06, 1.12)  # the mark's width against the film's width, as written = 1.0 (frames, padding)
+WHITE = 0.85  # a near-white pixel, on the film's own range
+WHITE_SHARE = 0.25  # a corner with fewer near-white pixels than this cannot hold the white box: not searched
+ASPECTS = (0.8, 1.0, 1.25)  # its height against its width (a stretched film)
+MARGIN = (1.6, 1.35)  # the corner searched, in box heights and widths (a border or shift moves the mark)
+
+
 @functools.lru_cache(maxsize=1)
 def _template() -> np.ndarray:
-    """The mark's box, standardised (for correlation)."""
+    """The mark's box as drawn at TEMPLATE_WIDTH, with zero mean and unit norm (for correlation)."""
     box = np.asarray(_mark_patch(), np.float64)
-    return (box - box.mean()) / box.std()
+    box -= box.mean()
+    return box / np.sqrt((box ** 2).sum())
+
+
+def _best_match(region: np.ndarray, template: np.ndarray) -> float:
+    """The highest |normalised cross-correlation| of the template anywhere inside the region (0 to 1)."""
+    from scipy.signal import fftconvolve
+
+    h, w = template.shape
+    if region.shape[0] < h or region.shape[1] < w:
+        return 0.0
+    numerator = fftconvolve(region, template[::-1, ::-1], mode="valid")
+    window = np.ones((h, w))
+    sums = fftconvolve(region, window, mode="valid")
+    spread = np.sqrt(np.maximum(fftconvolve(region ** 2, window, mode="valid") - sums ** 2 / window.size, 0.0))
+    valid = spread > 1e-3 * np.sqrt(window.size)
+    return float(np.max(np.abs(numerator[valid]) / spread[valid])) if valid.any() else 0.0
 
 
 def mark_score(pixels: np.ndarray) -> float:
-    """How closely the film's top-left corner matches the SYNTHETIC mark (|Pearson correlation|, 0 to 1), on the
-    decoded pixels (2-D, any size or scale), whatever the file format or how often it was re-encoded."""
+    """How closely the film carries the SYNTHETIC mark (|normalised correlation|, 0 to 1), on the decoded pixels
+    (2-D, any size), whatever the file format or how often it was re-encoded: the mark is looked for in each corner
+    (a mirrored, flipped or half-turned film carries it in another corner, reversed), a little way in (a frame or a
+    shift), a little larger or smaller, and stretched."""
     template = _template()
-    rows, cols = _box(pixels.shape[1])
-    if rows < 4 or cols < 16 or rows > pixels.shape[0]:
+    t_rows, t_cols = template.shape
+    height, width = pixels.shape
+    if min(height, width) < 32:
         return 0.0
-    corner = Image.fromarray(np.ascontiguousarray(pixels[:rows, :cols], dtype=np.float32), mode="F")
-    scaled = np.asarray(corner.resize(template.shape[::-1], Image.Resampling.BILINEAR), np.float64)
-    spread = scaled.std()
-    if spread < 1e-6:
+    low, high = float(pixels.min()), float(pixels.max())
+    if high - low < 1e-6:
         return 0.0
-    return float(abs(np.mean((scaled - scaled.mean()) / spread * template)))
+    white = low + WHITE * (high - low)
+    best = 0.0
+    for scale in SCALES:
+        for aspect in ASPECTS:
+            # the film resized so that a mark drawn at this scale and aspect is exactly the template's size
+            fx = TEMPLATE_WIDTH / (width * scale)
+            fy = fx / aspect
+            rows, cols = round(t_rows * MARGIN[0] / fy), round(t_cols * MARGIN[1] / fx)
+            if rows >= height or cols >= width:
+                continue
+            for corner in (pixels[:rows, :cols], pixels[:rows, -cols:][:, ::-1], pixels[-rows:, :cols][::-1, :],
+                           pixels[-rows:, -cols:][::-1, ::-1]):  # each turned so that its corner is top-left
+                if np.mean(corner[::2, ::2] >= white) < WHITE_SHARE:  # no white box there: nothing to compare
+                    continue
+                region = Image.fromarray(np.ascontiguousarray(corner, dtype=np.float32), mode="F").resize(
+                    (round(cols * fx), round(rows * fy)), Image.Resampling.BILINEAR)
+                best = max(best, _best_match(np.asarray(region, np.float64), template))
+                if best >= 0.9:
+                    return best
+    return best
 
 
 def is_marked(pixels: np.ndarray) -> bool:
