@@ -254,10 +254,13 @@ def create_admin_from_environment() -> str | None:
     Once any admin exists the variables are ignored, so a leaked or stale value cannot add another.
     """
     name, password = config.first_admin()
-    if not name or not password or any(user.is_admin for user in list_users()):
-        return None
-    add_user(name, password, "admin", "environment")
-    return name
+    try:
+        if not name or not password or any(user.is_admin for user in list_users()):
+            return None
+        add_user(name, password, "admin", "environment")
+        return name
+    finally:
+        config.forget_first_admin_password()
 
 
 def session_expired(signed_in_at: float, last_seen: float, now: float | None = None) -> str | None:

@@ -95,19 +95,33 @@ MAX_PIXELS = int(os.environ.get("MEDCORE_MAX_PIXELS", str(50_000_000)))
 MIN_SIDE = 64  # smaller images carry too little detail to read a chest film
 
 
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL")
+_SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "TOKEN", "CREDENTIAL", "KEY", "AUTH",
+                 "CONNECTION_STRING", "COOKIE", "SESSION")
+_JOB_NEEDS = ("MEDCORE_DATABASE_URL", "MEDCORE_MLFLOW_TRACKING_URI")  # a training job reaches the store and MLflow
+_JOB_NEEDS_PREFIXES = ("MLFLOW_", "AWS_")  # MLflow's own credentials and its artifact store's
 
 
 def child_environment(with_medcore: bool = True) -> dict[str, str]:
-    """The environment for a process MedCore starts (a training job, a Flower server or client): this one's,
-    without secrets (passwords, tokens) and the first-admin account, which no child needs.
+    """The environment for a process MedCore starts: this one's, without anything that looks like a secret
+    (passwords, keys, tokens, credentials, connection strings) and without the first-admin account.
 
-    with_medcore=False also drops every other MEDCORE_* setting: a Flower process reads only its own arguments,
-    never the store.
+    with_medcore=True (a training job): the store's and MLflow's settings it needs stay, credentials included.
+    with_medcore=False (a Flower server or client): every MEDCORE_* setting goes too; it reads only its arguments.
     """
+    def needed_by_a_job(name: str) -> bool:
+        return with_medcore and (name in _JOB_NEEDS or name.startswith(_JOB_NEEDS_PREFIXES))
+
+    def secret(name: str) -> bool:
+        return any(word in name.upper() for word in _SECRET_WORDS) or name.startswith("MEDCORE_ADMIN_")
+
     return {name: value for name, value in os.environ.items()
-            if not any(word in name.upper() for word in _SECRET_WORDS) and name != "MEDCORE_ADMIN_USER"
-            and (with_medcore or not name.startswith("MEDCORE_"))}
+            if needed_by_a_job(name) or (not secret(name) and (with_medcore or not name.startswith("MEDCORE_")))}
+
+
+def forget_first_admin_password() -> None:
+    """Once the first start has used (or ignored) MEDCORE_ADMIN_PASSWORD, it leaves this process's environment:
+    nothing started later can read it, not even from /proc."""
+    os.environ.pop("MEDCORE_ADMIN_PASSWORD", None)
 
 
 def data_roots() -> list[Path]:

@@ -44,7 +44,8 @@ class UploadRejected(ValueError):
 
 
 def uploads_dir() -> Path:
-    return config.store_dir() / "uploads"
+    """On the shared folder: a job that runs on a worker elsewhere reads the upload it was started with."""
+    return config.shared_dir() / "uploads"
 
 
 def _safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -163,14 +164,33 @@ class PathNotAllowed(UploadRejected):
 
 
 def allowed_data_path(path: Path) -> Path:
-    """A data set named by its path on the server, if it lies under an allowed root (config.data_roots) or is an
-    upload; PathNotAllowed otherwise. Symbolic links and `..` are resolved first, so they cannot lead out."""
+    """A data set named by its path on the server, if it and every file in it lie under an allowed root
+    (config.data_roots) and not in an upload (another user's); PathNotAllowed otherwise. Links and `..` are
+    resolved first, so they cannot lead out."""
     resolved = Path(path).expanduser().resolve()
-    roots = [root.resolve() for root in [*config.data_roots(), uploads_dir()]]
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    roots = [root.resolve() for root in config.data_roots()]
+
+    def inside(candidate: Path) -> bool:
+        return any(candidate == root or candidate.is_relative_to(root) for root in roots) and not \
+            candidate.is_relative_to(uploads_dir().resolve())
+
+    if not inside(resolved):
         raise PathNotAllowed(f"{path} is outside the folders from which data sets may be read "
                              f"({', '.join(str(root) for root in config.data_roots())}); an administrator of the "
                              "server can add a folder with MEDCORE_DATA_ROOTS.")
+    if resolved.is_dir():
+        for file in resolved.rglob("*"):
+            if file.is_symlink() and not inside(file.resolve()):
+                raise PathNotAllowed(f"{path} holds a link to a file outside the allowed data folders "
+                                     f"({file.relative_to(resolved)}); refused.")
+    return resolved
+
+
+def own_upload(path: Path) -> Path:
+    """The data set of an upload made through save_upload (a folder under <shared>/uploads), or PathNotAllowed."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(uploads_dir().resolve()) or resolved == uploads_dir().resolve():
+        raise PathNotAllowed(f"{path} is not an uploaded data set.")
     return resolved
 
 

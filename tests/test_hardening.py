@@ -122,7 +122,7 @@ def test_a_refused_start_or_a_finished_validation_never_deletes_a_twin_in_use(st
     in_use = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())  # a running job's
     twin = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())  # the same file again
     with pytest.raises(jobs.JobError, match="exactly the classes"):
-        jobs.start("notes_medical_abstracts", twin, {}, OPERATOR)  # refused: its own upload is discarded ...
+        jobs.start("notes_medical_abstracts", twin, {}, OPERATOR, uploaded=True)  # refused: its upload is discarded
     assert not twin.exists() and in_use.exists()  # ... and only its own
     third = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())
     uploads.discard(third)  # what the end of a local validation does
@@ -177,13 +177,13 @@ def test_an_uploaded_set_is_deleted_when_its_job_is_refused_or_ends(store, tmp_p
     write_notes_csv(csv, keyword_notes(60))
     root = uploads.save_upload("notes_medical_abstracts", "notes.csv", csv.read_bytes())
     with pytest.raises(jobs.JobError, match="exactly the classes"):
-        jobs.start("notes_medical_abstracts", root, {}, OPERATOR)
+        jobs.start("notes_medical_abstracts", root, {}, OPERATOR, uploaded=True)
     assert not root.exists()
     good = tmp_path / "good.csv"
     write_notes_csv(good, keyword_notes(120, keywords={label: f"kw{i}" for i, label in enumerate(
         registry.production("notes_symptom2disease").summary["labels"])}))
     root = uploads.save_upload("notes_symptom2disease", "good.csv", good.read_bytes())
-    job = jobs.start("notes_symptom2disease", root, {"epochs": 2, "hidden": 16}, OPERATOR)
+    job = jobs.start("notes_symptom2disease", root, {"epochs": 2, "hidden": 16}, OPERATOR, uploaded=True)
     deadline = time.time() + 240
     while jobs.get(job.id).active and time.time() < deadline:
         time.sleep(0.5)
@@ -311,6 +311,11 @@ def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDCORE_ADMIN_PASSWORD", "the first admin's secret")
     monkeypatch.setenv("MEDCORE_PACS_PASSWORD", "pacs secret")
     monkeypatch.setenv("SOME_API_TOKEN", "token")
+    for name in ("OPENAI_API_KEY", "AWS_ACCESS_KEY_ID", "DB_PASSWD", "SMTP_PASS", "MYSQL_PWD",
+                 "AZURE_STORAGE_CONNECTION_STRING"):
+        monkeypatch.setenv(name, "secret")
+    monkeypatch.setenv("MEDCORE_DATABASE_URL", "")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlflow secret")
     seen = []
 
     class Recorder:
@@ -327,10 +332,15 @@ def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch):
     (command, env), = seen
     assert command[-2:][0] == "medcore.jobs" and env is not None
     assert env["MEDCORE_STORE_DIR"] == os.environ["MEDCORE_STORE_DIR"]  # what the job needs stays
-    for secret in ("MEDCORE_ADMIN_PASSWORD", "MEDCORE_ADMIN_USER", "MEDCORE_PACS_PASSWORD", "SOME_API_TOKEN"):
-        assert secret not in env
+    for secret in ("MEDCORE_ADMIN_PASSWORD", "MEDCORE_ADMIN_USER", "MEDCORE_PACS_PASSWORD", "SOME_API_TOKEN",
+                   "OPENAI_API_KEY", "DB_PASSWD", "SMTP_PASS", "MYSQL_PWD", "AZURE_STORAGE_CONNECTION_STRING"):
+        assert secret not in env, secret
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "mlflow secret" and "AWS_ACCESS_KEY_ID" in env  # a job mirrors to MLflow
     flower = config.child_environment(with_medcore=False)
     assert not [name for name in flower if name.startswith("MEDCORE_")] and "PATH" in flower
+    assert "MLFLOW_TRACKING_PASSWORD" not in flower and "AWS_ACCESS_KEY_ID" not in flower
+    auth.create_admin_from_environment()  # the first start: the password leaves this process's environment
+    assert "MEDCORE_ADMIN_PASSWORD" not in os.environ
 
 
 def test_paths_on_the_server_are_limited_to_the_data_roots(store, tmp_path, monkeypatch):
@@ -353,6 +363,7 @@ def test_paths_on_the_server_are_limited_to_the_data_roots(store, tmp_path, monk
             jobs.start("xray", Path(path), {}, admin)
         with pytest.raises(LocalDataError, match="MEDCORE_DATA_ROOTS"):
             calibrate_and_register(Path(path), admin, tmp_path / "work")
+    (allowed / "link").unlink()
     with pytest.raises(jobs.JobError, match="outside the folders"):
         jobs.start("xray", allowed, {}, admin, federated={"sites": [str(allowed), "/etc"], "rounds": 1,
                                                           "strategy": "fedavg"})
@@ -360,6 +371,15 @@ def test_paths_on_the_server_are_limited_to_the_data_roots(store, tmp_path, monk
         jobs.start("xray", allowed, {}, admin)
     assert "outside the folders" not in str(inside.value)
     assert uploads.allowed_data_path(allowed / "NORMAL") == (allowed / "NORMAL").resolve()
+    (allowed / "PNEUMONIA" / "p.jpeg").symlink_to(outside / "elsewhere.jpeg")  # a file link out of the root
+    with pytest.raises(jobs.JobError, match="a link to a file outside"):
+        jobs.start("xray", allowed, {}, admin)
+    (allowed / "PNEUMONIA" / "p.jpeg").unlink()
+    other_upload = uploads.save_upload("notes_medical_abstracts", "n.csv", b"label,text\nx,y\n")
+    monkeypatch.setenv("MEDCORE_DATA_ROOTS", str(store))  # even a root that holds the uploads
+    with pytest.raises(jobs.JobError, match="outside the folders"):  # another user's upload, by its path
+        jobs.start("notes_medical_abstracts", other_upload, {}, admin)
+    assert other_upload.exists()  # and the refusal deleted nothing
 
 
 def test_streamlit_table_export_is_off_so_every_csv_goes_through_the_formula_guard():

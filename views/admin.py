@@ -98,7 +98,7 @@ def start_form(task: tasks.Task) -> None:
             data_path, label = Path(path.strip()).expanduser(), path.strip()
         else:
             raise UploadRejected("Give a path on the server or upload the data set.")
-        jobs.start(task.key, data_path, options, admin, data_label=label)
+        jobs.start(task.key, data_path, options, admin, data_label=label, uploaded=upload is not None)
     except (jobs.JobError, UploadRejected, auth.NotAllowed) as exc:
         st.error(escape_markdown(str(exc)))
     else:
@@ -232,10 +232,13 @@ def synthetic_films_tab(running: jobs.Job | None, finished: jobs.Job | None) -> 
     else:
         st.caption("Not measured yet: `python benchmarks/gan_usefulness.py` trains the classifier with and without "
                    "synthetic films and scores both on new patients.")
-    versions = [v for v in registry.list_versions("xray_gan") if v.status != "discarded"]
+    versions = registry.list_versions("xray_gan")  # discarded ones too: their kept examples can be deleted
     if versions:
-        shown = next((v for v in versions if v.status == "production"), versions[0])
-        generator_report(shown)
+        default = next((i for i, v in enumerate(versions) if v.status == "production"), 0)
+        chosen = st.selectbox("Generator to inspect", [v.version for v in versions], index=default,
+                              format_func=lambda v: f"{v} ({next(e.status for e in versions if e.version == v)})",
+                              key="gan-inspected")
+        generator_report(next(v for v in versions if v.version == chosen))
         st.markdown("**Generator versions**")
         st.dataframe(versions_table(tasks.get("xray_gan"), versions), hide_index=True, width="stretch")
 
@@ -339,7 +342,7 @@ def local_validation_form() -> None:
                 raise UploadRejected("Give a path on the server or upload the films.")
             with st.spinner("Scoring production on the local films and refitting…"):
                 st.session_state["local_result"] = calibrate_and_register(
-                    data_path, admin, config.store_dir() / "local-calibration", target)
+                    data_path, admin, config.store_dir() / "local-calibration", target, uploaded=upload is not None)
         except (LocalDataError, UploadRejected, auth.NotAllowed, registry.RegistryError, ValueError) as exc:
             st.error(escape_markdown(str(exc)))
         finally:

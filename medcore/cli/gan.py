@@ -62,6 +62,16 @@ def cmd_gan_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gan_forget_examples(args: argparse.Namespace) -> int:
+    """`medcore gan forget-examples VERSION`: delete the real training films a generator keeps for its check."""
+    from medcore.cli.common import operator
+    from medcore.gan.retention import delete_training_examples
+
+    delete_training_examples(args.version, operator())
+    emit({"generator": args.version, "training_examples": "deleted"})
+    return 0
+
+
 def register(commands) -> None:
     gan = commands.add_parser("gan", help="synthetic chest films from a class-conditional GAN, judged by numbers"
                               ).add_subparsers(dest="action", required=True)
@@ -81,3 +91,7 @@ def register(commands) -> None:
     sample.add_argument("--out", required=True)
     sample.add_argument("--model", help="a generator folder (default: the production generator)")
     sample.set_defaults(func=cmd_gan_sample)
+    forget = gan.add_parser("forget-examples", help="delete the nearest real training films a generator version keeps "
+                                                    "for its memorization check (the version stays usable)")
+    forget.add_argument("version")
+    forget.set_defaults(func=cmd_gan_forget_examples)

@@ -189,21 +189,20 @@ class GeneratorArtifact(ModelInfo):
 EXAMPLE_ARRAYS = ("pair_generated", "pair_training", "pair_ratio")
 
 
-def without_training_examples(folder: Path) -> dict[str, bytes]:
-    """The generator folder's files that change when its training-film examples are deleted, as new contents:
-    quality.npz without the pairs' pixels, meta.json without their rows (and without file names, which older
-    generators kept), model_card.md saying they were deleted."""
+def without_training_examples(current: dict[str, bytes]) -> dict[str, bytes]:
+    """The generator folder's files that change when its training-film examples are deleted, as new contents made
+    from the current ones (`quality.npz`, `meta.json`): quality.npz without the pairs' pixels, meta.json without
+    their rows (and without file names, which older generators kept), model_card.md saying they were deleted."""
     import io
     import json
 
     from medcore.gan.card import gan_model_card
 
-    folder = Path(folder)
-    with np.load(folder / "quality.npz") as npz:
+    with np.load(io.BytesIO(current["quality.npz"])) as npz:
         kept = {key: npz[key] for key in npz.files if key not in EXAMPLE_ARRAYS}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **kept)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = json.loads(current["meta.json"])
     meta["memorization"]["closest"] = []
     meta["memorization"]["examples_deleted"] = True
     return {"quality.npz": buffer.getvalue(), "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode(),

@@ -61,6 +61,7 @@ class Job:
     error: str | None
     host: str | None = None
     lease_expires_at: float | None = None
+    owns_upload: bool = False
 
     @property
     def folder(self) -> Path:
@@ -141,7 +142,7 @@ def reconcile() -> None:
         with write() as db:
             failed = db.execute(update(JOBS).where(*condition).values(
                 status="failed", finished_at=time.time(), error=DIED)).rowcount
-        if failed:
+        if failed and row.owns_upload:
             uploads.discard(Path(row.data_path))
 
 
@@ -169,22 +170,27 @@ def events(job_id: str) -> list[dict]:
 
 
 def start(task: str, data_path: Path, options: dict, user: auth.User, data_label: str | None = None,
-          federated: dict | None = None) -> Job:
+          federated: dict | None = None, uploaded: bool = False) -> Job:
     """Validate, record and launch a training job; JobError (nothing started) if anything is wrong.
 
-    An uploaded data set (under <store>/uploads) belongs to the job from here: it is deleted when the job
-    ends, and at once when the job is refused. A federated job (federated = {"sites": [...], "rounds": N,
-    "strategy": ...}) trains across the sites with Flower; data_path is then the held-out set on which the
-    candidate is compared with production.
+    uploaded: data_path is the caller's own upload (uploads.save_upload), which belongs to the job from here: it is
+    deleted when the job ends, and at once when the job is refused. A path typed on the page must lie under the
+    allowed data roots, every file in it too (links cannot lead out), never in another upload. A federated job
+    (federated = {"sites": [...], "rounds": N, "strategy": ...}) trains across the sites with Flower; data_path is
+    then the held-out set on which the candidate is compared with production.
     """
     try:
         user = auth.require_admin(user)
-        if not user.operator:  # the page's "path on the server" fields: only under the allowed data roots
-            for path in [data_path, *(federated or {}).get("sites", [])]:
-                try:
-                    uploads.allowed_data_path(Path(path))
-                except uploads.PathNotAllowed as exc:
-                    raise JobError(str(exc)) from exc
+        try:
+            if uploaded:
+                uploads.own_upload(Path(data_path))
+            elif not user.operator:  # the page's "path on the server" fields
+                uploads.allowed_data_path(Path(data_path))
+            if not user.operator:
+                for site in (federated or {}).get("sites", []):
+                    uploads.allowed_data_path(Path(site))
+        except uploads.PathNotAllowed as exc:
+            raise JobError(str(exc)) from exc
         try:
             task = tasks.get(task).key
             options = asdict(tasks.get(task).options(options))
@@ -197,9 +203,10 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
                 validate_data(task, Path(site))
             options["federated"] = {**federated, "sites": [str(Path(s).resolve()) for s in federated["sites"]]}
         description = validate_data(task, Path(data_path))
-        job_id = _record(task, Path(data_path), data_label, options, user.name)
+        job_id = _record(task, Path(data_path), data_label, options, user.name, uploaded)
     except BaseException:
-        uploads.discard(Path(data_path))
+        if uploaded:
+            uploads.discard(Path(data_path))
         raise
     prune()
     folder = jobs_dir() / job_id
@@ -240,7 +247,8 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _record(task: str, data_path: Path, data_label: str | None, options: dict, user: str) -> str:
+def _record(task: str, data_path: Path, data_label: str | None, options: dict, user: str,
+            uploaded: bool = False) -> str:
     """Insert the job row, unless another job is active; return its id. One training at a time, across servers:
     the check and the insert are one write transaction (on PostgreSQL, serialized by a lock on the table)."""
     job_id = time.strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -254,7 +262,7 @@ def _record(task: str, data_path: Path, data_label: str | None, options: dict, u
         db.execute(insert(JOBS).values(id=job_id, task=task, data_path=str(data_path.resolve()),
                                        data_label=data_label or str(data_path), options=json.dumps(options),
                                        status="queued", created_by=user, created_at=time.time(),
-                                       cancel_requested=False))
+                                       cancel_requested=False, owns_upload=uploaded))
     return job_id
 
 
@@ -271,7 +279,7 @@ def cancel(job_id: str, user: auth.User) -> None:
                                                 JOBS.c.pid.is_(None)).values(
             status="cancelled", finished_at=time.time(), error="Cancelled by an administrator before it started."
         )).rowcount
-    if waiting:
+    if waiting and job.owns_upload:
         uploads.discard(Path(job.data_path))
     elif job.host == this_host() and _alive_here(job.pid, job_id):
         os.killpg(job.pid, signal.SIGTERM)
@@ -338,6 +346,6 @@ def finish(job_id: str, status: str, error: str | None = None, version: str | No
     with write() as db:
         db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status.in_(ACTIVE))
                    .values(status=status, finished_at=time.time(), error=error, candidate_version=version))
-        data_path = db.execute(select(JOBS.c.data_path).where(JOBS.c.id == job_id)).scalar()
-    if data_path:
-        uploads.discard(Path(data_path))
+        row = db.execute(select(JOBS.c.data_path, JOBS.c.owns_upload).where(JOBS.c.id == job_id)).first()
+    if row is not None and row.owns_upload:
+        uploads.discard(Path(row.data_path))

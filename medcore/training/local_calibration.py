@@ -166,15 +166,20 @@ def _write_version(model: LoadedXrayModel, out: Path, version: str, params: dict
     card.write_text(base_card.replace(f"`{model.version}`", f"`{version}`", 1) + local_validation_section(meta))
 
 
-def calibrate_and_register(data_dir: Path, user: auth.User, work_dir: Path, min_sensitivity: float | None = None
-                           ) -> dict[str, Any]:
-    """Local validation of the production X-ray model, registered as a candidate version (admin only)."""
+def calibrate_and_register(data_dir: Path, user: auth.User, work_dir: Path, min_sensitivity: float | None = None,
+                           uploaded: bool = False) -> dict[str, Any]:
+    """Local validation of the production X-ray model, registered as a candidate version (admin only).
+
+    uploaded: data_dir is the caller's own upload; otherwise a path typed on the page must lie under the allowed
+    data roots (the command line's operator is not limited)."""
     user = auth.require_admin(user)
-    if not user.operator:  # the admin page's path field: only under the allowed data roots (or an upload)
-        try:
+    try:
+        if uploaded:
+            uploads.own_upload(Path(data_dir))
+        elif not user.operator:
             uploads.allowed_data_path(Path(data_dir))
-        except uploads.PathNotAllowed as exc:
-            raise LocalDataError(str(exc)) from exc
+    except uploads.PathNotAllowed as exc:
+        raise LocalDataError(str(exc)) from exc
     current = registry.production("xray")
     if current is None:
         raise LocalDataError("There is no production X-ray model to validate.")
