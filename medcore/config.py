@@ -168,3 +168,9 @@ def job_queue() -> str:
     if value not in ("local", "procrastinate"):
         raise ValueError(f"MEDCORE_JOB_QUEUE must be 'local' or 'procrastinate', not {value!r}.")
     return value
+
+
+def job_lease_seconds() -> float:
+    """MEDCORE_JOB_LEASE_SECONDS: how long a running job may go without renewing its lease before it counts as
+    dead (its process, worker or machine gone). Default 30; it renews every sixth of it."""
+    return _float("MEDCORE_JOB_LEASE_SECONDS", 30.0)

@@ -38,7 +38,7 @@ class LeaseLost(Cancelled):
 def _heartbeat(job_id: str, stop: threading.Event) -> None:
     """Renew the lease; on a cancel flag or a lost lease, SIGTERM this process (its handler raises Cancelled)."""
     signalled = False
-    while not stop.wait(store.HEARTBEAT_SECONDS):
+    while not stop.wait(store.heartbeat_seconds()):
         try:
             kept, cancelled = store.renew_lease(job_id), store.cancel_requested(job_id)
         except Exception:  # the store unreachable for a moment: the lease has slack; try again

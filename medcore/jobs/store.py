@@ -30,8 +30,6 @@ from medcore.store import read, schema, write
 
 JOBS, EVENTS = schema.jobs, schema.job_events
 ACTIVE = ("queued", "running")
-LEASE_SECONDS = 30.0  # a running job renews its lease every HEARTBEAT_SECONDS; one that did not for this long died
-HEARTBEAT_SECONDS = 5.0
 QUEUED_WITHOUT_PROCESS = 60.0  # a local job whose process never claimed it within this is failed
 DIED = ("The training process ended unexpectedly (killed, crashed, or its worker or machine stopped). "
         "Production is unchanged.")
@@ -320,7 +318,7 @@ def claim(job_id: str) -> bool:
         return db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "queued",
                                              JOBS.c.cancel_requested.is_(False))
                           .values(status="running", started_at=now, pid=os.getpid(), host=this_host(),
-                                  lease_expires_at=now + LEASE_SECONDS)).rowcount == 1
+                                  lease_expires_at=now + config.job_lease_seconds())).rowcount == 1
 
 
 def renew_lease(job_id: str) -> bool:
@@ -329,11 +327,16 @@ def renew_lease(job_id: str) -> bool:
     with write() as db:
         return db.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status == "running",
                                              JOBS.c.pid == os.getpid(), JOBS.c.host == this_host())
-                          .values(lease_expires_at=time.time() + LEASE_SECONDS)).rowcount == 1
+                          .values(lease_expires_at=time.time() + config.job_lease_seconds())).rowcount == 1
 
 
-def holds_lease(job_id: str, margin: float = HEARTBEAT_SECONDS) -> bool:
+def heartbeat_seconds() -> float:
+    return config.job_lease_seconds() / 6
+
+
+def holds_lease(job_id: str, margin: float | None = None) -> bool:
     """Is the job still this process's, with at least `margin` seconds of lease left (checked before registering)?"""
+    margin = heartbeat_seconds() if margin is None else margin
     with read() as db:
         row = db.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
     return (row is not None and row.status == "running" and row.pid == os.getpid() and row.host == this_host()
