@@ -18,7 +18,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`medcore train xray|notes`: the same trainer the admin page's jobs run."""
     task = tasks.get(args.task_name)
     options = from_cli(task.family.options.resolve(), args)
-    meta = task.train(Path(args.data), Path(args.out), options, progress=progress_to_stderr)
+    if getattr(args, "workers", 1) > 1:  # several worker processes on this machine (MultiWorkerMirroredStrategy)
+        from medcore.training.multiworker import train_on_workers
+
+        meta = train_on_workers(Path(args.data), Path(args.out), options, args.workers, progress=progress_to_stderr)
+    else:
+        meta = task.train(Path(args.data), Path(args.out), options, progress=progress_to_stderr)
     metrics = meta["metrics"]
     emit({"model": str(Path(args.out).resolve()), "version": meta["version"], "validation": metrics["validation"],
            **({"baseline": metrics["baseline_validation"]} if "baseline_validation" in metrics else {}),
@@ -130,6 +135,8 @@ def register(commands) -> None:
     train = commands.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     xray = train.add_parser("xray", help=f"{xray_task.title} from {xray_task.family.data_help}")
     xray.set_defaults(func=cmd_train, task_name="xray")
+    xray.add_argument("--workers", type=int, default=1, help="train with this many worker processes on this machine "
+                      "(TensorFlow's MultiWorkerMirroredStrategy; across machines, set TF_CONFIG on each instead)")
     notes = train.add_parser("notes", help=f"case-note classifier from {tasks.NOTES.data_help}")
     notes.add_argument("--task", dest="task_name", required=True, choices=notes_names)
     notes.set_defaults(func=cmd_train)

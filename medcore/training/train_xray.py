@@ -71,7 +71,9 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTraini
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)[:, None]))
-    ds = ds.shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
+    shard = tf.data.Options()  # across workers each takes its share of every batch (the same shuffle everywhere)
+    shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(shard).shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
     ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if options.augmentation:
         ds = ds.map(augmenter(options.seed, options.zoom_in), num_parallel_calls=tf.data.AUTOTUNE)
@@ -209,34 +211,89 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=options.learning_rate / 20, decay_steps=steps_per_epoch * options.epochs,
             warmup_target=options.learning_rate, warmup_steps=steps_per_epoch, alpha=0.01)
-        member.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-                       loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
+        member.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
                        metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
     best = {"auc": -1.0, "epoch": 0, "weights": None}
     total = options.epochs * options.members
 
+    def end_of_epoch(epoch: int, loss: float, train_auc: float) -> bool:
+        """Score, keep the best weights, report; True to stop (a cancel)."""
+        val_auc = float(roc_auc_score(y_val, predict_logits(member, x_val)))
+        elapsed = time.time() - started
+        done = index * options.epochs + epoch + 1
+        row = {"epoch": epoch + 1, "epochs": options.epochs, "member": index + 1, "members": options.members,
+               "loss": float(loss), "auc": float(train_auc), "val_auc": val_auc,
+               "elapsed_s": round(elapsed, 1), "eta_s": round(elapsed / done * (total - done), 1)}
+        history.append(row)
+        if val_auc > best["auc"]:
+            best.update(auc=val_auc, epoch=epoch + 1, weights=member.get_weights())
+        progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
+        return should_stop is not None and should_stop()
+
     class EpochReport(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            val_auc = float(roc_auc_score(y_val, member.predict(x_val, batch_size=256, verbose=0).ravel()))
-            elapsed = time.time() - started
-            done = index * options.epochs + epoch + 1
-            row = {"epoch": epoch + 1, "epochs": options.epochs, "member": index + 1, "members": options.members,
-                   "loss": float(logs["loss"]), "auc": float(logs["auc"]), "val_auc": val_auc,
-                   "elapsed_s": round(elapsed, 1), "eta_s": round(elapsed / done * (total - done), 1)}
-            history.append(row)
-            if val_auc > best["auc"]:
-                best.update(auc=val_auc, epoch=epoch + 1, weights=member.get_weights())
-            progress(event(Stage.EPOCH, **row, best_epoch=best["epoch"]))
-            if should_stop is not None and should_stop():
+            if end_of_epoch(epoch, logs["loss"], logs["auc"]):
                 self.model.stop_training = True
 
     options_for_data = replace(options, seed=seed)
     weights = datasets.class_weights(y_train) if options.class_weighting else None
-    member.fit(training_dataset(x_train, y_train, options_for_data), epochs=options.epochs, class_weight=weights,
-               callbacks=[EpochReport()], verbose=0)
+    dataset = training_dataset(x_train, y_train, options_for_data)
+    if device.is_multi_worker(strategy):
+        _fit_across_workers(member, optimizer, dataset, options.epochs, options.batch_size, weights, strategy,
+                            end_of_epoch)
+    else:
+        member.fit(dataset, epochs=options.epochs, class_weight=weights, callbacks=[EpochReport()], verbose=0)
     if best["weights"] is not None:
         member.set_weights(best["weights"])
     return best["epoch"], best["auc"]
+
+
+def predict_logits(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The network's logits, called directly in batches: the same on one process and across workers (where
+    Keras's predict cannot run under MultiWorkerMirroredStrategy)."""
+    return np.concatenate([np.asarray(network(images[i:i + batch_size].astype(np.float32), training=False)).ravel()
+                           for i in range(0, len(images), batch_size)])
+
+
+def _fit_across_workers(member, optimizer, dataset, epochs: int, batch_size: int, class_weight: dict | None,
+                        strategy, end_of_epoch: Callable[[int, float, float], bool]) -> None:
+    """The recipe's training loop for MultiWorkerMirroredStrategy, written out (Keras 3's fit does not run under it,
+    keras-team/keras#20585): each worker takes its share of every global batch, gradients are summed across
+    workers, the loss is the same class-weighted mean as fit's. Every worker runs every step and every epoch's
+    scoring (collective operations must match); only the chief reports."""
+    import tensorflow as tf
+    from sklearn.metrics import roc_auc_score as auc
+
+    loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+    weights = tf.constant([class_weight[0], class_weight[1]] if class_weight else [1.0, 1.0], tf.float32)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+
+    @tf.function
+    def step(images, labels):
+        def replica(images, labels):
+            with tf.GradientTape() as tape:
+                logits = member(images, training=True)
+                sample = tf.gather(weights, tf.cast(labels[:, 0], tf.int32))
+                loss = tf.reduce_sum(loss_fn(labels, logits) * sample) / batch_size
+            gradients = tape.gradient(loss, member.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, member.trainable_variables))
+            return loss, logits, labels
+        loss, logits, labels = strategy.run(replica, args=(images, labels))
+        return (strategy.reduce("SUM", loss, axis=None), strategy.gather(logits, axis=0),
+                strategy.gather(labels, axis=0))
+
+    for epoch in range(epochs):
+        losses, seen_logits, seen_labels = [], [], []
+        for images, labels in distributed:
+            loss, logits, truth = step(images, labels)
+            losses.append(float(loss))
+            seen_logits.append(logits.numpy().ravel())
+            seen_labels.append(truth.numpy().ravel())
+        truth, scores = np.concatenate(seen_labels), np.concatenate(seen_logits)
+        train_auc = float(auc(truth, scores)) if len(set(truth)) > 1 else float("nan")
+        if end_of_epoch(epoch, float(np.mean(losses)), train_auc):
+            break
 
 
 def add_synthetic_films(x_train: np.ndarray, y_train: np.ndarray, generator_dir: Path, image_size: int, seed: int
@@ -301,7 +358,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     progress(event(Stage.CALIBRATING))
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return network.predict(batch, batch_size=256, verbose=0).ravel()
+        return predict_logits(network, batch)
 
     calibrated = calibrate_network(predict, x_val, y_val, options)
     metrics = calibrated.metrics
