@@ -257,7 +257,12 @@ def create_admin_from_environment() -> str | None:
     try:
         if not name or not password or any(user.is_admin for user in list_users()):
             return None
-        add_user(name, password, "admin", "environment")
+        try:
+            add_user(name, password, "admin", "environment")
+        except AuthError:
+            if any(user.is_admin for user in list_users()):  # another server, started at the same moment, made it
+                return None
+            raise
         return name
     finally:
         config.forget_first_admin_password()

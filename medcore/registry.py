@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from medcore import audit, auth, config, tasks
-from medcore.store import read, schema, write
+from medcore.store import read, schema, serialize, write
 
 log = logging.getLogger("medcore")
 VERSIONS, PRODUCTION, PROMOTIONS = schema.versions, schema.production, schema.promotions
@@ -108,13 +109,14 @@ def register(task: str, folder: Path, created_by: str, origin: str = "retrained"
     expected = tasks.get(task).name
     if meta.get("task") != expected:
         raise RegistryError(f"{folder} holds a {meta.get('task')!r} model, not {expected!r}.")
-    with read() as db:
-        if db.execute(select(VERSIONS.c.version).where(VERSIONS.c.task == task, VERSIONS.c.version == version)).first():
-            raise RegistryError(f"{task} version {version} is already registered.")
     destination = models_dir() / task / version
-    _place(folder, destination, move=origin != "shipped")
     try:
-        with write() as db:
+        with write() as db:  # one registration of this version at a time, on every server
+            serialize(db, f"register:{task}:{version}")
+            if db.execute(select(VERSIONS.c.version).where(VERSIONS.c.task == task,
+                                                           VERSIONS.c.version == version)).first():
+                raise RegistryError(f"{task} version {version} is already registered.")
+            _place(folder, destination, move=origin != "shipped")
             db.execute(insert(VERSIONS).values(
                 task=task, version=version, folder=str(destination.relative_to(config.shared_dir())),
                 created_at=time.time(), created_by=created_by, origin=origin,
@@ -128,7 +130,7 @@ def _place(folder: Path, destination: Path, move: bool) -> None:
     """The folder's files at `destination`, complete before the name appears (copy beside it, then rename)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(destination, ignore_errors=True)  # an unregistered leftover of a crashed run
-    staging = destination.with_name(f".{destination.name}.incoming")
+    staging = destination.with_name(f".{destination.name}.incoming-{secrets.token_hex(4)}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         if move:

@@ -98,8 +98,10 @@ def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, pat
 
 
 def settled(page):
-    """Wait until Streamlit has finished the current run (its "Running…" indicator is gone)."""
-    time.sleep(0.5)
+    """Wait until Streamlit has finished the current run: the app's own script-state attribute says so (no fixed
+    sleep; callers first wait for what the run they started must show)."""
+    page.wait_for_function("() => document.querySelector('[data-testid=stApp]')"
+                           "?.getAttribute('data-test-script-state') === 'notRunning'", timeout=60_000)
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60_000)
     return page
 
@@ -118,8 +120,8 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     page.get_by_text("3 studies:").wait_for(timeout=90_000)
     page.get_by_text("Grad-CAM: regions that raised the pneumonia score").first.wait_for(timeout=30_000)
     page.get_by_test_id("stAlertContentWarning").get_by_text("one flat tone").wait_for()
-    assert page.get_by_text("Download report (HTML)").count() == 2
-    assert page.locator("img").count() >= 4  # original + overlay for each of the two films
+    expect(page.get_by_text("Download report (HTML)")).to_have_count(2)
+    page.locator("img").nth(3).wait_for()  # original + overlay for each of the two films
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "xray_batch.png"), full_page=True)
     with page.expect_download() as download:
@@ -142,15 +144,16 @@ def test_case_note_in_the_browser(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     page.goto(f"{app_url}/notes")
     page.get_by_role("button", name="Sign in").wait_for(timeout=90_000)
-    assert page.get_by_text("Paste the note").count() == 0 and page.get_by_text("common").count() == 0
+    expect(page.get_by_text("Paste the note")).to_have_count(0)
+    expect(page.get_by_text("common")).to_have_count(0)
     page.get_by_role("textbox", name="Password").wait_for()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "sign_in.png"))
     page.close()
     page = sign_in(browser, app_url, CLINICIAN, 1800, path="/notes")
     page.get_by_text("Paste the note").wait_for(timeout=90_000)
-    assert page.get_by_text("decision support, not a diagnosis").count() == 1
-    assert page.get_by_role("link", name="Models & retraining").count() == 0  # not for clinicians
+    expect(page.get_by_text("decision support, not a diagnosis")).to_have_count(1)
+    expect(page.get_by_role("link", name="Models & retraining")).to_have_count(0)  # not for clinicians
     page.get_by_role("combobox", name="Task").click()
     page.get_by_role("option", name="Disease from symptoms").click()
     page.get_by_text("symptom2disease").first.wait_for()  # the model caption of the chosen task
@@ -165,8 +168,8 @@ def test_case_note_in_the_browser(app_url, browser):
     page.screenshot(path=str(SCREENSHOTS / "case_note.png"), full_page=True)
     hovered = page.locator("span[title^='SHAP']")
     assert hovered.count() >= 20
-    assert page.locator("img[src=x]").count() == 0  # the note's markup is shown as text, never run
-    assert page.get_by_text("<img src=x onerror=alert(1)>", exact=False).count() >= 1
+    expect(page.locator("img[src=x]")).to_have_count(0)  # the note's markup is shown as text, never run
+    page.get_by_text("<img src=x onerror=alert(1)>", exact=False).first.wait_for(state="attached")
     page.close()
 
 
@@ -180,7 +183,7 @@ def test_a_note_the_model_is_unsure_of_says_uncertain(app_url, browser):
     page.get_by_role("textbox").first.fill("Patient reports tiredness and some pain for two weeks.")
     page.get_by_role("button", name="Analyse").click()
     page.get_by_text("Uncertain: no category is probable enough").wait_for(timeout=60_000)
-    assert page.get_by_text("Read the candidates below as possibilities").count() == 1
+    expect(page.get_by_text("Read the candidates below as possibilities")).to_have_count(1)
     page.locator(".js-plotly-plot .bars path").first.wait_for()
     settled(page).screenshot(path=str(SCREENSHOTS / "case_note_uncertain.png"), full_page=True)
     page.close()
@@ -191,7 +194,8 @@ def test_performance_page_in_the_browser(app_url, browser):
     page.get_by_role("link", name="Model performance").click()
     page.get_by_text("Model performance").first.wait_for(timeout=90_000)
     page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
-    assert page.get_by_text("ROC curve").count() >= 1 and page.get_by_text("Calibration (reliability)").count() >= 1
+    page.get_by_text("ROC curve").first.wait_for(state="attached")
+    page.get_by_text("Calibration (reliability)").first.wait_for(state="attached")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "performance_xray.png"), full_page=True)
     page.get_by_role("tab", name="Chest X-ray: recent use").click()
@@ -207,8 +211,9 @@ def test_admin_pages_are_refused_to_clinicians_even_by_url(app_url, browser):
     for path in ("/admin", "/audit_log"):
         page = sign_in(browser, app_url, CLINICIAN, path=path)
         page.get_by_text("Operating threshold").wait_for(timeout=60_000)  # the default page, nothing else
-        assert page.get_by_text("Start retraining").count() == 0 and page.get_by_text("most recent events").count() == 0
-        assert page.get_by_role("link", name="Audit log").count() == 0
+        expect(page.get_by_text("Start retraining")).to_have_count(0)
+        expect(page.get_by_text("most recent events")).to_have_count(0)
+        expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
         page.screenshot(path=str(SCREENSHOTS / f"clinician_at_{path[1:]}.png"))
         page.close()
 
@@ -224,7 +229,7 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     page.get_by_role("link", name="Models & retraining").click()
     page.get_by_text("In production:").wait_for(timeout=60_000)
     shipped = xray_model.artifact.version
-    assert page.get_by_text(shipped).count() >= 1
+    page.get_by_text(shipped).first.wait_for(state="attached")
     page.get_by_label("Path on the server").fill(str(films))
     page.get_by_role("spinbutton", name="Epochs per member").fill("60")
     page.get_by_role("combobox", name="Image size (px)").click()
@@ -286,8 +291,8 @@ def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser,
     page.get_by_label("Folder of local films on the server").fill(str(films))
     page.get_by_role("button", name="Validate and recalibrate").click()
     page.get_by_text("Locally calibrated candidate").wait_for(timeout=180_000)
-    assert page.get_by_text("Calibration chosen by cross-validated ECE").count() == 1
-    assert page.get_by_text("Only 30 films in the smaller class").count() == 1  # a small set is flagged
+    expect(page.get_by_text("Calibration chosen by cross-validated ECE")).to_have_count(1)
+    expect(page.get_by_text("Only 30 films in the smaller class")).to_have_count(1)  # a small set is flagged
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_local_validation.png"), full_page=True)
     page.get_by_role("button", name="Promote to production").last.click()
     page.get_by_text(re.compile(r"In production: xray-\S+-local-")).wait_for(timeout=60_000)
@@ -297,7 +302,7 @@ def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser,
     page.screenshot(path=str(SCREENSHOTS / "xray_banner_local.png"))
     page.get_by_role("link", name="Model performance").click()
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
-    assert page.get_by_text("Local validation", exact=True).count() >= 1
+    page.get_by_text("Local validation", exact=True).first.wait_for(state="attached")
     settled(page).screenshot(path=str(SCREENSHOTS / "performance_local.png"), full_page=True)
     page.close()
 
@@ -324,7 +329,7 @@ def test_admin_trains_across_hospitals_with_flower_and_watches_each_round(app_ur
     page.get_by_text(re.compile(r"Round \d of 2")).wait_for(timeout=60_000)
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_federated_live.png"), full_page=True)
     page.get_by_text(re.compile(r"Candidate xray-fed-")).wait_for(timeout=300_000)
-    assert page.get_by_text(re.compile(r"federated over 3 hospitals")).count() >= 1
+    page.get_by_text(re.compile(r"federated over 3 hospitals")).first.wait_for(state="attached")
     settled(page).screenshot(path=str(SCREENSHOTS / "admin_federated_candidate.png"), full_page=True)
     page.close()
 
