@@ -1,10 +1,13 @@
-"""Many browser sessions at once against one real MedCore server (this machine only, loopback).
+"""Many browser sessions at once against real MedCore servers (this machine only, loopback).
 
 Each clinician session signs in, uploads its own film and explains its own note; one admin signs in and
 out meanwhile. Checks: no errors, and no cross-talk (each session sees only its own file name and its own
-note). Reports median and 95th-percentile response times per action.
+note). Reports median and 95th-percentile response times per action, and the server-side time per study (the
+`server_ms` each study's audit row carries: analysis alone, without the browsers' queueing).
 
-    python benchmarks/concurrency.py --sessions 20      # writes benchmarks/results/concurrency.json
+    python benchmarks/concurrency.py --sessions 20                  # one server, SQLite
+    python benchmarks/concurrency.py --sessions 20 --servers 2      # two servers on one PostgreSQL store
+                                                                    # (MEDCORE_TEST_POSTGRES_URL: .ci/postgres)
 
 tests/test_concurrency.py runs the same code with a few sessions in CI.
 """
@@ -53,13 +56,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(store: Path, clinicians: int) -> tuple[subprocess.Popen, str]:
-    """The app with its own store, an admin from the environment and `clinicians` accounts."""
-    env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
-           "MEDCORE_ADMIN_PASSWORD": ADMIN[1]}
+def add_clinicians(env: dict, clinicians: int) -> None:
     subprocess.run([sys.executable, "-c", "import sys; from medcore import auth; "
                     f"[auth.add_user(f'dr.load{{i}}', {PASSWORD!r}, 'clinician', 'benchmark') for i in range({clinicians})]"],
                    env=env, check=True, cwd=ROOT, timeout=300)
+
+
+def start_server(store: Path, clinicians: int, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """The app with its own store folder, an admin from the environment and (clinicians > 0) that many accounts."""
+    env = {**(env or os.environ), "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
+           "MEDCORE_ADMIN_PASSWORD": ADMIN[1]}
+    if clinicians:
+        add_clinicians(env, clinicians)
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -141,7 +149,8 @@ async def admin(browser, url: str, rounds: int, outcome: Outcome) -> None:
             await context.close()
 
 
-async def run(url: str, sessions: int, admin_rounds: int) -> Outcome:
+async def run(urls: list[str], sessions: int, admin_rounds: int) -> Outcome:
+    """Session i on server i % len(urls) (a load balancer with sticky sessions); the admin on the first."""
     from playwright.async_api import async_playwright
 
     from medcore.imaging.model import load_artifact
@@ -156,43 +165,78 @@ async def run(url: str, sessions: int, admin_rounds: int) -> Outcome:
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
-        await asyncio.gather(*[clinician(browser, url, i, sessions, films[i], outcome) for i in range(sessions)],
-                             admin(browser, url, admin_rounds, outcome))
+        await asyncio.gather(*[clinician(browser, urls[i % len(urls)], i, sessions, films[i], outcome)
+                               for i in range(sessions)], admin(browser, urls[0], admin_rounds, outcome))
         await browser.close()
     return outcome
 
 
-def summarise(outcome: Outcome, sessions: int, seconds: float) -> dict:
+def summarise(outcome: Outcome, sessions: int, seconds: float, servers: int, engine: str,
+              server_ms: list[float]) -> dict:
     def percentile(values: list[float], q: float) -> float:
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
-    return {"sessions": sessions, "wall_s": round(seconds, 1), "errors": outcome.errors,
-            "cross_talk": outcome.cross_talk, "cpu_threads": os.cpu_count(),
+    return {"sessions": sessions, "servers": servers, "store": engine, "wall_s": round(seconds, 1),
+            "errors": outcome.errors, "cross_talk": outcome.cross_talk, "cpu_threads": os.cpu_count(),
             "actions": {action: {"n": len(values), "p50_s": round(statistics.median(values), 2),
                                  "p95_s": round(percentile(values, 0.95), 2)}
-                        for action, values in outcome.timings.items()}}
+                        for action, values in outcome.timings.items()},
+            "server_ms_per_study": {"n": len(server_ms), "p50": round(statistics.median(server_ms), 1),
+                                    "p95": round(percentile(server_ms, 0.95), 1)} if server_ms else None}
 
 
-def measure(sessions: int, admin_rounds: int = 3) -> dict:
-    with tempfile.TemporaryDirectory(prefix="medcore-load-") as folder:
-        server, url = start_server(Path(folder), sessions)
+def _server_ms(env: dict) -> list[float]:
+    """What each study cost on its server (its audit row), read from the store the servers shared."""
+    code = ("import json; from medcore import audit; print(json.dumps([r['detail']['server_ms'] for r in "
+            "audit.events('predict_xray', 0) if r['detail'].get('server_ms') is not None]))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
+
+
+def measure(sessions: int, admin_rounds: int = 3, servers: int = 1, postgres_admin_url: str | None = None) -> dict:
+    """One server on SQLite, or `servers` servers on one new PostgreSQL database (postgres_admin_url may create
+    databases; MEDCORE_TEST_POSTGRES_URL from .ci/postgres)."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medcore-load-")))
+        env = {k: v for k, v in os.environ.items() if k not in ("MEDCORE_DATABASE_URL", "MEDCORE_JOB_QUEUE")}
+        env["MEDCORE_STORE_DIR"] = str(folder / "server-0")
+        if servers > 1:
+            if not postgres_admin_url:
+                raise SystemExit("--servers > 1 needs PostgreSQL: eval $(.ci/postgres start)")
+            sys.path.insert(0, str(ROOT))
+            from tests.conftest import new_postgres_database
+
+            os.environ.setdefault("MEDCORE_TEST_POSTGRES_URL", postgres_admin_url)
+            env["MEDCORE_DATABASE_URL"] = stack.enter_context(new_postgres_database())
+            env["MEDCORE_SHARED_DIR"] = str(folder / "shared")
+        add_clinicians(env, sessions)
+        started_servers = [start_server(folder / f"server-{i}", 0, {**env, "MEDCORE_SERVER_NAME": f"server-{i}"})
+                           for i in range(servers)]
         try:
             started = time.perf_counter()
-            outcome = asyncio.run(run(url, sessions, admin_rounds))
-            return summarise(outcome, sessions, time.perf_counter() - started)
+            outcome = asyncio.run(run([url for _, url in started_servers], sessions, admin_rounds))
+            seconds = time.perf_counter() - started
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for server, _ in started_servers:
+                server.terminate()
+                server.wait(timeout=30)
+        return summarise(outcome, sessions, seconds, servers, "PostgreSQL" if servers > 1 else "SQLite",
+                         _server_ms(env))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--admin-rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "concurrency.json"))
+    parser.add_argument("--servers", type=int, default=1, help="several servers share one PostgreSQL store")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/concurrency[_servers_N].json")
     args = parser.parse_args()
-    result = measure(args.sessions, args.admin_rounds)
+    result = measure(args.sessions, args.admin_rounds, args.servers, os.environ.get("MEDCORE_TEST_POSTGRES_URL"))
+    args.out = args.out or str(ROOT / "benchmarks" / "results" /
+                               ("concurrency.json" if args.servers == 1 else f"concurrency_servers_{args.servers}.json"))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     sys.exit(1 if result["errors"] or result["cross_talk"] else 0)

@@ -9,6 +9,7 @@ result with an error, never an exception, so one file cannot stop a batch.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,8 +172,9 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
         digest = audit.content_digest(data)
         key = (model.version, digest, name)
         if key not in cache:
+            started = time.perf_counter()
             result = analyse_file(model, data, name, user=user)
-            audit_study(user, result, digest, source)
+            audit_study(user, result, digest, source, server_ms=round(1000 * (time.perf_counter() - started), 1))
             cache[key] = result
             while len(cache) > max_cached:
                 cache.pop(next(iter(cache)))
@@ -182,7 +184,7 @@ def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]]
     return results
 
 
-def audit_study(user: str, result: StudyResult, digest: str, source: str) -> None:
+def audit_study(user: str, result: StudyResult, digest: str, source: str, server_ms: float | None = None) -> None:
     """One audit row per analysed study: digest, outcome and where it came from (`upload`, `cli`, ...), never the
     name or pixels. A synthetic film is no study: its row says only that one was refused.
     """
@@ -198,7 +200,7 @@ def audit_study(user: str, result: StudyResult, digest: str, source: str) -> Non
     atypicality = None if result.atypicality is None else round(float(result.atypicality), 3)
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
                  study=digest, source=source, probability=result.probability, atypicality=atypicality,
-                 explanation="grad-cam" if result.heatmap is not None else None)
+                 explanation="grad-cam" if result.heatmap is not None else None, server_ms=server_ms)
 
 
 @dataclass
