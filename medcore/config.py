@@ -174,3 +174,27 @@ def job_lease_seconds() -> float:
     """MEDCORE_JOB_LEASE_SECONDS: how long a running job may go without renewing its lease before it counts as
     dead (its process, worker or machine gone). Default 30; it renews every sixth of it."""
     return _float("MEDCORE_JOB_LEASE_SECONDS", 30.0)
+
+
+def _config_file() -> dict:
+    """MEDCORE_CONFIG_FILE: a TOML file for settings that some deployments keep out of the environment ([pacs])."""
+    path = os.environ.get("MEDCORE_CONFIG_FILE")
+    if not path:
+        return {}
+    import tomllib
+
+    return tomllib.loads(Path(path).expanduser().read_text())
+
+
+def pacs_settings() -> dict[str, str | None]:
+    """The PACS's DICOMweb root and credentials: MEDCORE_PACS_URL, MEDCORE_PACS_USER, MEDCORE_PACS_PASSWORD,
+    MEDCORE_PACS_CA_BUNDLE (https with a hospital CA), or the [pacs] table of MEDCORE_CONFIG_FILE (url, user,
+    password, ca_bundle). Never shown on a page or written to a log. url None: no PACS configured."""
+    from_file = _config_file().get("pacs", {})
+    return {key: os.environ.get(f"MEDCORE_PACS_{key.upper()}") or from_file.get(key)
+            for key in ("url", "user", "password", "ca_bundle")}
+
+
+def pacs_poll_seconds() -> float:
+    """MEDCORE_PACS_POLL_SECONDS: how often `medcore pacs watch` asks the PACS for new studies (default 2)."""
+    return _float("MEDCORE_PACS_POLL_SECONDS", 2.0)

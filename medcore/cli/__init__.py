@@ -1,4 +1,4 @@
-"""`medcore train | evaluate | predict | calibrate | federated | gan | models | jobs | users | worker | db`: the public
+"""`medcore train | evaluate | predict | calibrate | federated | gan | models | jobs | users | worker | db | pacs`: the public
 command line (JSON on stdout).
 
 The release check runs `medcore evaluate xray --data DIR --json` on hidden held-out data, so the flags here are a
@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medcore.cli import admin, calibrate, federated, gan, modelling, service
+from medcore.cli import admin, calibrate, federated, gan, modelling, pacs, service
 
-GROUPS = (modelling, calibrate, federated, gan, admin, service)
+GROUPS = (modelling, calibrate, federated, gan, admin, service, pacs)
 
 # commands that neither read nor serve registered models
 WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "users", "worker", "db"}
+from medcore.pacs.client import PacsUnavailable  # noqa: E402 - a clear message for the PACS being down
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"medcore: {exc}", file=sys.stderr)
         return 3
-    except (FileNotFoundError, NotADirectoryError, ValueError, RegistryError, StoreError) as exc:
+    except (FileNotFoundError, NotADirectoryError, ValueError, RegistryError, StoreError, PacsUnavailable) as exc:
         print(f"medcore: {exc}", file=sys.stderr)
         return 2

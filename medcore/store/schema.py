@@ -129,3 +129,39 @@ audit = Table(
     Column("server", String(256)),  # which app server, worker or command line wrote the row
     Index(None, "action", "at"),
 )
+
+# The PACS: studies MedCore claimed or analysed (by a digest of the Study Instance UID and the model version: one
+# analysis each, whichever watcher or page gets there first), the watcher's cursor, and confirmed findings (by SOP
+# Instance UID, never names or pixels).
+pacs_studies = Table(
+    "pacs_studies", metadata,
+    Column("study_key", String(64), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # claimed, done, refused, failed
+    Column("outcome", String(64)),
+    Column("probability", Float),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("claimed_by", String(256)),
+    Column("claimed_at", Float),
+    Column("finished_at", Float),
+    Column("seen_at", Float),  # when MedCore first saw the study in the PACS
+    PrimaryKeyConstraint("study_key", "model_version"),
+)
+pacs_state = Table(
+    "pacs_state", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+pacs_feedback = Table(
+    "pacs_feedback", metadata,
+    Column("sop_instance_uid", String(128), primary_key=True),
+    Column("study_uid", String(128), nullable=False),
+    Column("series_uid", String(128), nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("model_version", String(128)),
+    Column("probability", Float),
+    Column("decision", String(32)),
+    Column("actor", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+)

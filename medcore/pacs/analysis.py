@@ -1,0 +1,185 @@
+"""One chest study from the PACS: claimed once, fetched, analysed like an upload, its result written back as DICOM.
+
+The flow is the upload's (imaging.service.analyse_file: validate, quality gate, calibrated probability, decision,
+Grad-CAM), then a structured report and an overlay into the same study (pacs.results). Each (study, model version)
+is claimed with one row in the store before anything is fetched, so two watchers, or a watcher and a clinician's
+page, never analyse it twice; a restart finds the row (or MedCore's series in the study) and moves on. A study
+that cannot be fetched or read is tried MAX_ATTEMPTS times, then reported as failed and left alone. The audit row
+holds the film's digest and the outcome only: never a name, an id or a UID of the patient's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+
+import pydicom
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from medcore import audit, config
+from medcore.imaging.gradcam import overlay
+from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_file, audit_study
+from medcore.pacs import results
+from medcore.pacs.client import CHEST_MODALITIES, PacsClient, PacsUnavailable
+from medcore.store import read, schema, write
+
+STUDIES = schema.pacs_studies
+MAX_ATTEMPTS = 3
+CLAIM_SECONDS = 300  # a claim this old belongs to a watcher that died: it may be taken over
+FRONTAL = ("PA", "AP")
+
+
+def study_key(study_uid: str) -> str:
+    """How the store refers to a study: a digest, so that no patient's UID sits in MedCore's tables."""
+    return hashlib.sha256(study_uid.encode()).hexdigest()[:32]
+
+
+@dataclass
+class StudyAnalysis:
+    """What the worklist and the study view show: the result, the film it was made from, and where it lives."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    result: StudyResult
+    stored: bool  # the SR (and overlay) are in the PACS
+
+
+class NotAChestStudy(ValueError):
+    """The study holds no CR or DX image."""
+
+
+def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
+    """(series, SOP instance) of the study's chest film: a frontal CR/DX image when the study says which."""
+    candidates = [s for s in client.series(study_uid) if s["modality"] in CHEST_MODALITIES
+                  and s["manufacturer"] != results.MEDCORE_MANUFACTURER]
+    for series in candidates:
+        instances = client.instances(study_uid, series["series_uid"])
+        if instances:
+            return series["series_uid"], instances[0]
+    raise NotAChestStudy("The study holds no chest radiograph (CR or DX image).")
+
+
+def fetch(client: PacsClient, study_uid: str) -> tuple[str, str, pydicom.Dataset, bytes]:
+    series_uid, sop_uid = chest_instance(client, study_uid)
+    dataset = client.instance(study_uid, series_uid, sop_uid)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return series_uid, sop_uid, dataset, buffer.getvalue()
+
+
+def analyse_dataset(model: LoadedXrayModel, dataset_bytes: bytes, user: str) -> StudyResult:
+    """The upload's analysis of one film's bytes, audited as a study from the PACS (digest and outcome only)."""
+    started = time.perf_counter()
+    result = analyse_file(model, dataset_bytes, "study from the PACS", user=user)
+    audit_study(user, result, audit.content_digest(dataset_bytes), "pacs",
+                server_ms=round(1000 * (time.perf_counter() - started), 1))
+    return result
+
+
+def result_objects(model: LoadedXrayModel, source: pydicom.Dataset, result: StudyResult) -> list[pydicom.Dataset]:
+    """The SR (always) and the Grad-CAM overlay (when there is a probability) for one analysed film."""
+    refusal = result.error if result.probability is None else None
+    objects = [results.structured_report(source, model.version, result.probability, model.threshold,
+                                         result.decision, refusal)]
+    if result.probability is not None and result.display is not None and result.heatmap is not None:
+        objects.append(results.overlay_capture(source, overlay(result.display, result.heatmap, 0.5), model.version))
+    return objects
+
+
+def _claim(key: str, version: str) -> bool:
+    """Take the study for this model version: a new row, or a stale claim / an earlier failed try to retry."""
+    now, me = time.time(), config.server_name()
+    with write() as db:
+        try:
+            nested = db.begin_nested()
+            db.execute(insert(STUDIES).values(study_key=key, model_version=version, status="claimed", attempts=1,
+                                              claimed_by=me, claimed_at=now, seen_at=now))
+            nested.commit()
+            return True
+        except IntegrityError:
+            nested.rollback()
+        retaken = db.execute(update(STUDIES).where(
+            STUDIES.c.study_key == key, STUDIES.c.model_version == version, STUDIES.c.attempts < MAX_ATTEMPTS,
+            ((STUDIES.c.status == "retry") | ((STUDIES.c.status == "claimed") & (STUDIES.c.claimed_at < now - CLAIM_SECONDS))))
+            .values(status="claimed", attempts=STUDIES.c.attempts + 1, claimed_by=me, claimed_at=now)).rowcount
+        return retaken == 1
+
+
+def _finish(key: str, version: str, status: str, outcome: str | None = None, probability: float | None = None,
+            error: str | None = None) -> None:
+    with write() as db:
+        row = db.execute(select(STUDIES.c.attempts).where(STUDIES.c.study_key == key,
+                                                          STUDIES.c.model_version == version)).first()
+        if status == "retry" and row is not None and row.attempts >= MAX_ATTEMPTS:
+            status = "failed"  # reported on the worklist, never tried again
+        db.execute(update(STUDIES).where(STUDIES.c.study_key == key, STUDIES.c.model_version == version)
+                   .values(status=status, outcome=outcome, probability=probability, last_error=error,
+                           finished_at=time.time()))
+
+
+def record(study_uid: str, version: str) -> dict | None:
+    """The store's record of a study for a model version (status, outcome, probability, attempts), or None."""
+    with read() as db:
+        row = db.execute(select(STUDIES).where(STUDIES.c.study_key == study_key(study_uid),
+                                               STUDIES.c.model_version == version)).first()
+    return dict(row._mapping) if row else None
+
+
+def already_reported(client: PacsClient, study_uid: str, version: str) -> bool:
+    """Does the study hold MedCore's SR for this model version (written before the store knew, or by another
+    MedCore)? The SR is the mark of "done" that the PACS itself keeps."""
+    for series in client.medcore_series(study_uid):
+        if series["modality"] != "SR":
+            continue
+        for sop in client.instances(study_uid, series["series_uid"]):
+            if results.read_result(client.instance(study_uid, series["series_uid"], sop))["model_version"] == version:
+                return True
+    return False
+
+
+def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, user: str = "pacs-watcher",
+                  write_back: bool = True) -> StudyAnalysis | None:
+    """Claim, fetch, analyse and write back one study; None when another process has it or it is done.
+
+    PacsUnavailable (the PACS is down) propagates: the study goes back to "retry" and the caller backs off.
+    """
+    key = study_key(study_uid)
+    if not _claim(key, model.version):
+        return None
+    try:
+        if write_back and already_reported(client, study_uid, model.version):
+            _finish(key, model.version, "done", "reported before")
+            return None
+        series_uid, sop_uid, dataset, data = fetch(client, study_uid)
+        result = analyse_dataset(model, data, user)
+        if write_back:
+            client.store(result_objects(model, dataset, result))
+    except NotAChestStudy as exc:
+        _finish(key, model.version, "failed", "not a chest study", error=str(exc))
+        audit.record(user, "pacs_analysis", "not a chest study", model.version, study=key[:16])
+        return None
+    except PacsUnavailable as exc:
+        _finish(key, model.version, "retry", error=str(exc))
+        raise
+    except Exception as exc:  # an unreadable object from the PACS: tried again, then reported
+        _finish(key, model.version, "retry", error=f"{type(exc).__name__}")
+        audit.record(user, "pacs_analysis", "error", model.version, study=key[:16], error=type(exc).__name__)
+        return None
+    status = "done" if result.probability is not None else "refused"
+    _finish(key, model.version, status, result.decision or ("refused" if result.refusal_reasons else "unreadable"),
+            result.probability)
+    audit.record(user, "pacs_result_stored" if write_back else "pacs_analysis", status, model.version,
+                 study=key[:16], objects=2 if result.probability is not None else 1)
+    return StudyAnalysis(study_uid, series_uid, sop_uid, result, write_back)
+
+
+def view_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, user: str) -> StudyAnalysis:
+    """A study opened on the worklist: its film analysed for the page (the same result view as an upload), without
+    writing anything back (the watcher does that once)."""
+    series_uid, sop_uid, _, data = fetch(client, study_uid)
+    return StudyAnalysis(study_uid, series_uid, sop_uid, analyse_dataset(model, data, user), stored=False)
+

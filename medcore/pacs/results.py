@@ -1,0 +1,150 @@
+"""MedCore's result, in standard DICOM, for the radiologist's own viewer: a structured report and an overlay.
+
+Built with highdicom, both in the original study (same Study Instance UID), each in a new series that says it is
+MedCore's (Manufacturer "MedCore", "decision support, not a diagnosis" in the series description):
+
+- a Comprehensive 3D SR with a TID 1500 measurement report: the finding (pneumonia), the calibrated probability,
+  the operating threshold and the decision at it, the model version as the algorithm's identification, the source
+  film referenced; a film the quality gate refused gets an SR that says why, with no probability;
+- a Secondary Capture of the film with its Grad-CAM overlay (RGB), referencing the source instance.
+
+Patient and study attributes are copied from the source film by highdicom (never changed); UIDs are new. The
+character set is UTF-8, so non-ASCII names are written declared.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
+from medcore.pacs.client import MEDCORE_MANUFACTURER
+
+PNEUMONIA = ("233604007", "SCT", "Pneumonia")
+NORMAL = ("17621005", "SCT", "Normal")
+PRIVATE_SCHEME = "99MEDCORE"
+DISCLAIMER = "MedCore result: decision support, not a diagnosis"
+SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
+PATIENT_STUDY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                          "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _evidence(source: pydicom.Dataset) -> pydicom.Dataset:
+    """The source film as highdicom needs it for evidence: every attribute it copies present (empty if the film has
+    none); the film itself is never changed or written back."""
+    evidence = copy.copy(source)
+    for keyword in PATIENT_STUDY_KEYWORDS:
+        if keyword not in evidence:
+            setattr(evidence, keyword, "")
+    return evidence
+
+
+def _code(value: tuple[str, str, str]):
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(*value)
+
+
+def structured_report(source: pydicom.Dataset, model_version: str, probability: float | None, threshold: float,
+                      decision: str | None, refusal: str | None) -> pydicom.Dataset:
+    """The TID 1500 report: probability, threshold and decision; or, for a refused film, why there is none."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    evidence = _evidence(source)
+    algorithm = hd.sr.AlgorithmIdentification(name="MedCore chest X-ray", version=model_version)
+    if refusal is None:
+        measurements = [hd.sr.Measurement(name=codes.DCM.Probability, value=round(float(probability), 4),
+                                          unit=codes.UCUM.NoUnits, algorithm_id=algorithm),
+                        hd.sr.Measurement(name=_code(("THRESHOLD", PRIVATE_SCHEME, "Operating threshold")),
+                                          value=round(float(threshold), 4), unit=codes.UCUM.NoUnits)]
+        evaluations = [hd.sr.QualitativeEvaluation(name=codes.DCM.Impression,
+                                                   value=_code(PNEUMONIA if decision == "PNEUMONIA" else NORMAL))]
+    else:
+        measurements = []
+        evaluations = [hd.sr.QualitativeEvaluation(
+            name=codes.DCM.Impression, value=_code(("NOTANALYSED", PRIVATE_SCHEME, "Not analysed: film refused")))]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="MedCore chest X-ray result"),
+        finding_type=_code(PNEUMONIA), algorithm_id=algorithm,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(evidence)],
+        measurements=measurements or None, qualitative_evaluations=evaluations)
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(model_version), name="MedCore", manufacturer_name=MEDCORE_MANUFACTURER,
+            model_name=model_version))
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+                                     procedure_reported=hd.sr.CodedConcept("36643-5", "LN", "XR Chest 2V"),
+                                     imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
+    comment = DISCLAIMER + (f". Refused: {refusal}" if refusal else
+                            f". Calibrated probability of pneumonia {probability:.1%}, operating threshold "
+                            f"{threshold:.1%}: {decision}.")
+    report[0].ContentSequence.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=comment[:1024],
+                                                           relationship_type="CONTAINS"))
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[evidence], content=report, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MEDCORE_MANUFACTURER,
+        series_description=DISCLAIMER[:64], is_complete=True, is_final=False)
+    sr.SpecificCharacterSet = "ISO_IR 192"
+    return sr
+
+
+def device_uid(model_version: str) -> str:
+    """One UID per trained model (IHE AI Results: the device that made the result), the same on every run."""
+    return pydicom.uid.generate_uid(prefix="1.2.826.0.1.3680043.10.1193.", entropy_srcs=["medcore", model_version])
+
+
+def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_version: str) -> pydicom.Dataset:
+    """The film with its Grad-CAM overlay as a Secondary Capture in a new series of the same study."""
+    import highdicom as hd
+
+    pixels = np.ascontiguousarray(overlay_rgb.astype(np.uint8))
+    capture = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=_evidence(source), pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
+        coordinate_system="PATIENT", series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(),
+        series_number=SC_SERIES_NUMBER, instance_number=1, manufacturer=MEDCORE_MANUFACTURER,
+        patient_orientation=("L", "F"), series_description=(DISCLAIMER + " (Grad-CAM)")[:64],
+        manufacturer_model_name=model_version[:64])
+    reference = pydicom.Dataset()
+    reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    capture.SourceImageSequence = [reference]
+    capture.ImageComments = DISCLAIMER
+    capture.Laterality = ""  # type 2C: the chest is not a paired part
+    capture.SpecificCharacterSet = "ISO_IR 192"
+    return capture
+
+
+def read_result(data: bytes | pydicom.Dataset) -> dict:
+    """What a MedCore SR says (for tests, and to show "already reported"): probability, threshold, decision, model."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    report = hd.sr.srread(io.BytesIO(data if isinstance(data, bytes) else _bytes(data)))
+    group = report.content.get_image_measurement_groups()[0]
+    values = {m.name.meaning: float(m.value) for m in group.get_measurements()}
+    impression = group.get_qualitative_evaluations()[0].value.meaning
+    versions = [item for item in _items(report) if item.ConceptNameCodeSequence[0].CodeValue ==
+                codes.DCM.AlgorithmVersion.value and "TextValue" in item]
+    comments = [item for item in report.content[0].ContentSequence
+                if item.ConceptNameCodeSequence[0].CodeValue == codes.DCM.Comment.value and "TextValue" in item]
+    return {"probability": values.get("Probability"), "threshold": values.get("Operating threshold"),
+            "impression": impression, "model_version": str(versions[0].TextValue) if versions else None,
+            "source_sop_instance_uid": group.source_images[0].referenced_sop_instance_uid
+            if group.source_images else None, "comment": str(comments[0].TextValue) if comments else ""}
+
+
+def _items(node):
+    """Every content item under a node, depth first."""
+    for item in getattr(node, "ContentSequence", []):
+        yield item
+        yield from _items(item)
+
+
+def _bytes(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,84 @@
+"""`medcore pacs watch`: analyse each new chest study in the PACS once, and write the result back.
+
+Every few seconds it lists the chest studies from its durable cursor (the first day not yet fully seen, kept in the
+store) to today, and hands each one the store has no final record of to pacs.analysis (which claims it, so a second
+watcher or a restart never repeats one). Studies are analysed two at a time. When the PACS is down it says so and
+backs off (2 s doubling to a minute), never crashes; when production changes it loads the new model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from medcore import config, production
+from medcore.pacs import analysis
+from medcore.pacs.client import PacsClient, PacsUnavailable
+from medcore.store import read, schema, write
+
+log = logging.getLogger("medcore")
+STATE = schema.pacs_state
+CURSOR = "watch_first_day"
+FINAL = ("done", "refused", "failed")
+MAX_BACKOFF_S = 60.0
+
+
+def cursor(default: datetime.date) -> datetime.date:
+    with read() as db:
+        value = db.execute(select(STATE.c.value).where(STATE.c.key == CURSOR)).scalar()
+    return datetime.date.fromisoformat(value) if value else default
+
+
+def set_cursor(day: datetime.date) -> None:
+    with write() as db:
+        if not db.execute(update(STATE).where(STATE.c.key == CURSOR).values(value=day.isoformat())).rowcount:
+            try:
+                nested = db.begin_nested()
+                db.execute(STATE.insert().values(key=CURSOR, value=day.isoformat()))
+                nested.commit()
+            except IntegrityError:
+                nested.rollback()
+
+
+def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date | None = None) -> dict:
+    """One pass: the studies from the cursor to today that have no final record for this model version."""
+    today = today or datetime.date.today()
+    first = cursor(today)
+    studies = client.chest_studies(first, today)
+    pending = [s for s in studies if (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]
+    with ThreadPoolExecutor(workers) as pool:
+        outcomes = list(pool.map(lambda s: analysis.analyse_study(client, model, s.study_uid), pending))
+    if not [s for s in pending if s.study_date < today.strftime("%Y%m%d")
+            and (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]:
+        set_cursor(today)  # every earlier day is settled: start there next time
+    return {"listed": len(studies), "pending": len(pending), "analysed": sum(o is not None for o in outcomes)}
+
+
+def watch(should_stop: Callable[[], bool] = lambda: False, poll_seconds: float | None = None,
+          report: Callable[[dict], None] | None = None) -> None:
+    """Poll until should_stop(); the PACS being down is a message and a back-off, never an exception."""
+    poll_seconds = config.pacs_poll_seconds() if poll_seconds is None else poll_seconds
+    client, served, backoff = PacsClient(), None, poll_seconds
+    while not should_stop():
+        try:
+            version = production.current_version("xray")
+            if served is None or served.version != version:
+                served = production.load("xray").model
+            outcome = poll_once(client, served)
+            backoff = poll_seconds
+            if report:
+                report({"at": time.time(), **outcome})
+        except PacsUnavailable as exc:
+            backoff = min(MAX_BACKOFF_S, max(backoff * 2, poll_seconds))
+            log.warning("PACS unavailable (%s); trying again in %.0f s", exc, backoff)
+            if report:
+                report({"at": time.time(), "error": str(exc), "retry_in_s": backoff})
+        deadline = time.time() + backoff
+        while time.time() < deadline and not should_stop():
+            time.sleep(0.2)
