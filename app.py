@@ -6,7 +6,7 @@ would bypass this sign-in. Only the pages listed here can be reached.
 
 import streamlit as st
 
-from medcore import auth, incidents, registry
+from medcore import auth, config, incidents, registry
 from views.common import escape_markdown, session_clock, sign_out, signed_in
 
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
@@ -30,19 +30,36 @@ def _first_start() -> str | None:
     return None
 
 
+@st.cache_resource(show_spinner=False)
+def _pacs_watcher() -> bool:
+    """Once per server process, with MEDCORE_PACS_WATCH=1: the PACS watcher on a thread beside the app (the one-machine
+    form of `medcore pacs watch`; it claims each study in the store, so it never repeats another watcher's work)."""
+    if not (config.pacs_watch_in_app() and config.pacs_settings()["url"]):
+        return False
+    import threading
+
+    from medcore.pacs.watcher import watch
+
+    threading.Thread(target=watch, name="medcore-pacs-watcher", daemon=True).start()
+    return True
+
+
 first_start_problem = _first_start()
+_pacs_watcher()
 user = signed_in()
 if user is None:
     if first_start_problem:
         st.error(first_start_problem)
     # Every address of a page answers with the sign-in form, so a bookmarked /notes opens after sign-in.
-    addresses = ("notes", "performance", "admin", "audit_log")
+    addresses = ("notes", "performance", "admin", "audit_log", "worklist")
     navigation = st.navigation([st.Page("views/signin.py", title="Sign in", icon=":material/login:", default=True)]
                                + [st.Page("views/signin.py", title="Sign in", url_path=a) for a in addresses],
                                position="hidden")
 else:
     clinical = [
         st.Page("views/xray.py", title="Chest X-ray", icon=":material/radiology:", default=True),
+        *([st.Page("views/worklist.py", title="PACS worklist", icon=":material/list_alt:")]
+          if config.pacs_settings()["url"] else []),
         st.Page("views/notes.py", title="Case notes", icon=":material/clinical_notes:"),
         st.Page("views/performance.py", title="Model performance", icon=":material/monitoring:"),
     ]

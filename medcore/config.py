@@ -198,3 +198,13 @@ def pacs_settings() -> dict[str, str | None]:
 def pacs_poll_seconds() -> float:
     """MEDCORE_PACS_POLL_SECONDS: how often `medcore pacs watch` asks the PACS for new studies (default 2)."""
     return _float("MEDCORE_PACS_POLL_SECONDS", 2.0)
+
+
+def pacs_watch_in_app() -> bool:
+    """MEDCORE_PACS_WATCH=1: the app server also runs the PACS watcher (one machine, no separate process)."""
+    return os.environ.get("MEDCORE_PACS_WATCH", "").strip().lower() in ("1", "true", "yes")
+
+
+def tf_config() -> str:
+    """TF_CONFIG: TensorFlow's cluster description for training across worker processes or machines ('' if unset)."""
+    return os.environ.get("TF_CONFIG", "")

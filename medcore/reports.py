@@ -19,6 +19,10 @@ from medcore.metrics import format_probability, operating_figures
 from medcore.spreadsheet import to_csv
 
 
+THRESHOLD_PROMISE = ("The threshold keeps the stated sensitivity on films like the validation films; it is not a "
+                     "promise for another hospital's films, which a local validation (admin page) checks.")
+
+
 def xray_banner(model: ModelInfo) -> str:
     """The X-ray page's standing statement: threshold, what it achieves with intervals and where measured."""
     evidence, external = model.operating_evidence(), model.external_metrics()

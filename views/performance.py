@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from medcore import charts, drift, tasks
+from medcore.pacs import feedback
 from views.common import escape_markdown, production_model, xray_model
 
 st.title("Model performance")
@@ -40,6 +41,15 @@ with xray_tab:
             column.plotly_chart(charts.confusion_figure(charts.binary_confusion(report["metrics"]), model.labels,
                                                         f"{report['title']}: confusion at the threshold"),
                                 key=f"xray-cm-{report['kind']}")
+
+        confirmed = feedback.agreement_by_month(feedback.confirmed(model.version))
+        if confirmed:
+            st.markdown("**Agreement with clinicians' confirmed findings** (PACS worklist; this model version; "
+                        "95 % Wilson intervals). Confirmed studies are those a clinician chose to confirm, not a "
+                        "random sample: read it as a check, not as sensitivity or specificity.")
+            st.dataframe(pd.DataFrame([{"month": m["month"], "confirmed studies": m["n"],
+                                        "MedCore agreed": f"{m['agreement']:.1%} ({m['low']:.1%}–{m['high']:.1%})"}
+                                       for m in confirmed]), hide_index=True)
 
 with drift_tab:
     model = xray_model()

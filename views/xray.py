@@ -1,18 +1,14 @@
 """Chest X-ray page: upload radiographs, see calibrated probabilities, decisions and Grad-CAM."""
 
 from collections import Counter
-from functools import partial
 
 import pandas as pd
 import streamlit as st
 
-from medcore.charts import probability_gauge
-from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import analyse_uploads
-from medcore.metrics import format_probability
-from medcore.pdf_reports import study_report_pdf
-from medcore.reports import study_report_html, summary_csv, summary_rows, xray_banner
-from views.common import current_user, deferred_download, escape_markdown, xray_model
+from medcore.reports import summary_csv, summary_rows, xray_banner
+from views.common import current_user, xray_model
+from views.study_view import show_study
 
 st.title("Chest X-ray: pneumonia")
 
@@ -54,27 +50,4 @@ st.download_button("Download summary (CSV)", summary_csv(summary), "medcore_xray
 
 for index, result in enumerate(results):
     with st.container(border=True):
-        st.markdown(f"#### {escape_markdown(result.filename)}")
-        if result.error:
-            st.warning(escape_markdown(result.error))
-            if result.display is not None:
-                st.image(result.display, caption="The uploaded image", width=240, clamp=True)
-            continue
-        left, middle, right = st.columns([1, 2, 2])
-        with left:
-            (st.error if result.flagged else st.success)(
-                f"**{result.decision}**: probability {format_probability(result.probability)} "
-                f"{'≥' if result.flagged else '<'} threshold {threshold:.1%}")
-            st.plotly_chart(probability_gauge(result.probability, threshold), key=f"gauge-{index}",
-                            config={"displayModeBar": False})
-            if result.technical:
-                st.caption(" · ".join(f"{k}: {escape_markdown(v)}" for k, v in result.technical.items()))
-            st.download_button("PDF report", deferred_download(partial(study_report_pdf, result, evidence, opacity),
-                                                               "a study's PDF report"),
-                               f"medcore_report_{index + 1}.pdf", "application/pdf", key=f"pdf-{index}",
-                               icon=":material/picture_as_pdf:")
-            st.download_button("Download report (HTML)", study_report_html(result, evidence, opacity),
-                               f"medcore_report_{index + 1}.html", "text/html", key=f"report-{index}")
-        middle.image(result.display, caption="Original", width="stretch", clamp=True)
-        right.image(overlay(result.display, result.heatmap, opacity),
-                    caption=f"Grad-CAM: regions that raised the {positive.lower()} score", width="stretch")
+        show_study(result, evidence, threshold, positive, opacity, key=str(index + 1), title=result.filename)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import tensorflow as tf
+
+from medcore import config as medcore_config
 
 _strategy: tf.distribute.Strategy | None = None
 
@@ -17,7 +18,7 @@ def gpus() -> list:
 def cluster() -> dict | None:
     """TF_CONFIG's cluster when it names more than one worker (training across processes or machines), else None."""
     try:
-        config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+        config = json.loads(medcore_config.tf_config() or "{}")
     except ValueError:
         return None
     workers = config.get("cluster", {}).get("worker", [])

@@ -1,0 +1,90 @@
+"""PACS worklist: today's (or a chosen range of) chest studies in triage order; open one for its result, beside the
+patient's prior film; confirm or correct the finding."""
+
+import datetime
+
+import pandas as pd
+import streamlit as st
+
+from medcore.metrics import format_probability
+from medcore.pacs import analysis, feedback, worklist
+from medcore.pacs.client import PacsClient, PacsUnavailable
+from views.common import current_user, escape_markdown, xray_model
+from views.study_view import show_study
+
+st.title("PACS worklist")
+model = xray_model()
+if model is None:
+    st.stop()
+st.caption("Chest studies from the hospital's PACS, flagged first (highest probability first), then the others, "
+           "then those not yet analysed, then those refused. Patient names and ids are shown here to identify the "
+           "patient; MedCore does not log them.")
+
+today = datetime.date.today()
+chosen = st.date_input("Studies from", (today, today), max_value=today, format="YYYY-MM-DD", key="worklist-range")
+first_day, last_day = (chosen if isinstance(chosen, (tuple, list)) and len(chosen) == 2 else (today, today))
+try:
+    client = PacsClient()
+    rows = worklist.worklist(client, model.version, model.threshold, first_day, last_day)
+except PacsUnavailable as exc:
+    st.error(f"{exc} The worklist shows again once the PACS answers; uploads on the Chest X-ray page still work.",
+             icon=":material/cloud_off:")
+    st.stop()
+
+if not rows:
+    st.info("No chest study in the PACS for these dates.")
+    st.stop()
+table = pd.DataFrame([{"": "🔴" if r.state == "flagged" else "", "state": r.state,
+                       f"{model.positive_label.lower()} probability": r.probability,
+                       "patient": r.study.patient_name.replace("^", " "), "patient id": r.study.patient_id,
+                       "study date": r.study.when, "accession": r.study.accession_number,
+                       "note": r.detail} for r in rows])
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    f"{model.positive_label.lower()} probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                    max_value=1)})
+
+labels = {r.study.study_uid: f"{r.study.patient_name.replace('^', ' ')} ({r.study.patient_id}) · {r.study.when} · "
+                             f"{r.study.accession_number} · {r.state}" for r in rows}
+study_uid = st.selectbox("Open a study", list(labels), format_func=labels.get, index=None,
+                         placeholder="Choose a study to see its result", key="worklist-study")
+if study_uid is None:
+    st.stop()
+row = next(r for r in rows if r.study.study_uid == study_uid)
+opened = st.session_state.setdefault("worklist_opened", {})
+try:
+    if (study_uid, model.version) not in opened:
+        with st.spinner("Fetching the film from the PACS and analysing it…"):
+            opened[(study_uid, model.version)] = analysis.view_study(client, model, study_uid, current_user())
+            prior = worklist.prior_study(client, row.study)
+            opened[(study_uid, "prior")] = (prior, analysis.view_study(client, model, prior.study_uid, current_user())
+                                            if prior else None)
+    shown = opened[(study_uid, model.version)]
+    prior, prior_analysis = opened[(study_uid, "prior")]
+except (PacsUnavailable, analysis.NotAChestStudy) as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+
+evidence, threshold = model.operating_evidence(), model.threshold
+opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="worklist-opacity")
+with st.container(border=True):
+    show_study(shown.result, evidence, threshold, model.positive_label, opacity, key="current",
+               title=f"{row.study.patient_name.replace('^', ' ')} · {row.study.when} · {row.study.accession_number}")
+if prior is not None and prior_analysis is not None:
+    with st.container(border=True):
+        st.markdown(f"**Prior chest film of this patient**, {prior.when} (accession "
+                    f"{escape_markdown(prior.accession_number)})")
+        show_study(prior_analysis.result, evidence, threshold, model.positive_label, opacity, key="prior")
+
+with st.form("worklist-feedback"):
+    st.markdown("**Confirm or correct the finding** (stored against this film's DICOM instance, without names or "
+                "pixels; the performance page counts MedCore's agreement).")
+    label = st.radio("The film shows", feedback.LABELS, horizontal=True, index=None, key="worklist-label")
+    if st.form_submit_button("Save the finding", icon=":material/task_alt:"):
+        if label is None:
+            st.warning("Choose NORMAL or PNEUMONIA first.")
+        else:
+            feedback.confirm(shown.sop_uid, shown.study_uid, shown.series_uid, label, model.version,
+                             shown.result.probability, shown.result.decision, current_user())
+            said = (f"{shown.result.decision} at {format_probability(shown.result.probability)}"
+                    if shown.result.probability is not None else "no decision (the film was refused)")
+            st.success(f"Saved: {label}. MedCore said {said}.")
