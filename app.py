@@ -33,7 +33,8 @@ def _first_start() -> str | None:
 @st.cache_resource(show_spinner=False)
 def _pacs_watcher() -> bool:
     """Once per server process, with MEDCORE_PACS_WATCH=1: the PACS watcher on a thread beside the app (the one-machine
-    form of `medcore pacs watch`; it claims each study in the store, so it never repeats another watcher's work)."""
+    form of `medcore pacs watch`; it claims each study in the store, so it never repeats another watcher's work). It
+    starts with the server's first page run (Streamlit has no start-up hook)."""
     if not (config.pacs_watch_in_app() and config.pacs_settings()["url"]):
         return False
     import threading

@@ -90,7 +90,16 @@ def structured_report(source: pydicom.Dataset, model_version: str, probability: 
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MEDCORE_MANUFACTURER,
         series_description=DISCLAIMER[:64], is_complete=True, is_final=False)
     sr.SpecificCharacterSet = "ISO_IR 192"
+    _dated(sr)
     return sr
+
+
+def _dated(dataset: pydicom.Dataset) -> None:
+    """When MedCore made the series (viewers sort and show series by it)."""
+    import datetime
+
+    now = datetime.datetime.now()
+    dataset.SeriesDate, dataset.SeriesTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
 
 
 def device_uid(model_version: str) -> str:
@@ -115,6 +124,7 @@ def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_vers
     capture.ImageComments = DISCLAIMER
     capture.Laterality = ""  # type 2C: the chest is not a paired part
     capture.SpecificCharacterSet = "ISO_IR 192"
+    _dated(capture)
     return capture
 
 
