@@ -101,7 +101,12 @@ class ModelInfo:
     def external_metrics(self) -> dict[str, Any] | None:
         """Figures on new patients (the external sample), where they were measured for this version's weights."""
         external = self.meta.get("external")
-        return None if external is None else {"source": external["source"], "metrics": external["figures"]}
+        if external is None:
+            return None
+        note = ("later children of the same hospital, the lockbox's reporting part; the recipe was chosen on films "
+                "from the same source" if external.get("part") == "reporting" else
+                "later children of the same hospital, on which the recipe was chosen: optimistic")
+        return {"source": external["source"], "metrics": external["figures"], "part_note": note}
 
     @property
     def baseline_metrics(self) -> dict[str, Any] | None:

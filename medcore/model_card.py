@@ -460,21 +460,36 @@ FIGURES_HEADER = ("| | films | AUC | accuracy | sensitivity | specificity | ECE 
 
 
 def external_section(meta: dict[str, Any]) -> str:
-    """New patients, measured (never fitted on) by `medcore evaluate xray --record-external`."""
-    external = meta.get("external")
-    if not external:
+    """New patients, measured (never fitted on) by `medcore evaluate xray --record-external`, on the external
+    sample's reporting part (the lockbox) and, for comparing ideas, its choosing part."""
+    external, choosing, box = meta.get("external"), meta.get("external_choosing"), meta.get("lockbox")
+    if not external and not choosing:
         return ""
+    rows = [figures_row("internal validation", (external or choosing)["internal"])]
+    if choosing:
+        rows.append(figures_row("new patients, choosing part (ideas compared here)", choosing["figures"]))
+    if external and external.get("part") == "reporting":
+        rows.append(figures_row("**new patients, reporting part (the release's figures)**", external["figures"]))
+    elif external:
+        rows.append(figures_row("new patients, whole sample (before the lockbox)", external["figures"]))
+    uses = ""
+    if box:
+        listed = "; ".join(f"{u['at']}{' (forced)' if u['forced'] else ''}" for u in box["uses"])
+        uses = (f"\nThe reporting part (fingerprint `{box['fingerprint'][:16]}…`) was scored {len(box['uses'])} "
+                f"time(s) for this model: {listed}. A second scoring is refused unless forced, and forced ones are "
+                "listed here.\n")
+    source = (external or choosing)
     return f"""
 ## New patients (external sample, measured only)
-`{external['command']}` on {external['measured_at']}: folder `{external['source']}` (fingerprint
-`{external['fingerprint'][:16]}…`), children from the same hospital's later test set, never trained on. Nothing
-about this model (weights, epoch, calibration, threshold, perturbation strengths) was fitted or chosen on it; the
-recipe itself was chosen among the ideas measured below on these films, so expect slightly lower figures on patients
-held back elsewhere. 95 % intervals: Wilson for proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
-
+`{source['command']}` on {source['measured_at']}: {source['source']}; children from the same hospital's later test
+set, never trained on. Nothing about this model (weights, epoch, calibration, threshold, perturbation strengths) was
+fitted on it. The external sample is split once by patient (`medcore/training/lockbox.py`): every idea is compared on
+the *choosing* part, and the *reporting* part gives the release's figures; the recipe was still chosen on films from
+the same source, so expect somewhat lower figures on patients held back elsewhere. 95 % intervals: Wilson for
+proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
+{uses}
 {FIGURES_HEADER}
-{figures_row("internal validation", external['internal'])}
-{figures_row("new patients", external['figures'])}
+{chr(10).join(rows)}
 """
 
 

@@ -32,7 +32,7 @@ def xray_banner(model: ModelInfo) -> str:
             f"{escape_markdown(evidence['source'].capitalize())}: "
             f"{operating_figures(metrics)}, AUC {metrics['auc']:.3f}.")
     if external and not model.meta.get("local_validation"):
-        text += (f" On {external['metrics']['n']} new patients (later children of the same hospital): "
+        text += (f" On {external['metrics']['n']} new patients ({escape_markdown(external['part_note'])}): "
                  f"{operating_figures(external['metrics'])}.")
     elif not model.meta.get("local_validation"):
         text += " On new patients from elsewhere expect a lower specificity."

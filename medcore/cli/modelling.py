@@ -39,7 +39,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         if not args.model:
             raise ValueError("--record-external needs --model FOLDER (an unregistered model folder).")
-        external = record_external(Path(args.model), Path(args.data), "medcore " + " ".join(sys.argv[1:]))
+        external = record_external(Path(args.model), Path(args.data), "medcore " + " ".join(sys.argv[1:]),
+                                   part=args.part, force=args.force)
         print(f"medcore: recorded in {args.model} (external.npz, meta.json, model_card.md)", file=sys.stderr)
         result = external["figures"]
     else:
@@ -159,6 +160,10 @@ def register(commands) -> None:
     xray.add_argument("--record-external", action="store_true",
                       help="also store the scores and figures on these new patients in the --model folder and its "
                            "card (measurement only; not for a registered version)")
+    xray.add_argument("--part", choices=("choosing", "reporting"), default="reporting",
+                      help="with --record-external: the external sample's part (split by patient, fixed seed): "
+                           "'choosing' for comparing ideas, 'reporting' for a release's figures (once per model)")
+    xray.add_argument("--force", action="store_true", help="with --part reporting: score it again (recorded)")
 
     refit = commands.add_parser("quality-refit", help="recompute a model's out-of-distribution reference")
     xray = refit.add_subparsers(dest="task", required=True).add_parser("xray")

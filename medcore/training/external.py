@@ -21,6 +21,7 @@ from medcore.imaging import folders
 from medcore.imaging.service import load_xray_model, score_files
 from medcore.metrics import binary_figures
 from medcore.model_card import xray_model_card
+from medcore.training import lockbox
 
 
 def ensure_unregistered(model_dir: Path) -> Path:
@@ -42,21 +43,33 @@ def add_to_card(model_dir: Path, key: str, value: Any) -> dict:
     return meta
 
 
-def record_external(model_dir: Path, data_dir: Path, command: str) -> dict:
-    """Score the model on data_dir, store scores and figures in the folder, rewrite its card; return the figures."""
-    model_dir = Path(model_dir).resolve()
-    if registry.models_dir().resolve() in model_dir.parents:
-        raise ValueError(f"{model_dir} is a registered version, and registered versions never change.")
+def record_external(model_dir: Path, data_dir: Path, command: str, part: str = "reporting",
+                    force: bool = False) -> dict:
+    """Score the model on one part of the external sample (training.lockbox), store scores and figures in the
+    folder, rewrite its card; return the figures.
+
+    part "reporting": the release's new-patient figures (meta["external"], external.npz), once per model unless
+    forced (each use recorded in meta["lockbox"]); part "choosing": figures for comparing ideas
+    (meta["external_choosing"]), as often as wanted.
+    """
+    model_dir = ensure_unregistered(model_dir)
     model = load_xray_model(model_dir)
-    folder = folders.list_image_folder(Path(data_dir), tuple(model.labels))
+    folder = lockbox.split(Path(data_dir))[part]
+    fingerprint = folders.fingerprint(folder.files, folder.labels)
+    if part == "reporting":
+        box = lockbox.record_use(model.meta, fingerprint, command, force)
     scores = score_files(model, folder.files)
     y_true = folder.labels[scores.readable]
     validation = model.validation_predictions()
     external = {
-        "source": Path(data_dir).resolve().name, "fingerprint": folders.fingerprint(folder.files, folder.labels),
-        "measured_at": time.strftime("%Y-%m-%d"), "command": command,
+        "source": f"{Path(data_dir).resolve().name}, {part} part ({len(folder.files)} films of "
+                  f"{len(set(folder.groups))} patients; split by patient, seed {lockbox.SEED})",
+        "part": part, "fingerprint": fingerprint, "measured_at": time.strftime("%Y-%m-%d"), "command": command,
         "n_unreadable": int((~scores.readable).sum()), "n_atypical": int(scores.atypical.sum()),
         "figures": binary_figures(y_true, scores.probabilities, model.threshold),
         "internal": binary_figures(validation["y_true"], validation["prob"], model.threshold)}
+    if part == "choosing":
+        return add_to_card(model_dir, "external_choosing", external)["external_choosing"]
     np.savez_compressed(model_dir / EXTERNAL_FILE, y_true=y_true.astype(np.int8), logit=scores.logits.astype(np.float32))
+    add_to_card(model_dir, "lockbox", box)
     return add_to_card(model_dir, "external", external)["external"]
