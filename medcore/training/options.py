@@ -53,6 +53,11 @@ class XrayTrainingOptions:
     shift_calibration: bool = option(True, "fit calibration and threshold on the validation films plus perturbed "
                                      "copies that imitate other hospitals' films", flag="--no-shift-calibration",
                                      label="Calibrate for other hospitals' films")
+    teacher: str = option("", "a trained X-ray model folder (e.g. the ensemble) to distil: each member learns from "
+                              "the teacher's softened outputs on the training films as well as the labels")
+    distill_alpha: float = option(0.5, "with --teacher: the labels' share of the loss (the rest: the teacher's)")
+    distill_temperature: float = option(2.0, "with --teacher: both logits are divided by this before they are "
+                                              "compared (softer targets carry more of the teacher's ranking)")
 
 
 @dataclass

@@ -70,7 +70,9 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTraini
     """Shuffled, batched, augmented (radiograph-safe) training films: central and federated training alike."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.float32)[:, None]))
+    targets = labels.astype(np.float32)
+    targets = targets[:, None] if targets.ndim == 1 else targets  # (label) or (label, teacher's logit)
+    ds = tf.data.Dataset.from_tensor_slices((images, targets))
     shard = tf.data.Options()  # across workers each takes its share of every batch (the same shuffle everywhere)
     shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(shard).shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
@@ -207,13 +209,20 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
     seed = options.seed + 1000 * index
     keras.utils.set_random_seed(seed)
     steps_per_epoch = int(np.ceil(len(x_train) / options.batch_size))
+    weights = datasets.class_weights(y_train if y_train.ndim == 1 else y_train[:, 0].astype(int)) \
+        if options.class_weighting else None
     with strategy.scope():
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=options.learning_rate / 20, decay_steps=steps_per_epoch * options.epochs,
             warmup_target=options.learning_rate, warmup_steps=steps_per_epoch, alpha=0.01)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
-        member.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                       metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
+        if y_train.ndim == 2:  # distillation: the labels and the teacher's logits
+            member.compile(optimizer=optimizer, loss=distillation_loss(options, weights),
+                           metrics=[hard_label_auc()])
+            weights = None  # inside the loss (fit's class_weight reads a one-column target)
+        else:
+            member.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                           metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
     best = {"auc": -1.0, "epoch": 0, "weights": None}
     total = options.epochs * options.members
 
@@ -237,7 +246,6 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
                 self.model.stop_training = True
 
     options_for_data = replace(options, seed=seed)
-    weights = datasets.class_weights(y_train) if options.class_weighting else None
     dataset = training_dataset(x_train, y_train, options_for_data)
     if device.is_multi_worker(strategy):
         _fit_across_workers(member, optimizer, dataset, options.epochs, options.batch_size, weights, strategy,
@@ -247,6 +255,50 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
     if best["weights"] is not None:
         member.set_weights(best["weights"])
     return best["epoch"], best["auc"]
+
+
+def distillation_loss(options: XrayTrainingOptions, class_weight: dict | None):
+    """Knowledge distillation (Hinton et al. 2015) for one logit: alpha x the class-weighted cross-entropy with the
+    label, plus (1 - alpha) x T^2 x the cross-entropy between the teacher's and the student's sigmoid at temperature
+    T. The target is (label, teacher's logit) per film."""
+    import tensorflow as tf
+
+    alpha, temperature = options.distill_alpha, options.distill_temperature
+    weights = tf.constant([class_weight[0], class_weight[1]] if class_weight else [1.0, 1.0], tf.float32)
+
+    def loss(target, logit):
+        label, teacher = target[:, :1], target[:, 1:2]
+        sample = tf.gather(weights, tf.cast(label[:, 0], tf.int32))[:, None]
+        hard = tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logit) * sample
+        soft = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.sigmoid(teacher / temperature),
+                                                       logits=logit / temperature) * temperature ** 2
+        return tf.reduce_mean(alpha * hard + (1 - alpha) * soft)
+
+    return loss
+
+
+def hard_label_auc():
+    """Training AUC against the labels alone, when the target also carries the teacher's logit."""
+    import keras
+
+    class HardLabelAUC(keras.metrics.AUC):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(y_true[:, :1], y_pred, sample_weight)
+
+    return HardLabelAUC(from_logits=True, name="auc")
+
+
+def teacher_targets(options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(label, teacher's logit) per training film, and what the model card records of the teacher."""
+    from medcore.imaging.model import load_artifact
+
+    teacher = load_artifact(Path(options.teacher))
+    if teacher.image_size != options.image_size:
+        raise ValueError(f"The teacher reads {teacher.image_size} px films; the student must too (--image-size).")
+    logits = predict_logits(teacher.network, x_train)
+    return np.stack([y_train.astype(np.float32), logits.astype(np.float32)], axis=1), {
+        "teacher": teacher.version, "alpha": options.distill_alpha, "temperature": options.distill_temperature,
+        "targets": "the teacher's raw logits on the training films (not augmented), softened by the temperature"}
 
 
 def predict_logits(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -343,7 +395,12 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                                                           options.image_size, options.seed)
         options = replace(options, class_weighting=False)  # the classes are balanced by the synthetic films
 
+    distillation = None
+    if options.teacher:
+        y_train, distillation = teacher_targets(options, x_train, y_train)
     strategy = device.training_strategy()
+    if distillation and device.is_multi_worker(strategy):
+        raise ValueError("Distillation runs on one process (--teacher without --workers).")
     with strategy.scope():
         network, members = build_xray_ensemble(options.image_size, options.width, options.members)
     history: list[dict] = []
@@ -383,6 +440,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                  "train_counts": np.bincount(folder.labels[train_idx]).tolist(),
                  "val_counts": np.bincount(y_val).tolist(), "skipped": loaded.skipped,
                  **({"synthetic": synthetic} if synthetic else {})},
+        **({"distillation": distillation} if distillation else {}),
         "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
                      "best_epoch": best_epochs[0] if best_epochs else 0, "best_epochs": best_epochs,
