@@ -102,7 +102,7 @@ async def clinician(browser, url: str, index: int, sessions: int, film: bytes, o
         await page.get_by_text("Operating threshold").wait_for(timeout=180_000)
         own = f"session{index:02d}.png"
         started = time.perf_counter()
-        await page.locator("input[type=file]").set_input_files([{"name": own, "mimeType": "image/png",
+        await page.locator("input[type=file]").set_input_files(timeout=180_000, files=[{"name": own, "mimeType": "image/png",
                                                                 "buffer": film}])
         await page.get_by_text("1 studies:").wait_for(timeout=180_000)
         await page.get_by_text("Grad-CAM: regions").first.wait_for(timeout=180_000)
