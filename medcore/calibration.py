@@ -74,12 +74,19 @@ def fit(method: str, logits: np.ndarray, y_true: np.ndarray, base: dict | None =
 
 
 def apply(logits: np.ndarray, params: dict) -> np.ndarray:
-    """A stored binary map applied to logits."""
+    """A stored binary map applied to logits; then, after an adaptation to a hospital's prevalence
+    (training.adaptation), Bayes' shift of the log-odds."""
     if params.get("method", "platt") in ("platt", "intercept"):
-        return apply_platt(logits, params)
-    if params["method"] == "isotonic":
-        return np.interp(np.asarray(logits, dtype=np.float64), params["x"], params["y"])
-    raise ValueError(f"Unknown calibration method {params['method']!r}.")
+        probabilities = apply_platt(logits, params)
+    elif params["method"] == "isotonic":
+        probabilities = np.interp(np.asarray(logits, dtype=np.float64), params["x"], params["y"])
+    else:
+        raise ValueError(f"Unknown calibration method {params['method']!r}.")
+    shift = params.get("prior_logit_shift") or 0.0
+    if not shift:
+        return probabilities
+    p = np.clip(probabilities, 1e-9, 1 - 1e-9)
+    return 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift)))
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

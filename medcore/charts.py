@@ -275,3 +275,13 @@ def reliability_overlay_figure(reports: list[dict]) -> go.Figure:
     figure.update_layout(title="Calibration (reliability)", xaxis_title="mean predicted probability",
                          yaxis_title="observed frequency", xaxis_range=[0, 1], yaxis_range=[0, 1], **LAYOUT)
     return figure
+
+
+def adaptation_figure(before: list[float], after: list[float]) -> go.Figure:
+    """The local films' logits before and after an adaptation: how far it moved them."""
+    figure = go.Figure([go.Histogram(x=before, name=f"before (production, n = {len(before)})", opacity=0.6,
+                                     histnorm="percent", nbinsx=40),
+                        go.Histogram(x=after, name="after (adapted)", opacity=0.6, histnorm="percent", nbinsx=40)])
+    figure.update_layout(**LAYOUT, title="Your films' scores (logits) before and after adaptation", barmode="overlay",
+                         xaxis={"title": "logit (towards pneumonia →)"}, yaxis={"title": "% of films"})
+    return figure

@@ -61,6 +61,12 @@ class ModelFamily:
     compare: Ref
     comparison_metrics: tuple[str, ...]  # the rows of a candidate-against-production table
     listing_metrics: tuple[str, ...]  # the validation figures shown in version listings
+    admin_tools: tuple[str, ...] = ()  # what else the admin page offers for it: ADMIN_TOOLS' keys
+
+
+ADMIN_TOOLS = {  # tool key -> the admin page's tab (or section) title
+    "local_validation": "Local validation", "adaptation": "Adaptation (no labels)",
+    "synthetic_films": "Synthetic films", "federated": "Federated training across hospitals (Flower)"}
 
 
 XRAY = ModelFamily(
@@ -74,6 +80,7 @@ XRAY = ModelFamily(
     compare=Ref("medcore.training.compare", "compare_xray"),
     comparison_metrics=("auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"),
     listing_metrics=("auc", "sensitivity", "specificity"),
+    admin_tools=("local_validation", "adaptation", "synthetic_films", "federated"),
 )
 
 NOTES = ModelFamily(

@@ -70,7 +70,12 @@ def _safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 
 
 def _find_root(folder: Path, data_kind: str) -> Path:
-    """The class-folder root (image folders) or the one CSV (notes) inside an unpacked upload."""
+    """The class-folder root (image folders), the folder itself (unlabelled images) or the one CSV (notes) inside an
+    unpacked upload."""
+    if data_kind == "unlabelled_images":
+        if not any(p.suffix == ".png" for p in folder.rglob("*.png")):
+            raise UploadRejected("The zip holds no readable film.")
+        return folder
     if data_kind == "image_folder":
         for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
             if (candidate / "NORMAL").is_dir() and (candidate / "PNEUMONIA").is_dir():
@@ -101,7 +106,7 @@ def _unpack(archive: zipfile.ZipFile, folder: Path, data_kind: str) -> dict:
     counts = {"files": 0, "dropped_not_data": 0, "dropped_unreadable": 0, "dropped_synthetic": 0}
     for member in _safe_members(archive):
         relative = PurePosixPath(member.filename.replace("\\", "/"))
-        if data_kind == "image_folder":
+        if data_kind in ("image_folder", "unlabelled_images"):
             data = _pixels_only(archive.read(member), relative.name)
             if isinstance(data, str):
                 counts[f"dropped_{data}" if relative.suffix.lower() in IMAGE_SUFFIXES else "dropped_not_data"] += 1
@@ -128,10 +133,12 @@ def _remove_stale_temporaries() -> None:
             pass  # removed by another process meanwhile
 
 
-def save_upload(task: str, name: str, data: bytes) -> Path:
+def save_upload(task: str, name: str, data: bytes, unlabelled: bool = False) -> Path:
     """Store an uploaded zip (any task) or CSV (notes) in a folder of its own; return the data-set path a job can
-    train on. The folder belongs to the caller: `discard` it when done."""
+    train on. The folder belongs to the caller: `discard` it when done. unlabelled: any layout of films (for an
+    adaptation without labels), folder names ignored."""
     family = tasks.get(task).family
+    data_kind = "unlabelled_images" if unlabelled else family.data_kind
     uploads_dir().mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries()
     tmp = uploads_dir() / f".tmp-{secrets.token_hex(8)}"
@@ -142,11 +149,11 @@ def save_upload(task: str, name: str, data: bytes) -> Path:
             counts = {"files": 1}
         elif zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                counts = _unpack(archive, tmp, family.data_kind)
+                counts = _unpack(archive, tmp, data_kind)
         else:
             raise UploadRejected("Upload a .zip (X-ray: NORMAL/ and PNEUMONIA/ folders; notes: one CSV) "
                                  "or, for notes, a .csv file.")
-        _find_root(tmp, family.data_kind)
+        _find_root(tmp, data_kind)
         (tmp / COMPLETE).write_text(json.dumps(counts))
         target = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:16]}-{secrets.token_hex(4)}"
         tmp.rename(target)
@@ -156,7 +163,7 @@ def save_upload(task: str, name: str, data: bytes) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _find_root(target, family.data_kind)
+    return _find_root(target, data_kind)
 
 
 class PathNotAllowed(UploadRejected):

@@ -11,7 +11,8 @@ from medcore.artifacts import ModelLoadError
 from medcore.gan import retention, usefulness
 from medcore.gan.network import load_generator, marked_film
 from medcore.training import compare
-from medcore.training.local_calibration import LocalDataError, calibrate_and_register
+from medcore.training.adaptation import AdaptationRefused
+from medcore.training.local_calibration import LocalDataError, adapt_and_register, calibrate_and_register
 from medcore.training.options import form_specs
 from medcore.training.progress import Stage, epoch_label, epoch_step
 from medcore.uploads import UploadRejected, save_upload
@@ -367,6 +368,56 @@ def local_validation_form() -> None:
         promote_or_discard("xray", entry.version)
 
 
+def adaptation_form(task: tasks.Task) -> None:
+    """Adapt production to the hospital's own films without labels (AdaBN, prevalence): a candidate version."""
+    st.markdown("Many hospitals have thousands of films without confirmed findings. Adaptation re-estimates the "
+                "network's batch-normalisation statistics on your films (AdaBN) and your share of pneumonia (EM on "
+                "the model's probabilities) and registers the result as a **candidate version**, without labels. "
+                "Sub-folder names are never read as labels. Check it with a local validation before promoting.")
+    with st.form("adaptation"):
+        path = st.text_input("Folder of your films on the server (any layout)",
+                             placeholder=str(config.data_dir() / "chest_xray" / "local_unlabelled"))
+        upload = st.file_uploader("…or upload a zip of films", type=["zip"], max_upload_size=64)
+        left, right = st.columns(2)
+        batch_norm = left.checkbox("Re-estimate batch-normalisation statistics (AdaBN)", True)
+        prevalence = right.checkbox("Re-estimate the share of pneumonia (EM)", True)
+        submitted = st.form_submit_button("Adapt", type="primary", icon=":material/tune:")
+    if submitted:
+        data_path = None
+        try:
+            if upload is not None:
+                data_path = save_upload(task.key, upload.name, upload.getvalue(), unlabelled=True)
+            elif path.strip():
+                data_path = Path(path.strip()).expanduser()
+            else:
+                raise UploadRejected("Give a path on the server or upload the films.")
+            with st.spinner("Reading your films and adapting…"):
+                st.session_state["adaptation_result"] = adapt_and_register(
+                    task.key, data_path, admin, config.store_dir() / "adaptation", batch_norm, prevalence,
+                    uploaded=upload is not None)
+        except (AdaptationRefused, UploadRejected, auth.NotAllowed, registry.RegistryError, ValueError) as exc:
+            st.error(escape_markdown(str(exc)))
+        finally:
+            if upload is not None and data_path is not None:
+                discard_upload(data_path)
+    result = st.session_state.get("adaptation_result")
+    if result is None:
+        return
+    entry = registry.get(task.key, result["version"])
+    record = result["adaptation"]
+    st.subheader(f"Adapted candidate `{entry.version}`")
+    for warning in record["warnings"]:
+        st.warning(escape_markdown(warning), icon=":material/warning:")
+    prevalence_text = (f"share of pneumonia {record['prevalence']['trained']:.0%} at training, "
+                       f"{record['prevalence']['estimated_local']:.0%} estimated on your films"
+                       if record["prevalence"] else "share of pneumonia unchanged")
+    st.markdown(f"Based on `{record['based_on']}`, from {record['films']} films ({record['unreadable']} unreadable); "
+                f"{prevalence_text}; status **{entry.status}**.")
+    st.plotly_chart(charts.adaptation_figure(result["logits_before"], result["logits_after"]), key="adaptation-chart")
+    if entry.status == "candidate":
+        promote_or_discard(task.key, entry.version)
+
+
 def versions_table(task: tasks.Task, versions: list[registry.ModelVersion]) -> pd.DataFrame:
     rows = []
     for v in versions:
@@ -385,16 +436,17 @@ task = tasks.get(st.selectbox("Model", tasks.KEYS, format_func=lambda key: tasks
 current = registry.production(task.key)
 shown_production = current.version if current else None  # promote/roll back only if it is still this one
 shown_productions = {task.key: shown_production}
-if task.key == "xray":  # the film generator's versions are decided on this page's Synthetic films tab
+tools = task.family.admin_tools  # what this kind of model offers besides retraining (tasks.ADMIN_TOOLS)
+if "synthetic_films" in tools:  # the film generator's versions are decided on this page's Synthetic films tab
     generator_in_production = registry.production("xray_gan")
     shown_productions["xray_gan"] = generator_in_production.version if generator_in_production else None
 show_outcome()
 if current is not None:
     st.markdown(f"In production: `{current.version}` ({current.origin}, registered {when(current.created_at)} "
                 f"by {escape_markdown(current.created_by)}).")
-tab_names = ["Retrain", "Versions and rollback"] + (["Local validation", "Synthetic films"] if task.key == "xray"
-                                                     else [])
-retrain_tab, versions_tab, *xray_tabs = st.tabs(tab_names)
+tab_tools = [tool for tool in tools if tool != "federated"]  # federated training sits in the Retrain tab
+retrain_tab, versions_tab, *tool_tabs = st.tabs(["Retrain", "Versions and rollback"]
+                                                + [tasks.ADMIN_TOOLS[tool] for tool in tab_tools])
 all_jobs = jobs.list_jobs()
 running = next((j for j in all_jobs if j.active), None)
 
@@ -405,8 +457,8 @@ with retrain_tab:
         live_progress(running.id)
     else:
         start_form(task)
-        if task.key == "xray":
-            with st.expander("Federated training across hospitals (Flower)", icon=":material/hub:"):
+        if "federated" in tools:
+            with st.expander(tasks.ADMIN_TOOLS["federated"], icon=":material/hub:"):
                 federated_form(task)
     finished = next((j for j in all_jobs if j.task == task.key and not j.active), None)
     if finished is not None and running is None:
@@ -430,9 +482,11 @@ with versions_tab:
                                 "replaced": h["previous"] or "", "by": h["by"]} for h in registry.history(task.key)]),
                  hide_index=True, width="stretch")
 
-if xray_tabs:
-    local_tab, synthetic_tab = xray_tabs
-    with local_tab:
-        local_validation_form()
-    with synthetic_tab:
-        synthetic_films_tab(running, next((j for j in all_jobs if j.task == "xray_gan" and not j.active), None))
+for tool, tab in zip(tab_tools, tool_tabs):
+    with tab:
+        if tool == "local_validation":
+            local_validation_form()
+        elif tool == "adaptation":
+            adaptation_form(task)
+        elif tool == "synthetic_films":
+            synthetic_films_tab(running, next((j for j in all_jobs if j.task == "xray_gan" and not j.active), None))

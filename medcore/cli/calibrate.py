@@ -50,6 +50,18 @@ def _confirmed_from_pacs() -> Path:
     return feedback.confirmed_films_folder(PacsClient(), rows)
 
 
+def cmd_adapt_xray(args: argparse.Namespace) -> int:
+    """`medcore adapt xray --data DIR`: production adapted to unlabelled local films, registered as a candidate."""
+    from medcore.training.local_calibration import adapt_and_register
+
+    result = adapt_and_register("xray", Path(args.data), operator(), config.store_dir() / "adaptation",
+                                batch_norm=not args.no_batch_norm, prevalence=not args.no_prevalence)
+    for warning in result["adaptation"]["warnings"]:
+        print(f"medcore: warning: {warning}", file=sys.stderr)
+    emit({"version": result["version"], "status": result["status"], **result["adaptation"]})
+    return 0
+
+
 def register(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="local validation and recalibration of production on your "
                                                       "own labelled films").add_subparsers(dest="task", required=True)
@@ -63,3 +75,13 @@ def register(commands) -> None:
                                                            "(default: the model's own, 0.95)")
     xray.add_argument("--json", action="store_true", help="print one JSON object")
     xray.set_defaults(func=cmd_calibrate_xray)
+
+    adapt = commands.add_parser("adapt", help="adapt production to a hospital's films without labels (a candidate "
+                                              "version)").add_subparsers(dest="task", required=True)
+    xray = adapt.add_parser("xray", help="re-estimate batch-normalisation statistics (AdaBN) and the share of "
+                                         "pneumonia (EM) on DIR's films, searched recursively (folder names ignored)")
+    xray.add_argument("--data", required=True, help="any folder of films (at least 200)")
+    xray.add_argument("--no-batch-norm", action="store_true", help="leave the batch-normalisation statistics")
+    xray.add_argument("--no-prevalence", action="store_true", help="leave the share of pneumonia")
+    xray.add_argument("--json", action="store_true", help="print one JSON object (always JSON)")
+    xray.set_defaults(func=cmd_adapt_xray)

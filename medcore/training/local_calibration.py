@@ -192,3 +192,35 @@ def calibrate_and_register(data_dir: Path, user: auth.User, work_dir: Path, min_
     audit.record(user.name, "calibrate:xray", "candidate registered", entry.version, based_on=result["based_on"],
                  method=result["method"], n=result["n_normal"] + result["n_pneumonia"])
     return {**result, "status": entry.status}
+
+
+def adapt_and_register(task: str, data_dir: Path, user: auth.User, work_dir: Path, batch_norm: bool = True,
+                       prevalence: bool = True, uploaded: bool = False) -> dict[str, Any]:
+    """Adapt production to unlabelled local films (training.adaptation) and register it as a candidate (admin only).
+    Returns the version, the adaptation's record, and the logits before and after (for the page's chart)."""
+    from medcore.training.adaptation import adapt_xray
+
+    user = auth.require_admin(user)
+    try:
+        if uploaded:
+            uploads.own_upload(Path(data_dir))
+        elif not user.operator:
+            uploads.allowed_data_path(Path(data_dir))
+    except uploads.PathNotAllowed as exc:
+        raise LocalDataError(str(exc)) from exc
+    current = registry.production(task)
+    if current is None:
+        raise LocalDataError("There is no production model to adapt.")
+    registry.verify(current)
+    out = Path(work_dir) / f"adapted-{secrets.token_hex(4)}"
+    try:
+        record = adapt_xray(current.path, Path(data_dir), out, batch_norm, prevalence)
+        with np.load(out / "adaptation.npz") as arrays:
+            before, after = arrays["logits_before"].tolist(), arrays["logits_after"].tolist()
+        entry = registry.register(task, out, user.name, origin="adaptation")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    audit.record(user.name, f"adapt:{task}", "candidate registered", entry.version, based_on=record["based_on"],
+                 films=record["films"], batch_norm=bool(batch_norm), prevalence=bool(prevalence))
+    return {"version": entry.version, "status": entry.status, "adaptation": record, "logits_before": before,
+            "logits_after": after}
