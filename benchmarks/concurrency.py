@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "concurrency test secret"
 ADMIN = ("chief", "concurrency admin secret")
+# On 2 cores twenty browsers take most of the CPU: a step may wait minutes for its turn. A slow step is measured,
+# not counted as an error; only a step that never comes (10 minutes) is.
+WAIT_MS = 600_000
 WORDS = ["fever", "cough", "chills", "headache", "rash", "itching", "nausea", "fatigue"]
 
 
@@ -47,7 +50,7 @@ class Outcome:
         self.timings.setdefault(action, []).append(seconds)
 
 
-FINDING = re.compile(r"^(Most likely|Uncertain): ")
+FINDING = re.compile(r"^(Most likely|One of|Uncertain): ")
 
 
 def _free_port() -> int:
@@ -90,22 +93,23 @@ async def _sign_in(page, url: str, name: str, password: str, outcome: Outcome) -
     await page.get_by_role("textbox", name="Password").fill(password)
     started = time.perf_counter()
     await page.get_by_role("button", name="Sign in").click()
-    await page.get_by_text("Signed in as").wait_for(timeout=180_000)
+    await page.get_by_text("Signed in as").wait_for(timeout=WAIT_MS)
     outcome.time("sign in", time.perf_counter() - started)
 
 
 async def clinician(browser, url: str, index: int, sessions: int, film: bytes, outcome: Outcome) -> None:
     context = await browser.new_context(viewport={"width": 1300, "height": 1400})
+    context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     try:
         await _sign_in(page, url, f"dr.load{index}", PASSWORD, outcome)
-        await page.get_by_text("Operating threshold").wait_for(timeout=180_000)
+        await page.get_by_text("Operating threshold").wait_for(timeout=WAIT_MS)
         own = f"session{index:02d}.png"
         started = time.perf_counter()
-        await page.locator("input[type=file]").set_input_files(timeout=180_000, files=[{"name": own, "mimeType": "image/png",
+        await page.locator("input[type=file]").set_input_files(timeout=WAIT_MS, files=[{"name": own, "mimeType": "image/png",
                                                                 "buffer": film}])
-        await page.get_by_text("1 studies:").wait_for(timeout=180_000)
-        await page.get_by_text("Grad-CAM: regions").first.wait_for(timeout=180_000)
+        await page.get_by_text("1 studies:").wait_for(timeout=WAIT_MS)
+        await page.get_by_text("Grad-CAM: regions").first.wait_for(timeout=WAIT_MS)
         outcome.time("X-ray study (upload to Grad-CAM)", time.perf_counter() - started)
         body = await page.inner_text("body")
         others = [f"session{i:02d}.png" for i in range(sessions) if i != index]
@@ -113,14 +117,14 @@ async def clinician(browser, url: str, index: int, sessions: int, film: bytes, o
             outcome.cross_talk.append(f"session {index}: X-ray page shows another session's study")
 
         await page.get_by_role("link", name="Case notes").click()
-        await page.get_by_text("Paste the note").wait_for(timeout=180_000)
+        await page.get_by_text("Paste the note").wait_for(timeout=WAIT_MS)
         marker = f"zz{index:02d}marker"
         note = f"Patient reports {WORDS[index % len(WORDS)]} and {WORDS[(index + 3) % len(WORDS)]}, {marker}."
         await page.get_by_role("textbox", name="Paste the note").fill(note)
         started = time.perf_counter()
         await page.get_by_role("button", name="Analyse").click()
-        await page.get_by_text(FINDING).wait_for(timeout=180_000)  # "Most likely: …" or "Uncertain: …"
-        await page.get_by_text(marker).first.wait_for(timeout=180_000)
+        await page.get_by_text(FINDING).wait_for(timeout=WAIT_MS)  # "Most likely: …" or "One of: …"
+        await page.get_by_text(marker).first.wait_for(timeout=WAIT_MS)
         outcome.time("case note (analyse to SHAP)", time.perf_counter() - started)
         body = await page.inner_text("body")
         if any(f"zz{i:02d}marker" in body for i in range(sessions) if i != index):
@@ -136,12 +140,13 @@ async def clinician(browser, url: str, index: int, sessions: int, film: bytes, o
 async def admin(browser, url: str, rounds: int, outcome: Outcome) -> None:
     for _ in range(rounds):
         context = await browser.new_context()
+        context.set_default_timeout(WAIT_MS)
         page = await context.new_page()
         try:
             await _sign_in(page, url, *ADMIN, outcome)
             started = time.perf_counter()
             await page.get_by_role("button", name="Sign out").click()
-            await page.get_by_role("button", name="Sign in").wait_for(timeout=180_000)
+            await page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
             outcome.time("admin sign out", time.perf_counter() - started)
         except Exception as exc:
             outcome.errors.append(f"admin: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")

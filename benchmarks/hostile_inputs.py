@@ -53,7 +53,9 @@ def note_outcome(prediction, error) -> str:
     if prediction is None:
         return _short(str(error))
     label, probability = prediction.ranked(1)[0]
-    text = f"{label} ({probability:.1%})" if prediction.certain else f"uncertain (top: {label}, {probability:.1%})"
+    text = (f"{label} ({probability:.1%})" if prediction.certain else
+            f"{prediction.finding} (top {probability:.1%})" if prediction.prediction_set else
+            f"uncertain (top: {label}, {probability:.1%})")
     warnings = "; ".join(f"warning: {w}" for w in prediction.note.warnings)
     return _short(text + (f"; {warnings}" if warnings else ""))
 

@@ -194,7 +194,7 @@ threshold, so these figures are slightly optimistic.
 | member | epoch | loss | train AUC | validation AUC |
 |---|---|---|---|---|
 {history}
-{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}
+{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
 
@@ -206,6 +206,51 @@ threshold, so these figures are slightly optimistic.
 - Grad-CAM is coarse ({meta['image_size'] // 16} x {meta['image_size'] // 16} cells upsampled): it shows where evidence was found, not a segmentation.
   All heatmaps share one scale (the 95th percentile of heatmap peaks on validation films), so a faint
   map means weak evidence.
+"""
+
+
+def explanation_checks_section(checks: dict[str, Any] | None) -> str:
+    """The sanity checks of the explanations and the agreement of the two explainers (training.explanation_checks)."""
+    if not checks:
+        return ""
+    if checks["kind"] == "xray":
+        limits = checks["thresholds"]
+        rows = "\n".join(f"| down to {r['randomized_down_to']} | {r['rank_correlation']:.3f} | {r['ssim']:.3f} | "
+                         f"{'yes' if r['passes'] else '**no**'} |" for r in checks["cascading_randomization"])
+        shuffled, agreement = checks["shuffled_labels"], checks["agreement"]
+        rho, overlap = agreement["rank_correlation"], agreement["top_10pct_overlap"]
+        return f"""
+## Do the heatmaps explain the model? (sanity checks, measured {checks['measured_at']})
+Grad-CAM of the trained model against Grad-CAM of copies whose weights were re-drawn from their initialisers block by
+block from the top (cascading randomisation, Adebayo et al. 2018), on {checks['films_for_randomisation']} films of
+{agreement['source']}; medians over the films. A map still like the trained one would be explaining the film, not
+the model: each step must stay below rank correlation {limits['rank_correlation_below']} and SSIM
+{limits['ssim_below']}.
+
+| weights randomised | rank correlation | SSIM | passes |
+|---|---|---|---|
+{rows}
+
+A network of the same architecture trained on shuffled labels (small run): rank correlation
+{shuffled['rank_correlation']:.3f}, SSIM {shuffled['ssim']:.3f}: {'passes' if shuffled['passes'] else '**fails**'}.
+
+Second explainer: occlusion ({agreement['occlusion']}) beside Grad-CAM on all {agreement['films']} films of the
+choosing part: rank correlation median {rho['median']:.2f} (IQR {rho['iqr'][0]:.2f} to {rho['iqr'][1]:.2f}); their
+hottest 10 % of the film shared (IoU) median {overlap['median']:.2f} (IQR {overlap['iqr'][0]:.2f} to
+{overlap['iqr'][1]:.2f}).
+"""
+    limits, agreement = checks["thresholds"], checks["agreement"]["shap_lime_top_k_overlap"]
+    return f"""
+## Do the word colours explain the model? (sanity checks, measured {checks['measured_at']})
+SHAP's top {checks['top_k']} words for the predicted class on {checks['notes']} notes ({checks['source']}), compared
+with the same for a model whose weights were shuffled and for a linear model trained on shuffled labels (Adebayo et
+al. 2018). Mean overlap with the randomised weights {checks['randomized_weights_overlap']:.2f}, with the
+shuffled-label model {checks.get('shuffled_labels_overlap', float('nan')):.2f} (each must be below
+{limits['randomized_overlap_below']}); SHAP against itself with another seed {checks['shap_stability']:.2f} (at least
+{limits['shap_stability_at_least']}): {'passes' if checks['passes'] else '**fails**'}.
+
+Second explainer: LIME beside SHAP, top {checks['agreement']['top_k']} words shared: median
+{agreement['median']:.2f} (IQR {agreement['iqr'][0]:.2f} to {agreement['iqr'][1]:.2f}) on the same notes.
 """
 
 
@@ -367,7 +412,17 @@ def _baseline_tuning(meta: dict[str, Any]) -> str:
 
 
 def _confidence_note(meta: dict[str, Any]) -> str:
-    confidence = meta.get("confidence")
+    confidence, sets = meta.get("confidence"), meta.get("conformal")
+    if sets:
+        check = sets["held_out_check"]
+        per_class = ", ".join(f"{label} {coverage:.0%}" for label, coverage in check["coverage_per_class"].items())
+        return (f"- Prediction sets (split conformal, class-conditional): the page names every class whose score is "
+                f"within that class's quantile, fitted on {sets['fitted_on']} for {sets['level']:.0%} coverage per "
+                f"class; one class reads \"most likely A\", more \"one of A, B\" (this replaces the \"uncertain\" "
+                f"rule). Measured on held-out halves of those notes (median of {check['repeats']} stratified "
+                f"half-splits): coverage {check['coverage']:.1%}, the least-covered class {check['lowest_class_coverage']:.1%}, "
+                f"mean set size {check['mean_set_size']:.2f}, one class for {check['singletons']:.0%} of notes. "
+                f"Per class: {per_class}.")
     if not confidence:
         return ""
     return (f"- \"Uncertain\": when the top class's calibrated probability is below {confidence['threshold']:.3f}, the "
@@ -421,6 +476,7 @@ The validation split chose the epoch and the calibration, so the shipped model's
 SHAP values from `shap.explainers.Permutation` over the note's words ({_removal(meta)}), two antithetic
 permutations, on the log-odds of each class's calibrated probability; exact for effects additive in the words.
 Up to 400 words are explained; later words are held fixed.
+{explanation_checks_section(meta.get("explanation_checks"))}
 
 ## Limitations
 - English only; trained on {'abstracts of medical papers, not bedside notes' if meta['task'] == 'medical_abstracts' else 'short lay descriptions of symptoms, not clinical notes'}.

@@ -202,9 +202,14 @@ def note_report_pdf(prediction: NotePrediction, attribution: Attribution, class_
     pdf.heading("MedCore case-note report")
     label = prediction.labels[class_index]
     top = prediction.ranked(3)
-    finding = (f"most likely {top[0][0]}" if prediction.certain else
-               f"uncertain: no class reaches {prediction.confidence_threshold:.0%}, the confidence at which at least "
-               "90 % of the model's findings were correct on validation")
+    if prediction.certain:
+        finding = f"most likely {top[0][0]}"
+    elif prediction.quantiles is not None:
+        finding = (f"{prediction.finding}: together these hold the true class with at least {prediction.level:.0%} "
+                   "coverage for notes of each class (split conformal prediction on held-out notes)")
+    else:
+        finding = (f"uncertain: no class reaches {prediction.confidence_threshold:.0%}, the confidence at which at "
+                   "least 90 % of the model's findings were correct on validation")
     pdf.table([("Task", task_title), ("Model version", prediction.model_version), ("Report created", _created()),
                ("Finding", finding)]
               + [(f"Class {rank}", f"{name}: {format_probability(p)}") for rank, (name, p) in enumerate(top, 1)])

@@ -41,15 +41,21 @@ def xray_banner(model: ModelInfo) -> str:
 
 
 def notes_summary(model: ModelInfo) -> str:
-    """The Case notes page's standing statement: the model against its baseline, and when it says "uncertain"."""
+    """The Case notes page's standing statement: the model against its baseline, and what it says when one class is not enough."""
     deep, baseline = model.validation_metrics, model.baseline_metrics
     text = (f"Model `{model.version}`: validation macro-F1 {deep['macro_f1']:.3f} (accuracy {deep['accuracy']:.1%}, "
             f"n = {deep['n']})")
     if baseline:
         name = model.meta.get("baseline", {}).get("model", "TF-IDF + logistic regression")
         text += f"; baseline ({name}) on the same notes: macro-F1 {baseline['macro_f1']:.3f}"
-    confidence = model.meta.get("confidence")
-    if confidence:
+    confidence, sets = model.meta.get("confidence"), model.meta.get("conformal")
+    if sets and "held_out_check" in sets:
+        check = sets["held_out_check"]
+        text += (f". When one category is not enough it names a set meant to hold the true category for at least "
+                 f"{sets['level']:.0%} of notes of each category; on held-out notes (median of {check['repeats']} "
+                 f"half-splits) the least-covered category was covered {check['lowest_class_coverage']:.0%}, sets "
+                 f"averaged {check['mean_set_size']:.2f} categories and {check['singletons']:.0%} named one")
+    elif confidence:
         text += (f". Below a top probability of {confidence['threshold']:.0%} it says \"uncertain\": "
                  f"{confidence['coverage']:.0%} of validation notes got a finding, {confidence['precision']:.0%} "
                  "of those correct")

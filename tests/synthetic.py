@@ -166,3 +166,23 @@ def write_notes_csv(path, rows) -> None:
         writer = csv.writer(handle)
         writer.writerow(["label", "text"])
         writer.writerows(rows)
+
+
+def train_lesion_network(size: int = 64, shuffle_labels: bool = False, seed: int = 0):
+    """A small network of the production architecture trained to find the planted blob (lesion_dataset); with
+    shuffle_labels, the same recipe on labels shuffled among the images (a model that can learn nothing real)."""
+    import keras
+
+    from medcore.imaging.model import build_xray_network
+    from medcore.imaging.preprocess import to_model_input
+
+    keras.utils.set_random_seed(seed)
+    images, labels, _ = lesion_dataset(640, size, seed=1)
+    if shuffle_labels:
+        labels = np.random.default_rng(seed).permutation(labels)
+    inputs = np.stack([to_model_input(image, size) for image in images])
+    network = build_xray_network(size, width=8, dropout=0.0)
+    network.compile(optimizer=keras.optimizers.Adam(3e-3),
+                    loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    network.fit(inputs, labels[:, None].astype("float32"), epochs=10, batch_size=16, verbose=0)
+    return network

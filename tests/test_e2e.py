@@ -173,17 +173,17 @@ def test_case_note_in_the_browser(app_url, browser):
     page.close()
 
 
-def test_a_note_the_model_is_unsure_of_says_uncertain(app_url, browser):
-    """A short, vague note on the abstracts task: no category reaches the confidence that keeps 90 % of findings
-    correct, so the page says "uncertain" and still shows the candidates and the words behind them."""
+def test_a_note_the_model_is_unsure_of_names_a_set(app_url, browser):
+    """A short, vague note on the abstracts task: one category is not enough to hold the true one with 90 % coverage,
+    so the page names the set and still shows the candidates and the words behind them."""
     page = sign_in(browser, app_url, CLINICIAN, 1500, path="/notes")
     page.get_by_text("Paste the note").wait_for(timeout=90_000)
     page.get_by_role("combobox", name="Task").click()
     page.get_by_role("option", name="condition category").click()
     page.get_by_role("textbox").first.fill("Patient reports tiredness and some pain for two weeks.")
     page.get_by_role("button", name="Analyse").click()
-    page.get_by_text("Uncertain: no category is probable enough").wait_for(timeout=60_000)
-    expect(page.get_by_text("Read the candidates below as possibilities")).to_have_count(1)
+    page.get_by_text("One of:").wait_for(timeout=60_000)
+    expect(page.get_by_text("read them as the possibilities to weigh")).to_have_count(1)
     page.locator(".js-plotly-plot .bars path").first.wait_for()
     settled(page).screenshot(path=str(SCREENSHOTS / "case_note_uncertain.png"), full_page=True)
     page.close()

@@ -1,28 +1,20 @@
 """Grad-CAM must point at the evidence: a small model of the production architecture is trained in
 the test to detect a planted blob, and its heatmap must peak where the blob is."""
 
-import keras
 import numpy as np
 import pytest
 
 from medcore.imaging.gradcam import GradCam, normalise, overlay, peak_location, upsample
-from medcore.imaging.model import build_xray_ensemble, build_xray_network
+from medcore.imaging.model import build_xray_ensemble
 from medcore.imaging.preprocess import to_model_input
-from tests.synthetic import lesion_dataset
+from tests.synthetic import lesion_dataset, train_lesion_network
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def lesion_model():
-    keras.utils.set_random_seed(0)
-    images, labels, _ = lesion_dataset(640, SIZE, seed=1)
-    inputs = np.stack([to_model_input(image, SIZE) for image in images])
-    network = build_xray_network(SIZE, width=8, dropout=0.0)
-    network.compile(optimizer=keras.optimizers.Adam(3e-3),
-                    loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
-    network.fit(inputs, labels[:, None].astype("float32"), epochs=10, batch_size=16, verbose=0)
-    return network
+    return train_lesion_network(SIZE)
 
 
 def test_model_learned_the_lesion(lesion_model):

@@ -101,19 +101,23 @@ def test_shipped_notes_models_reproduce_their_validation_metrics(task, notes_mod
     assert result["macro_f1"] >= model.meta["metrics"]["baseline_validation"]["macro_f1"] - 0.01
 
 
-def test_a_note_below_the_models_confidence_threshold_is_uncertain(notes_models):
+def test_an_older_model_without_sets_says_uncertain_below_its_confidence_threshold(notes_models):
     import copy
 
     model = copy.copy(notes_models["symptom2disease"])
     for threshold, finding in ((0.0, "most likely"), (0.9999, "uncertain")):
-        model.meta = {**model.meta, "confidence": {"threshold": threshold, "precision": 0.9, "coverage": 0.5,
-                                                   "min_precision": 0.9}}
+        model.meta = {**{k: v for k, v in model.meta.items() if k != "conformal"},
+                      "confidence": {"threshold": threshold, "precision": 0.9, "coverage": 0.5, "min_precision": 0.9}}
         prediction = predict_note(model, NOTE)
         assert prediction.finding == finding and prediction.certain == (finding == "most likely")
+        assert prediction.prediction_set is None
 
 
 def test_predict_notes_json_says_which_finding_applies():
-    done = medcore("predict", "notes", "--task", "symptom2disease", "--text", NOTE, "--json")
+    done = medcore("predict", "notes", "--task", "medical_abstracts", "--text",
+                   "Patient reports tiredness and some pain for two weeks.", "--json")
     result = json.loads(done.stdout)
-    assert result["finding"] in ("most likely", "uncertain") and 0 <= result["confidence_threshold"] <= 1
-    assert (result["finding"] == "most likely") == (result["top"][0]["probability"] >= result["confidence_threshold"])
+    assert result["coverage"] == 0.9 and result["prediction_set"][0] == result["prediction"]
+    expected = (f"most likely {result['prediction']}" if len(result["prediction_set"]) == 1
+                else "one of " + ", ".join(result["prediction_set"]))
+    assert result["finding"] == expected

@@ -13,7 +13,6 @@ import os
 import time
 
 import pytest
-from playwright.sync_api import expect
 
 from tests.test_e2e import CHROMIUM, CLINICIAN, SCREENSHOTS, sign_in, start_app
 from tests.test_pacs import PACS

@@ -103,6 +103,7 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
     words = attribution.top(best, args.top_words) if attribution is not None else []
     result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],
               "finding": prediction.finding, "confidence_threshold": round(prediction.confidence_threshold, 4),
+              "prediction_set": prediction.prediction_set, "coverage": prediction.level,
               "top": [{"label": label, "probability": round(p, 4)} for label, p in top],
               "attributions": [{"word": w, "shap": round(v, 4)} for w, v in words],
               **({"explanation_error": error} if error else {}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -25,6 +26,7 @@ from medcore.imaging.folders import list_image_folder
 from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.io import SyntheticFilm, UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
+from medcore.imaging.occlusion import Occlusion
 from medcore.imaging.preprocess import to_model_input
 from medcore.metrics import binary_figures
 
@@ -56,6 +58,11 @@ class LoadedXrayModel(ModelInfo):
         scale = self.artifact.quality_reference.get("gradcam_scale")
         return self.artifact.calibrate(logits), normalise(heatmaps, None if scale is None else float(scale)), features
 
+    @cached_property
+    def occlusion(self) -> Occlusion:
+        """The second explainer, compiled once per loaded model (imaging.second_opinion runs it on demand)."""
+        return Occlusion(self.artifact.network)
+
     def explain_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(raw logits, raw heatmaps, pooled features): what a recalibration refits from."""
         outputs = [self.explainer(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)]
@@ -75,6 +82,7 @@ class StudyResult:
     atypicality: float | None = None
     heatmap: np.ndarray | None = None  # Grad-CAM at the network's resolution, [0, 1]
     display: np.ndarray | None = None  # the image, at most DISPLAY_MAX_SIDE px, for the page
+    model_input: np.ndarray | None = None  # what the network scored, kept for a second explainer on demand
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
     synthetic: bool = False  # a film MedCore generated: refused, and not audited as a study
     invalid_output: bool = False  # the model gave no finite number: an error, never a decision
@@ -132,7 +140,7 @@ def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: b
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
     probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
     if with_heatmap:
-        result.display = _display_copy(radiograph.pixels)
+        result.display, result.model_input = _display_copy(radiograph.pixels), model_input
     if not np.isfinite(probability[0]):  # a broken model (e.g. NaN weights) must never read as NORMAL
         result.invalid_output = True
         result.error = ("The model gave no valid output for this film (not a finite number), so no decision is "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcore import audit, incidents
+from medcore import audit, conformal, incidents
 from medcore.metrics import multiclass_metrics
 from medcore.notes.data import read_labelled_notes
 from medcore.notes.explain import Attribution, ExplanationCache, explain
@@ -21,19 +21,32 @@ class NotePrediction:
     probabilities: np.ndarray  # (n_classes,) calibrated
     labels: list[str]
     model_version: str
-    confidence_threshold: float = 0.0  # below it the finding is "uncertain"
+    confidence_threshold: float = 0.0  # models without prediction sets: below it the finding is "uncertain"
+    quantiles: np.ndarray | None = None  # the model's conformal quantiles per class (medcore.conformal)
+    level: float | None = None  # their coverage level
 
     def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
     @property
+    def prediction_set(self) -> list[str] | None:
+        """The classes that hold the note's true class with the model's stated coverage (None: no sets)."""
+        if self.quantiles is None:
+            return None
+        return [self.labels[k] for k in conformal.prediction_sets(self.probabilities, self.quantiles)[0]]
+
+    @property
     def certain(self) -> bool:
-        """Is the top class probable enough to be shown as "most likely" (see the model's confidence threshold)?"""
+        """One class: the set holds only the top class (or, without sets, the top class is probable enough)."""
+        if self.quantiles is not None:
+            return len(self.prediction_set) == 1
         return float(self.probabilities.max()) >= self.confidence_threshold
 
     @property
     def finding(self) -> str:
+        if self.quantiles is not None:
+            return conformal.describe(self.prediction_set)
         return "most likely" if self.certain else "uncertain"
 
 
@@ -53,7 +66,9 @@ def predict_note(model: NotesModel, text: str) -> NotePrediction:
     """Raises NoteRejected for unusable text; warnings travel on the result's note."""
     note = prepare(text)
     probabilities = model.predict_words([[t.text for t in note.tokens]])[0]
-    return NotePrediction(note, probabilities, model.labels, model.version, model.confidence_threshold)
+    sets = model.meta.get("conformal")
+    return NotePrediction(note, probabilities, model.labels, model.version, model.confidence_threshold,
+                          np.asarray(sets["quantiles"]) if sets else None, sets["level"] if sets else None)
 
 
 def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: str
@@ -86,7 +101,8 @@ def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: st
         error = (f"The word-level explanation could not be computed (incident {incident}); the prediction "
                  "stands.")
     top_label, top_probability = prediction.ranked(1)[0]
-    audit.record(user, action, top_label if prediction.certain else "uncertain", model.version, note=digest,
+    audit.record(user, action, top_label if prediction.certain else
+                 ("uncertain" if prediction.quantiles is None else "several classes"), model.version, note=digest,
                  probability=round(top_probability, 4), explanation=explanation)
     return prediction, attribution, error
 
@@ -96,5 +112,7 @@ def evaluate_csv(model: NotesModel, csv_path: Path) -> dict:
     if not data.words:
         raise ValueError(f"No usable rows in {csv_path}.")
     prob = model.predict_words(data.words)
-    return {**multiclass_metrics(data.labels, prob, model.labels), "model_version": model.version,
+    sets = model.meta.get("conformal")
+    coverage = conformal.evaluate(prob, data.labels, np.asarray(sets["quantiles"]), model.labels) if sets else {}
+    return {**multiclass_metrics(data.labels, prob, model.labels), **coverage, "model_version": model.version,
             "task": model.task, "dropped_rows": data.dropped}

@@ -20,7 +20,7 @@ from medcore.artifacts import EXTERNAL_FILE
 from medcore.imaging import folders
 from medcore.imaging.service import load_xray_model, score_files
 from medcore.metrics import binary_figures
-from medcore.model_card import xray_model_card
+from medcore.model_card import notes_model_card, xray_model_card
 from medcore.training import lockbox
 
 
@@ -33,13 +33,13 @@ def ensure_unregistered(model_dir: Path) -> Path:
 
 
 def add_to_card(model_dir: Path, key: str, value: Any) -> dict:
-    """Store a measurement under meta[key] of an unregistered X-ray model folder and rewrite its card from the
-    metadata (what the benchmarks that fill a card section call); return the metadata."""
+    """Store a measurement under meta[key] of an unregistered model folder (X-ray or notes) and rewrite its card
+    from the metadata (what the benchmarks that fill a card section call); return the metadata."""
     model_dir = ensure_unregistered(model_dir)
     meta = json.loads((model_dir / "meta.json").read_text())
     meta[key] = value
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    (model_dir / "model_card.md").write_text(xray_model_card(meta))
+    (model_dir / "model_card.md").write_text(xray_model_card(meta) if "image_size" in meta else notes_model_card(meta))
     return meta
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from medcore import conformal
 from medcore.calibration import calibrate_logits, fit_temperature, fit_top_label, fit_vector_scaling, softmax
 from medcore.metrics import confidence_threshold, multiclass_metrics
 from medcore.notes.data import read_labelled_notes, split_notes
@@ -281,8 +282,16 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
     metrics = multiclass_metrics(y_val, val_prob, data.label_names)
     metrics["ece_uncalibrated"] = multiclass_metrics(y_val, softmax(val_logits), data.label_names)["ece"]
     metrics["calibration_cv"] = calibration_report
-    confidence = {**confidence_threshold(fit_y, calibrate_logits(fit_logits, calibration), options.min_precision),
+    fit_prob = calibrate_logits(fit_logits, calibration)
+    confidence = {**confidence_threshold(fit_y, fit_prob, options.min_precision),
                   "min_precision": options.min_precision}
+    conformal_record = {
+        "level": conformal.DEFAULT_LEVEL, "method": "split conformal, class-conditional (Mondrian), score 1 - p",
+        "quantiles": conformal.class_quantiles(fit_prob, fit_y, len(data.label_names)).round(6).tolist(),
+        "fitted_on": ("every note's out-of-fold calibrated probabilities" if linear and linear.get("refit_on_all")
+                      else "the validation notes' calibrated probabilities"),
+        "n_per_class": np.bincount(fit_y, minlength=len(data.label_names)).tolist(),
+        "held_out_check": conformal.split_check(fit_prob, fit_y, data.label_names, seed=options.seed)}
     texts = [" ".join(words) for words in data.words]
     baseline_predict, baseline_description = fit_baseline([texts[i] for i in train_idx], y_train,
                                                           len(data.label_names), options.seed)
@@ -294,6 +303,7 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
         "temperature": calibration.get("temperature", 1.0),
         "calibration": calibration,
         "confidence": confidence,
+        "conformal": conformal_record,
         "baseline": baseline_description,
         **({"linear": linear} if linear else {}),
         "metrics": {"validation": metrics, "baseline_validation": baseline},
@@ -309,7 +319,8 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
                      "tensorflow": tf.__version__, "python": platform.python_version()},
     }
     model = NotesModel(network, encoder, meta)
-    save_notes_model(Path(out_dir), model, {"y_true": y_val.astype(np.int16), "prob": val_prob.astype(np.float32)},
+    save_notes_model(Path(out_dir), model, {"y_true": y_val.astype(np.int16), "prob": val_prob.astype(np.float32),
+                                            "fit_y": fit_y.astype(np.int16), "fit_prob": fit_prob.astype(np.float32)},
                      model_card=notes_model_card(meta))
     progress(event(Stage.DONE, version=meta["version"], metrics=metrics))
     return meta

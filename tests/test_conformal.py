@@ -1,0 +1,73 @@
+"""Prediction sets: the per-class coverage promise holds on notes the quantiles did not see, sets are never empty,
+and the page, report and command line say the set rather than a single guess."""
+
+import numpy as np
+import pytest
+
+from medcore import conformal
+
+
+def synthetic_scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes; class 2 is hard (its notes look like class 1), so a single marginal quantile would under-cover
+    it: the class-conditional rule must not."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), labels] += np.where(labels == 2, 0.6, 3.0)
+    logits[labels == 2, 1] += 0.8
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return probabilities, labels
+
+
+def test_each_class_is_covered_at_the_level_on_new_notes():
+    fit_p, fit_y = synthetic_scores(3000, seed=1)
+    new_p, new_y = synthetic_scores(20000, seed=2)
+    quantiles = conformal.class_quantiles(fit_p, fit_y, 3, level=0.9)
+    result = conformal.evaluate(new_p, new_y, quantiles, ["a", "b", "c"])
+    for name, coverage in result["set_coverage_per_class"].items():
+        assert 0.88 <= coverage <= 0.94, (name, coverage)
+    # A single quantile over all classes (marginal conformal) leaves the hard class under-covered.
+    scores = 1 - fit_p[np.arange(len(fit_y)), fit_y]
+    marginal = np.full(3, np.sort(scores)[int(np.ceil((len(scores) + 1) * 0.9)) - 1])
+    assert conformal.evaluate(new_p, new_y, marginal, ["a", "b", "c"])["set_coverage_per_class"]["c"] < 0.85
+    # Easy notes mostly get one class; hard ones get more.
+    sizes = np.array([len(s) for s in conformal.prediction_sets(new_p, quantiles)])
+    assert sizes[new_y == 0].mean() < sizes[new_y == 2].mean()
+
+
+def test_sets_are_never_empty_and_most_probable_first():
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    assert conformal.prediction_sets(probabilities, np.zeros(3)) == [[0], [2]]  # nothing within: the top class
+    every = conformal.prediction_sets(probabilities, np.ones(3))
+    assert [sorted(s) for s in every] == [[0, 1, 2], [0, 1, 2]] and every[0][:2] == [0, 1] and every[1][0] == 2
+    assert conformal.describe(["flu"]) == "most likely flu"
+    assert conformal.describe(["flu", "cold"]) == "one of flu, cold"
+
+
+def test_too_few_notes_of_a_class_keep_it_in_every_set():
+    probabilities = np.array([[0.9, 0.1]] * 20 + [[0.2, 0.8]] * 3)
+    labels = np.array([0] * 20 + [1] * 3)
+    quantiles = conformal.class_quantiles(probabilities, labels, 2, level=0.9)
+    assert quantiles[1] == 1.0 and quantiles[0] < 1.0  # 3 notes cannot support 90 %: the class is never ruled out
+
+
+def test_split_check_measures_coverage_on_the_held_out_half():
+    probabilities, labels = synthetic_scores(4000, seed=3)
+    check = conformal.split_check(probabilities, labels, ["a", "b", "c"], repeats=10)
+    assert check["repeats"] == 10 and 0.87 <= check["lowest_class_coverage"] <= check["coverage"] <= 0.95
+    assert 1.0 <= check["mean_set_size"] <= 3.0
+
+
+@pytest.mark.parametrize("quantiles, finding", [(0.0, "most likely"), (1.0, "one of")])
+def test_the_note_prediction_names_its_set(notes_models, quantiles, finding):
+    import copy
+
+    from medcore.notes.service import predict_note
+
+    model = copy.copy(notes_models["symptom2disease"])
+    model.meta = {**model.meta, "conformal": {"level": 0.9, "quantiles": [quantiles] * len(model.labels)}}
+    prediction = predict_note(model, "I have had a cough with yellow phlegm and a fever for three days.")
+    assert prediction.finding.startswith(finding)
+    assert prediction.certain == (finding == "most likely")
+    assert len(prediction.prediction_set) == (1 if quantiles == 0.0 else len(model.labels))
+    assert prediction.prediction_set[0] == prediction.ranked(1)[0][0]
