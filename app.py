@@ -12,6 +12,23 @@ from views.common import escape_markdown, session_clock, sign_out, signed_in
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
 
 
+def _keep_models_warm() -> None:
+    """Stop Streamlit from resetting Keras after every script run.
+
+    After each run Streamlit calls keras.backend.clear_session() (TensorFlow's kernel cache and graph reset, then a
+    full garbage collection). Our models are loaded once per process and shared by every session, and pages never
+    build one, so the reset only throws away compiled kernels, and it runs while other sessions' threads are inside
+    a model. Under 8 to 20 sessions on 2 cores it made each study 2 to 4 times slower
+    (benchmarks/concurrency.py). Training never runs in this process (jobs run in their own).
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules = lambda: None
+
+
+_keep_models_warm()
+
+
 @st.cache_resource(show_spinner=False)
 def _first_start() -> str | None:
     """Once per server process: the shipped models into a new store, and the first admin from the

@@ -56,3 +56,13 @@ def top_region_overlap(a: np.ndarray, b: np.ndarray, share: float = 0.1) -> floa
 def top_k_overlap(a: list, b: list) -> float:
     """Share of a's items that b also holds (both top-k lists of the same k): 1 = the same words."""
     return len(set(a) & set(b)) / len(a) if a else 1.0
+
+
+def evidence_agreement(occlusion: np.ndarray, gradcam: np.ndarray, size: int) -> tuple[float, float]:
+    """(rank correlation, top-10 % overlap) of two maps of evidence *for* the class, compared pixel by pixel at the
+    film's input size, as a reader sees them: the occlusion map keeps its positive part only (Grad-CAM has no
+    negative part), and both are drawn bilinearly at size x size, so a coarse grid and a fine one are compared
+    over the same area rather than cell by cell."""
+    first = resample(np.clip(occlusion, 0.0, None), (size, size))
+    second = resample(gradcam, (size, size))
+    return rank_correlation(first, second), top_region_overlap(first, second)

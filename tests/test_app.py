@@ -48,3 +48,17 @@ def test_file_names_are_shown_literally(app, xray_model):
     app.file_uploader[0].set_value([("[click](javascript:alert(1)) <b>x</b>.png", film, "image/png")]).run()
     headings = [m.value for m in app.markdown if m.value.startswith("####")]
     assert headings and "\\[click\\]" in headings[0] and "\\<b\\>" in headings[0]
+
+
+def test_a_page_run_does_not_reset_keras_under_other_sessions(app, monkeypatch):
+    """Streamlit resets Keras after every script run unless app.py stops it: the reset throws away TensorFlow's
+    compiled kernels while other sessions' threads run the shared models (benchmarks/concurrency.py: 2 to 4 times
+    slower studies under load)."""
+    import keras
+    from streamlit.runtime.scriptrunner import script_runner
+
+    resets = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: resets.append(1))
+    script_runner._clean_problem_modules()  # what Streamlit calls after each run
+    app.run()
+    assert not app.exception and resets == []

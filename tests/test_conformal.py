@@ -30,9 +30,9 @@ def test_each_class_is_covered_at_the_level_on_new_notes():
     scores = 1 - fit_p[np.arange(len(fit_y)), fit_y]
     marginal = np.full(3, np.sort(scores)[int(np.ceil((len(scores) + 1) * 0.9)) - 1])
     assert conformal.evaluate(new_p, new_y, marginal, ["a", "b", "c"])["set_coverage_per_class"]["c"] < 0.85
-    # Easy notes mostly get one class; hard ones get more.
-    sizes = np.array([len(s) for s in conformal.prediction_sets(new_p, quantiles)])
-    assert sizes[new_y == 0].mean() < sizes[new_y == 2].mean()
+    # The price of covering the hard class is paid where it belongs: it joins more sets than an easy class does.
+    sets = conformal.prediction_sets(new_p, quantiles)
+    assert np.mean([2 in s for s in sets]) > np.mean([0 in s for s in sets]) + 0.05
 
 
 def test_sets_are_never_empty_and_most_probable_first():

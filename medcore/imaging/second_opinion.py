@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcore.explanation_agreement import rank_correlation, top_region_overlap
+from medcore.explanation_agreement import evidence_agreement
 from medcore.imaging.occlusion import Occlusion
 
 AGREE = (0.5, 0.3)  # rank correlation and top-10 % overlap at or above which the two "point at the same regions"
@@ -20,7 +20,7 @@ DISAGREE = 0.2  # rank correlation below which they "point at different regions"
 @dataclass(frozen=True)
 class SecondOpinion:
     occlusion: np.ndarray  # (grid, grid) drop of the pneumonia logit when each patch is covered; > 0: evidence for it
-    rank_correlation: float  # with the study's Grad-CAM, over the regions
+    rank_correlation: float  # with the study's Grad-CAM, pixel by pixel (explanation_agreement.evidence_agreement)
     top_overlap: float  # IoU of the two maps' hottest 10 % of the film
 
     @property
@@ -52,4 +52,4 @@ class SecondOpinion:
 def occlusion_opinion(occlusion: Occlusion, model_input: np.ndarray, gradcam: np.ndarray) -> SecondOpinion:
     """The study's occlusion map and its agreement with `gradcam` (the heatmap the page shows)."""
     drop = occlusion(model_input)
-    return SecondOpinion(drop, rank_correlation(drop, gradcam), top_region_overlap(drop, gradcam))
+    return SecondOpinion(drop, *evidence_agreement(drop, gradcam, model_input.shape[0]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medcore import config
-from medcore.explanation_agreement import rank_correlation, top_k_overlap, top_region_overlap
+from medcore.explanation_agreement import evidence_agreement, top_k_overlap
 from medcore.imaging import folders
 from medcore.imaging import sanity as film_sanity
 from medcore.imaging.occlusion import Occlusion
@@ -63,9 +63,9 @@ def check_xray(model_dir: Path, external_dir: Path, train_dir: Path, films: int 
     cascade = film_sanity.cascading_randomization(network, sample, seed=seed)
     shuffled = film_sanity.data_randomization(network, shuffled_label_network(train_dir, size, seed=seed), sample)
     occlusion, cams = Occlusion(network), GradCam(network)(images)[1]
-    maps = [occlusion(x) for x in images]
-    agreement = {"rank_correlation": _summary([rank_correlation(m, c) for m, c in zip(maps, cams)]),
-                 "top_10pct_overlap": _summary([top_region_overlap(m, c) for m, c in zip(maps, cams)]),
+    pairs = [evidence_agreement(occlusion(x), c, size) for x, c in zip(images, cams)]
+    agreement = {"rank_correlation": _summary([rho for rho, _ in pairs]),
+                 "top_10pct_overlap": _summary([overlap for _, overlap in pairs]),
                  "films": len(images), "source": f"{Path(external_dir).name}, choosing part (seed {lockbox.SEED})",
                  "occlusion": f"{occlusion.patch} px patches every {occlusion.stride} px at {size} px, set to the "
                               "film's mean"}
