@@ -62,3 +62,15 @@ def test_a_page_run_does_not_reset_keras_under_other_sessions(app, monkeypatch):
     script_runner._clean_problem_modules()  # what Streamlit calls after each run
     app.run()
     assert not app.exception and resets == []
+
+
+def test_occlusion_beside_gradcam_on_demand(app, xray_model):
+    film = encode(chest_like(xray_model.artifact.quality_reference, seed=1), "PNG")
+    app.file_uploader[0].set_value([("film.png", film, "image/png")]).run()
+    check = next(b for b in app.button if "occlusion" in b.label)
+    check.click().run()
+    assert not app.exception, app.exception
+    said = " ".join(m.value for m in [*app.success, *app.warning])
+    assert "The two methods" in said
+    assert [m.label for m in app.metric] == ["Rank correlation", "Top 10 % shared"]
+    assert -1.0 <= float(app.metric[0].value) <= 1.0

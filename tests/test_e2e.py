@@ -135,6 +135,12 @@ def test_xray_batch_in_the_browser(app_url, browser, xray_model, tmp_path):
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", download.value.path(), "-"], capture_output=True, text=True).stdout
         assert "MedCore chest X-ray report" in text and "session ended" not in text
+    page.get_by_role("button", name="Check the heatmap with a second method (occlusion)").first.click()
+    page.get_by_text("Occlusion: regions whose covering lowered the pneumonia score").wait_for(timeout=60_000)
+    page.get_by_text("The two methods").first.wait_for()
+    expect(page.get_by_text("Rank correlation", exact=True)).to_have_count(1)
+    page.get_by_text("Occlusion: regions").scroll_into_view_if_needed()
+    settled(page).screenshot(path=str(SCREENSHOTS / "xray_occlusion.png"))
     page.close()
 
 
@@ -170,6 +176,10 @@ def test_case_note_in_the_browser(app_url, browser):
     assert hovered.count() >= 20
     expect(page.locator("img[src=x]")).to_have_count(0)  # the note's markup is shown as text, never run
     page.get_by_text("<img src=x onerror=alert(1)>", exact=False).first.wait_for(state="attached")
+    page.get_by_role("button", name="Check the words with a second method (LIME)").click()
+    page.get_by_text("SHAP and LIME share").wait_for(timeout=60_000)
+    page.get_by_text("SHAP and LIME share").scroll_into_view_if_needed()
+    settled(page).screenshot(path=str(SCREENSHOTS / "case_note_lime.png"))
     page.close()
 
 

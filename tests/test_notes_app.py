@@ -44,3 +44,21 @@ def test_unusable_notes_get_a_clear_message(notes_page, text, message):
     notes_page.text_area[0].input(text)
     notes_page.button[0].click().run()
     assert any(message in e.value for e in notes_page.error)
+
+
+def test_lime_beside_shap_on_demand(notes_page):
+    notes_page.selectbox[0].select("symptom2disease").run()
+    notes_page.text_area[0].input(NOTE)
+    notes_page.button[0].click().run()
+    tables = len(notes_page.dataframe)
+    lime = next(b for b in notes_page.button if "LIME" in b.label)
+    lime.click().run()
+    assert not notes_page.exception, notes_page.exception
+    said = " ".join(m.value for m in [*notes_page.success, *notes_page.warning])
+    assert "SHAP and LIME share" in said
+    assert len(notes_page.dataframe) == tables + 2  # the two top-word lists side by side
+    lime_words = notes_page.dataframe[-1].value
+    assert list(lime_words.columns) == ["LIME top words", "weight (probability)"] and len(lime_words) >= 3
+    notes_page.run()
+    assert not any("LIME" in b.label for b in notes_page.button)  # kept for the session: no second click needed
+    assert "SHAP and LIME share" in " ".join(m.value for m in [*notes_page.success, *notes_page.warning])

@@ -1,5 +1,6 @@
 """Case notes page: paste or upload a note, see the likely categories and the words behind them."""
 
+import hashlib
 from functools import partial
 
 import streamlit as st
@@ -8,6 +9,7 @@ from medcore import tasks
 from medcore.charts import class_probabilities_figure
 from medcore.metrics import format_probability
 from medcore.notes.explain import ExplanationCache, legend_html, render_html
+from medcore.notes.second_opinion import lime_opinion
 from medcore.notes.service import analyse_note
 from medcore.notes.text import NoteRejected, decode_upload
 from medcore.pdf_reports import note_report_pdf
@@ -82,6 +84,24 @@ if attribution.truncated:
 with st.expander("Top words for this class"):
     st.dataframe([{"word": word, "SHAP (log-odds)": round(value, 4)}
                   for word, value in attribution.top(class_index, 15)], hide_index=True)
+opinions = st.session_state.setdefault("note_lime", {})
+opinion_key = (model.version, hashlib.sha256(prediction.note.text.encode()).hexdigest(), class_index)
+if opinion_key not in opinions and st.button("Check the words with a second method (LIME)", icon=":material/compare:"):
+    with st.spinner("Fitting LIME's local model…"):
+        opinions[opinion_key] = lime_opinion(model, prediction.note, attribution, class_index)
+        while len(opinions) > 20:
+            opinions.pop(next(iter(opinions)))
+if opinion_key in opinions:
+    opinion = opinions[opinion_key]
+    (st.success if opinion.overlap >= 0.6 else st.warning)(escape_markdown(opinion.sentence()))
+    shap_column, lime_column = st.columns(2)
+    shap_column.dataframe([{"SHAP top words": w, "log-odds": round(v, 4)} for w, v in opinion.shap_top],
+                          hide_index=True)
+    lime_column.dataframe([{"LIME top words": w, "weight (probability)": round(v, 4)} for w, v in opinion.lime_top],
+                          hide_index=True)
+    st.caption("SHAP averages each word's effect over the orders in which words could be added; LIME fits a local "
+               "linear model to the note with random words removed. Where they disagree, trust the words both name "
+               "and read the note itself.")
 st.download_button("Download report (PDF)",
                    deferred_download(partial(note_report_pdf, prediction, attribution, class_index,
                                              tasks.get(task).title), "a note's PDF report"),

@@ -5,12 +5,14 @@ Not a page of its own: the X-ray and PACS worklist pages call show_study.
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 
 import streamlit as st
 
 from medcore.charts import probability_gauge
 from medcore.imaging.gradcam import overlay
+from medcore.imaging.second_opinion import occlusion_opinion
 from medcore.metrics import format_probability
 from medcore.pdf_reports import study_report_pdf
 from medcore.reports import THRESHOLD_PROMISE, study_report_html
@@ -18,8 +20,9 @@ from views.common import deferred_download, escape_markdown
 
 
 def show_study(result, evidence: dict, threshold: float, positive: str, opacity: float, key: str,
-               title: str | None = None) -> None:
-    """The result view of one film, its widgets keyed by `key` (unique on the page)."""
+               title: str | None = None, model=None) -> None:
+    """The result view of one film, its widgets keyed by `key` (unique on the page); with the model, a second
+    explainer on demand."""
     if title:
         st.markdown(f"#### {escape_markdown(title)}")
     if result.error:
@@ -46,3 +49,36 @@ def show_study(result, evidence: dict, threshold: float, positive: str, opacity:
     middle.image(result.display, caption="Original", width="stretch", clamp=True)
     right.image(overlay(result.display, result.heatmap, opacity),
                 caption=f"Grad-CAM: regions that raised the {positive.lower()} score", width="stretch")
+    if model is not None and result.model_input is not None:
+        _second_opinion(result, model, positive, opacity, key)
+
+
+def _second_opinion(result, model, positive: str, opacity: float, key: str) -> None:
+    """Occlusion beside Grad-CAM when asked (a few hundred forward passes), kept for the session."""
+    opinions = st.session_state.setdefault("occlusion_opinions", {})
+    film = (model.version, hashlib.sha256(result.model_input.tobytes()).hexdigest())
+    if film not in opinions:
+        if not st.button("Check the heatmap with a second method (occlusion)", key=f"occlusion-{key}",
+                         icon=":material/compare:"):
+            return
+        with st.spinner("Covering the film region by region…"):
+            opinions[film] = occlusion_opinion(model.occlusion, result.model_input, result.heatmap)
+            while len(opinions) > 20:
+                opinions.pop(next(iter(opinions)))
+    opinion = opinions[film]
+    left, middle, right = st.columns([1, 2, 2])
+    left.metric("Rank correlation", f"{opinion.rank_correlation:.2f}",
+                help="Spearman's rho between the two maps over the film's regions: 1 = the same order, 0 = unrelated.")
+    left.metric("Top 10 % shared", f"{opinion.top_overlap:.0%}",
+                help="Intersection over union of the hottest tenth of the film in each map.")
+    middle.image(overlay(result.display, opinion.display_map(), opacity), width="stretch",
+                 caption=f"Occlusion: regions whose covering lowered the {positive.lower()} score (scaled to its own "
+                         "peak)")
+    right.image(overlay(result.display, result.heatmap, opacity), width="stretch",
+                caption="Grad-CAM (as above)")
+    (st.success if opinion.verdict == "agree" else st.warning)(opinion.sentence())
+    typical = model.meta.get("explanation_checks", {}).get("agreement", {}).get("rank_correlation")
+    if typical:
+        st.caption(f"On new patients' films (the external sample's choosing part, {typical['n']} films) the median rank "
+                   f"correlation was {typical['median']:.2f} (half of films between {typical['iqr'][0]:.2f} and "
+                   f"{typical['iqr'][1]:.2f}).")

@@ -68,7 +68,8 @@ evidence, threshold = model.operating_evidence(), model.threshold
 opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="worklist-opacity")
 with st.container(border=True):
     show_study(shown.result, evidence, threshold, model.positive_label, opacity, key="current",
-               title=f"{row.study.patient_name.replace('^', ' ')} · {row.study.when} · {row.study.accession_number}")
+               title=f"{row.study.patient_name.replace('^', ' ')} · {row.study.when} · {row.study.accession_number}",
+               model=model)
 if prior is not None and prior_analysis is not None:
     with st.container(border=True):
         st.markdown(f"**Prior chest film of this patient**, {prior.when} (accession "

@@ -50,4 +50,5 @@ st.download_button("Download summary (CSV)", summary_csv(summary), "medcore_xray
 
 for index, result in enumerate(results):
     with st.container(border=True):
-        show_study(result, evidence, threshold, positive, opacity, key=str(index + 1), title=result.filename)
+        show_study(result, evidence, threshold, positive, opacity, key=str(index + 1), title=result.filename,
+                   model=model)
