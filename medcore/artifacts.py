@@ -109,6 +109,12 @@ class ModelInfo:
         return {"source": external["source"], "metrics": external["figures"], "part_note": note}
 
     @property
+    def typical_heatmap_agreement(self) -> dict[str, Any] | None:
+        """How closely occlusion and Grad-CAM agreed on new patients' films (median and IQR of their rank
+        correlation), where `medcore check-explanations` measured it: the yardstick for one film's agreement."""
+        return self.meta.get("explanation_checks", {}).get("agreement", {}).get("rank_correlation")
+
+    @property
     def baseline_metrics(self) -> dict[str, Any] | None:
         """The reference model's metrics on the same validation split, where training recorded one."""
         return self.meta["metrics"].get("baseline_validation")

@@ -77,7 +77,7 @@ def _second_opinion(result, model, positive: str, opacity: float, key: str) -> N
     right.image(overlay(result.display, result.heatmap, opacity), width="stretch",
                 caption="Grad-CAM (as above)")
     (st.success if opinion.verdict == "agree" else st.warning)(opinion.sentence())
-    typical = model.meta.get("explanation_checks", {}).get("agreement", {}).get("rank_correlation")
+    typical = model.typical_heatmap_agreement
     if typical:
         st.caption(f"On new patients' films (the external sample's choosing part, {typical['n']} films) the median rank "
                    f"correlation was {typical['median']:.2f} (half of films between {typical['iqr'][0]:.2f} and "
