@@ -368,7 +368,7 @@ def test_admin_trains_a_film_generator_and_sees_it_judged(app_url, browser, xray
     page.get_by_text(re.compile(r"Candidate gan-")).wait_for(timeout=300_000)
     page.get_by_role("button", name="Promote to production").click()
     page.get_by_text(re.compile(r"Generator gan-\S+ \(production\)")).wait_for(timeout=60_000)
-    page.get_by_text("Memorization check").wait_for(timeout=60_000)
+    page.get_by_text("Memorization check").wait_for(timeout=180_000)  # 16 samples drawn and marked first
     page.get_by_text(re.compile(r"nearest training film \(")).first.wait_for(timeout=60_000)
     images = settled(page).get_by_test_id("stImage").locator("img")
     assert images.count() >= 16 + 2 * 2, images.count()  # 8 samples per class, and generated/training pairs
