@@ -35,13 +35,30 @@ def test_predict_prints_one_json_line_per_file_and_survives_bad_ones(tmp_path, x
     assert {r["outcome"] for r in logged[:2]} == {rows[0]["decision"], "unreadable"}
 
 
-def test_evaluate_prints_one_json_object_with_the_contract_keys(labelled_folder):
+def test_evaluate_prints_one_json_object_with_the_contract_keys(labelled_folder, xray_model):
     done = medcore("evaluate", "xray", "--data", str(labelled_folder), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     for key in ("n", "auc", "accuracy", "sensitivity", "specificity", "f1", "ece", "threshold"):
         assert key in result
-    assert result["n"] == 6
+    assert result["n"] == 6 and result["threshold"] == pytest.approx(xray_model.threshold)
+    assert result["model_version"] == xray_model.version
+    # The values, not only the keys: recomputed here from `medcore predict` on the same films.
+    from sklearn.metrics import roc_auc_score
+
+    files = sorted(labelled_folder.glob("*/*.png"))
+    done = medcore("predict", "xray", *map(str, files), "--json")
+    rows = {row["file"]: row for row in map(json.loads, done.stdout.splitlines())}
+    truth = [int(f.parent.name == "PNEUMONIA") for f in files]
+    prob = [rows[str(f)]["probability"] for f in files]
+    said = [int(p >= result["threshold"]) for p in prob]
+    assert [rows[str(f)]["decision"] for f in files] == ["PNEUMONIA" if s else "NORMAL" for s in said]
+    counts = {"tp": sum(t and s for t, s in zip(truth, said)), "fn": sum(t and not s for t, s in zip(truth, said)),
+              "tn": sum(not t and not s for t, s in zip(truth, said)), "fp": sum(not t and s for t, s in zip(truth, said))}
+    assert {k: result[k] for k in counts} == counts
+    assert result["sensitivity"] == pytest.approx(counts["tp"] / 3) and result["specificity"] == pytest.approx(counts["tn"] / 3)
+    assert result["accuracy"] == pytest.approx((counts["tp"] + counts["tn"]) / 6)
+    assert result["auc"] == pytest.approx(roc_auc_score(truth, prob), abs=1e-4)
 
 
 def test_evaluate_explains_a_wrong_folder(tmp_path):

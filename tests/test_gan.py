@@ -103,8 +103,25 @@ def test_a_generator_that_copies_patients_is_not_written(tmp_path, xray_model, m
     from medcore.training.options import GanTrainingOptions
     from medcore.training.train_gan import MemorizedPatients, train_gan
 
+    from medcore.gan import judge
+    from medcore.training.train_gan import GanTrainer
+
     write_labelled_folder(tmp_path / "data", xray_model.artifact.quality_reference, 8)
-    monkeypatch.setattr(metrics, "MAX_SUSPICIOUS_SHARE", -1.0)  # any share at all counts as copying
+    # A generator that has memorized its training films: it draws them back, each with a faint noise, at the real
+    # limits of the check (no threshold changed).
+    seen, real_of = {}, judge.RealReference.of
+
+    def remember(classifier, pixels, labels, *args, **kwargs):
+        seen.update(pixels=pixels, labels=labels)
+        return real_of(classifier, pixels, labels, *args, **kwargs)
+
+    def copies(self, label_index, n, seed):
+        films = seen["pixels"][seen["labels"] == label_index]
+        noise = np.random.default_rng(seed).normal(0, 0.005, (n, *films.shape[1:]))
+        return np.clip(films[np.arange(n) % len(films)] + noise, 0, 1).astype(np.float32)
+
+    monkeypatch.setattr(judge.RealReference, "of", staticmethod(remember))
+    monkeypatch.setattr(GanTrainer, "sample", copies)
     with pytest.raises(MemorizedPatients, match="may be copying patients"):
         train_gan(tmp_path / "data", tmp_path / "generator",
                   GanTrainingOptions(image_size=32, epochs=1, eval_films=4, batch_size=8, width=16),

@@ -39,6 +39,29 @@ def test_cross_validated_figures_never_see_their_own_films():
     assert decisions[y == 1].mean() >= 0.85 and decisions.dtype == bool
 
 
+def test_each_films_cross_validated_probability_comes_from_a_map_fitted_without_it(monkeypatch):
+    """The figures a hospital is shown are out-of-fold: every map is fitted on a part of the films, and each film's
+    probability is what a map fitted without that film says (a fit on all films fails here)."""
+    from medcore import calibration
+
+    fits, real_fit = [], calibration.fit
+
+    def spy(method, logits, y, base):
+        params = real_fit(method, logits, y, base)
+        fits.append((set(np.asarray(logits).tolist()), params))
+        return params
+
+    monkeypatch.setattr(calibration, "fit", spy)
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(60), np.ones(60)].astype(int)
+    logits = rng.normal(0, 1.5, 120) + 3.0 * y - 1.0
+    prob, _ = cross_validated(logits, y, "platt", {"method": "platt", "a": 1.0, "b": 0.0}, 0.95, seed=0)
+    assert fits and all(len(seen) < len(y) for seen, _ in fits)
+    for logit, p in zip(logits, prob):
+        without = [params for seen, params in fits if float(logit) not in seen]
+        assert any(np.isclose(calibration.apply(np.array([logit]), params)[0], p) for params in without)
+
+
 def test_calibration_registers_a_candidate_with_the_same_weights(store, local_films):
     production = registry.production("xray")
     result = calibrate_and_register(local_films, ADMIN, store / "work")

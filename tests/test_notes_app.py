@@ -62,3 +62,21 @@ def test_lime_beside_shap_on_demand(notes_page):
     notes_page.run()
     assert not any("LIME" in b.label for b in notes_page.button)  # kept for the session: no second click needed
     assert "SHAP and LIME share" in " ".join(m.value for m in [*notes_page.success, *notes_page.warning])
+
+
+def test_sign_out_forgets_the_note_its_result_and_explanations(notes_page):
+    """Sign out clears everything the session held, not only the user name: the next person at this browser sees
+    a sign-in form and nothing of the note, its classes or its words."""
+    notes_page.selectbox[0].select("symptom2disease").run()
+    notes_page.text_area[0].input(NOTE)
+    notes_page.button[0].click().run()
+    assert notes_page.subheader[0].value.startswith("Most likely:")
+    held = [key for key in notes_page.session_state.keys() if key != "auth"]
+    assert held  # the page keeps its note and result in the session
+    next(b for b in notes_page.sidebar.button if b.label == "Sign out").click().run()
+    assert not notes_page.exception, notes_page.exception
+    left = set(notes_page.session_state.keys())
+    assert "auth" not in left and not left & set(held), left & set(held)
+    shown = " ".join(str(getattr(e, "value", "")) for e in notes_page.main) + _html(notes_page)
+    assert "fever" not in shown and "Most likely" not in shown
+    assert any(b.label == "Sign in" for b in notes_page.button)

@@ -33,10 +33,8 @@ def test_shipped_model_reproduces_its_validation_metrics(xray_model, validation_
     recorded = xray_model.artifact.meta["metrics"]["validation"]
     result = evaluate_folder(xray_model, root)
     assert result["n"] == recorded["n"] and result["n_unreadable"] == 0
-    assert result["auc"] == pytest.approx(recorded["auc"], abs=2e-3)
-    assert result["sensitivity"] == pytest.approx(recorded["sensitivity"], abs=0.01)
-    assert result["specificity"] == pytest.approx(recorded["specificity"], abs=0.01)
-    # Calibrated for other hospitals' films (validation + perturbed copies), the model is a little under-confident
-    # on its own validation films: internal ECE is traded for honesty on new patients (model card, "New patients").
-    assert result["auc"] >= 0.97 and result["ece"] <= 0.08
+    # Exactly, to the rounding the figures are shown with: one film decided differently changes tp/fn or tn/fp.
+    assert [result[k] for k in ("tp", "fn", "tn", "fp")] == [recorded[k] for k in ("tp", "fn", "tn", "fp")]
+    for key in ("auc", "ece", "sensitivity", "specificity", "accuracy"):
+        assert round(result[key], 3) == round(recorded[key], 3), key
     assert result["n_atypical"] / result["n"] <= 0.01  # the gate refuses almost no real film
