@@ -38,6 +38,23 @@ class ModelLoadError(RuntimeError):
     """A model artifact is missing, corrupt or made for another preprocessing contract."""
 
 
+
+def command_line() -> str:
+    """The command that made an artifact, as a person would retype it: `medcore ...` for the CLI, `python
+    path/to/script.py ...` for a benchmark (which trains through the same functions)."""
+    import sys
+
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    program = Path(sys.argv[0])
+    if program.suffix == ".py":
+        try:
+            program = program.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            pass
+        return " ".join(["python", str(program), *sys.argv[1:]])
+    return " ".join(["medcore", *sys.argv[1:]])
+
 class ModelInfo:
     """The one face of a loaded model of any task, read from its own folder: what pages and charts use.
 

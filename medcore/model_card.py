@@ -164,9 +164,6 @@ def _federated_data_and_training(meta: dict[str, Any]) -> str:
 def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None,
                     ideas: dict[str, Any] | None = None, federated_comparison: dict[str, Any] | None = None) -> str:
     val = meta["metrics"]["validation"]
-    training = meta["training"]
-    history = "\n".join(f"| {h.get('member', 1)} | {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
-                        for h in training["history"])
     shifted = val.get("simulated_shift")
     return f"""# Model card: MedCore chest X-ray pneumonia classifier `{meta['version']}`
 
@@ -190,10 +187,7 @@ split of this data set is known to be harder (different acquisition period, more
 expect lower specificity there. The same validation set chose the checkpoint, the calibration and the
 threshold, so these figures are slightly optimistic.
 
-## Per-epoch history
-| member | epoch | loss | train AUC | validation AUC |
-|---|---|---|---|---|
-{history}
+{_history_section(meta)}
 {external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
@@ -207,6 +201,42 @@ threshold, so these figures are slightly optimistic.
   All heatmaps share one scale (the 95th percentile of heatmap peaks on validation films), so a faint
   map means weak evidence.
 """
+
+
+def _notes_split(meta: dict) -> str:
+    """How the notes were used: a model refitted on every note records them all as n_train."""
+    data = meta["data"]
+    if meta.get("linear", {}).get("refit_on_all"):
+        return (f"{data['n_train']} notes: {data['n_train'] - data['n_val']} for training and {data['n_val']} for "
+                "validation while choosing, then the final model refitted on all of them")
+    return f"{data['n_train']} training and {data['n_val']} validation notes"
+
+
+def _history_section(meta: dict[str, Any]) -> str:
+    """Per-epoch curves of a central training; per-round validation AUCs of a federated one (its epochs are the
+    sites' own, never reported)."""
+    federated = meta.get("federated")
+    if federated:
+        rows = [r for r in federated["history"] if r.get("kind") == "validation"]
+        names = sorted({name for r in rows for name in r["sites"]})
+        lines = "\n".join(f"| {r['round']} | {r['seconds'] / 60:.1f} | {r['global_auc']:.4f} | "
+                          + " | ".join(f"{r['sites'][n]['auc']:.4f}" if n in r["sites"] else "–" for n in names) + " |"
+                          for r in rows)
+        return ("## Per-round history\n| round | minutes | pooled validation AUC | "
+                + " | ".join(f"{n} AUC" for n in names) + " |\n|" + "---|" * (3 + len(names)) + f"\n{lines}\n")
+    history = "\n".join(f"| {h.get('member', 1)} | {h['epoch']} | {h['loss']:.4f} | {h['auc']:.4f} | {h['val_auc']:.4f} |"
+                        for h in meta["training"]["history"])
+    return ("## Per-epoch history\n| member | epoch | loss | train AUC | validation AUC |\n|---|---|---|---|---|\n"
+            f"{history}\n")
+
+
+def _stability_sentence(checks: dict, limits: dict) -> str:
+    if checks.get("stable", checks["shap_stability"] >= limits["shap_stability_at_least"]):
+        return (f"SHAP's top words are stable (at least {limits['shap_stability_at_least']} shared under another "
+                "seed).")
+    return (f"SHAP's top words are **noisy** on these notes (below {limits['shap_stability_at_least']} shared under "
+            "another seed): long notes spread the evidence over many words, so read the colours as a guide to the "
+            "kind of words that matter, not as a ranking, and use LIME beside them.")
 
 
 def explanation_checks_section(checks: dict[str, Any] | None) -> str:
@@ -246,8 +276,8 @@ SHAP's top {checks['top_k']} words for the predicted class on {checks['notes']} 
 with the same for a model whose weights were shuffled and for a linear model trained on shuffled labels (Adebayo et
 al. 2018). Mean overlap with the randomised weights {checks['randomized_weights_overlap']:.2f}, with the
 shuffled-label model {checks.get('shuffled_labels_overlap', float('nan')):.2f} (each must be below
-{limits['randomized_overlap_below']}); SHAP against itself with another seed {checks['shap_stability']:.2f} (at least
-{limits['shap_stability_at_least']}): {'passes' if checks['passes'] else '**fails**'}.
+{limits['randomized_overlap_below']} and at most half of SHAP's agreement with itself under another seed,
+{checks['shap_stability']:.2f}): {'passes' if checks['passes'] else '**fails**'}. {_stability_sentence(checks, limits)}
 
 Second explainer: LIME beside SHAP, top {checks['agreement']['top_k']} words shared: median
 {agreement['median']:.2f} (IQR {agreement['iqr'][0]:.2f} to {agreement['iqr'][1]:.2f}) on the same notes.
@@ -272,7 +302,7 @@ def _notes_network(meta: dict[str, Any]) -> str:
     training, options = meta["training"], meta["options"]
     if options.get("arch") == "linear":
         linear = meta["linear"]
-        scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in linear["cv_macro_f1"].items())
+        scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in sorted(linear["cv_macro_f1"].items(), key=lambda item: float(item[0])))
         return (f"Model: multinomial logistic regression on the features (scikit-learn L-BFGS, class weights "
                 f"{options['class_weighting']}), C = {linear['C']} chosen by 5-fold cross-validated macro-F1 on the "
                 f"training notes ({scores}){_vocabulary_note(linear)}; carried as one Keras Dense layer, "
@@ -363,7 +393,7 @@ def _refit_note_notes(meta: dict[str, Any]) -> str:
     if not meta["linear"].get("refit_on_all"):
         return ""
     return (f" After that choice the model was refitted on all {meta['data']['n_train']} notes (training and "
-            f"validation); the calibration map and the \"uncertain\" threshold were fitted on every note's "
+            f"validation); the calibration map and the prediction-set quantiles were fitted on every note's "
             f"{meta['linear']['out_of_fold_folds']}-fold out-of-fold logits (as scikit-learn's "
             "CalibratedClassifierCV(ensemble=False)), and the validation figures below are the validation notes' "
             "out-of-fold predictions, from models that never saw them.")
@@ -382,7 +412,7 @@ def _notes_calibration(meta: dict[str, Any]) -> str:
         return f"temperature scaling on validation logits (T = {meta['temperature']:.3f})."
     report = meta["metrics"]["validation"].get("calibration_cv", {})
     scores = "; ".join(f"{m}: log-loss {r['cv_log_loss']:.4f}, ECE {r['cv_ece']:.4f}, macro-F1 {r['cv_macro_f1']:.4f}"
-                       for m, r in report.items())
+                       for m, r in sorted(report.items(), key=lambda item: item[1]["cv_log_loss"]))
     name = {"vector": "vector scaling (a scale and an offset per class, Guo et al. 2017)",
             "top_label": "class-wise top-label calibration (Gupta & Ramdas 2022: a Platt map of the confidence for "
                          "each predicted class with enough validation notes, a shared one otherwise; the decision "
@@ -406,7 +436,7 @@ def _baseline_tuning(meta: dict[str, Any]) -> str:
     baseline = meta.get("baseline")
     if not baseline:
         return "the baseline was not tuned on it beyond a fixed C = 4."
-    scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in baseline["cv_macro_f1"].items())
+    scores = ", ".join(f"C = {c}: {f1:.4f}" for c, f1 in sorted(baseline["cv_macro_f1"].items(), key=lambda item: float(item[0])))
     return (f"the baseline's C was chosen by {baseline['folds']}-fold cross-validated macro-F1 on the training "
             f"notes only ({scores}).")
 
@@ -444,8 +474,8 @@ that pushed each category up or down (SHAP). Decision support for triage and cod
 
 ## Data
 - {NOTES_DATA.get(meta['task'], data['source'])}
-- File `{data['source']}`, SHA-256 `{data['fingerprint'][:16]}…`; {data['n_train']} training and {data['n_val']}
-  validation notes (stratified split, seed {options['seed']}, fraction {options['val_fraction']});
+- File `{data['source']}`, SHA-256 `{data['fingerprint'][:16]}…`; {_notes_split(meta)}
+  (stratified split, seed {options['seed']}, fraction {options['val_fraction']});
   {data['dropped_rows']} rows dropped for unusable text. Classes: {', '.join(meta['labels'])}.
 
 ## Training
@@ -575,7 +605,7 @@ of one local epoch = {results['rounds']} epochs), scored on the {n} films of the
 never trained or tuned on); 95 % intervals (the AUC difference from central training: paired bootstrap over the same
 films). Sensitivity and specificity are at each model's own threshold.
 
-| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes (2 CPU cores) | MB sent per round |
+| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes to train and score (2 CPU cores) | MB sent per round |
 |---|---|---|---|---|---|---|---|
 {rows}
 """

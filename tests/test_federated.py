@@ -131,6 +131,11 @@ def test_federated_run_sends_weights_encrypted_and_no_film_or_file_name(hospital
     # calibrated as central training is: on the validation films plus two perturbed copies of each, as counts
     assert "perturbed copies" in meta["calibration"]["fitted_on"]
     assert meta["metrics"]["validation"]["simulated_shift"]["n"] == 2 * meta["metrics"]["validation"]["n"]
+    # the card shows each round (a federated model has no epochs of its own) and a command that can be retyped
+    card = (tmp_path / "model" / "model_card.md").read_text()
+    history = card.split("## Per-round history")[1].split("##")[0]
+    assert len([line for line in history.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]) == 2
+    assert "Per-epoch history" not in card and meta["training"]["command"].split()[0] in ("python", "medcore")
 
 
 def test_cancelled_run_writes_no_model(hospitals, tmp_path):

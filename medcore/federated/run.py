@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from medcore import config
+from medcore.artifacts import command_line
 from medcore.federated import credentials, wire
 from medcore.federated.privacy import client_level_epsilon
 from medcore.imaging import folders
@@ -216,7 +217,7 @@ def run_federated(sites: list[Path], out_dir: Path, rounds: int = 10, strategy: 
                      "n_train": None, "n_val": int(len(y_val)), "val_counts": np.bincount(y_val, minlength=2).tolist(),
                      "train_counts": [sum(c["NORMAL"] for c in site_counts.values()),
                                       sum(c["PNEUMONIA"] for c in site_counts.values())]},
-            "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
+            "training": {"command": command_line(),
                          "seconds": round(time.time() - started, 1), "device": device.describe(),
                          "best_epoch": rounds, "best_epochs": [rounds], "history": [],
                          "parameters": network.count_params(), "tensorflow": tf.__version__,

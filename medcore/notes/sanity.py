@@ -4,7 +4,9 @@ Model randomisation: every weight matrix of the network is shuffled within each 
 scale; which word carries which weight is lost) and SHAP's top words for the note's predicted class are compared
 with the trained model's. Data randomisation: the same comparison with a model trained on shuffled labels. The
 reference is SHAP against itself with another random seed, so "unlike" is measured against SHAP's own noise.
-Thresholds (mean over notes): overlap with a randomised model < MAX_OVERLAP, SHAP's own agreement >= MIN_STABILITY.
+Passes (mean over notes): overlap with each randomised model < MAX_OVERLAP and at most half of SHAP's own agreement
+(clearly unlike, measured against SHAP's noise). SHAP's own agreement below MIN_STABILITY is reported as noisy top
+words (long notes), a property of the explainer's budget rather than a failed check.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def check(model: NotesModel, notes: list[str], shuffled: NotesModel | None = Non
               "randomized_weights_overlap": round(compare(model, randomized_copy(model), notes, k), 4)}
     if shuffled is not None:
         result["shuffled_labels_overlap"] = round(compare(model, shuffled, notes, k), 4)
-    result["passes"] = (result["shap_stability"] >= MIN_STABILITY
-                        and result["randomized_weights_overlap"] < MAX_OVERLAP
-                        and result.get("shuffled_labels_overlap", 0.0) < MAX_OVERLAP)
+    randomized = [result["randomized_weights_overlap"], result.get("shuffled_labels_overlap", 0.0)]
+    result["passes"] = all(o < MAX_OVERLAP and o <= result["shap_stability"] / 2 for o in randomized)
+    result["stable"] = result["shap_stability"] >= MIN_STABILITY
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import platform
 import secrets
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from medcore import config
+from medcore.artifacts import command_line
 from medcore.calibration import apply_platt, fit_platt
 from medcore.imaging import folders, quality
 from medcore.imaging.model import build_xray_ensemble, save_artifact
@@ -441,7 +441,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                  "val_counts": np.bincount(y_val).tolist(), "skipped": loaded.skipped,
                  **({"synthetic": synthetic} if synthetic else {})},
         **({"distillation": distillation} if distillation else {}),
-        "training": {"command": " ".join(["medcore"] + sys.argv[1:]) if sys.argv else "",
+        "training": {"command": command_line(),
                      "seconds": round(time.time() - started, 1), "device": device.describe(),
                      "best_epoch": best_epochs[0] if best_epochs else 0, "best_epochs": best_epochs,
                      "history": history, "parameters": network.count_params(),
