@@ -274,3 +274,19 @@ def test_a_generator_keeps_no_file_names_and_an_admin_deletes_its_examples(tiny_
     assert audit.recent(1)[0]["action"] == "rewrite:xray_gan"
     with pytest.raises(registry.RegistryError, match="cannot be rewritten"):
         registry.rewrite_files("xray_gan", version, {"model.keras": b"x"}, auth.operator("tester"), "no")
+
+
+def test_the_time_budget_stops_a_training_and_keeps_what_it_has(tmp_path, xray_model):
+    """max_minutes ends the run after the epoch that used it up; that epoch is measured and the generator written."""
+    from medcore.training.options import GanTrainingOptions
+    from medcore.training.train_gan import train_gan
+
+    write_labelled_folder(tmp_path / "data", xray_model.artifact.quality_reference, 8)
+    events = []
+    meta = train_gan(tmp_path / "data", tmp_path / "generator",
+                     GanTrainingOptions(image_size=32, epochs=50, eval_every=10, eval_films=4, batch_size=8, width=16,
+                                        max_minutes=0.001),
+                     progress=events.append, cache_dir=tmp_path / "cache", classifier=xray_model)
+    epochs = [e for e in events if e["stage"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1] and "fd_ratio" in epochs[0]  # the last epoch is always measured
+    assert meta["training"]["best_epoch"] == 1 and (tmp_path / "generator" / "meta.json").is_file()

@@ -11,7 +11,8 @@ import pytest
 
 from medcore import auth, registry
 from medcore.imaging.service import load_xray_model
-from medcore.training.local_calibration import LocalDataError, calibrate_and_register, cross_validated
+from medcore.training.local_calibration import (METHODS, LocalDataError, calibrate_and_register, choose_method,
+                                                 cross_validated)
 from tests.synthetic import write_opacity_folder
 
 ADMIN = auth.operator("tests")
@@ -122,3 +123,10 @@ def test_external_sample_recalibration_improves_calibration(store, xray_train_di
     result = calibrate_and_register(external, ADMIN, store / "work")
     assert result["after"]["ece"] < 0.06 and result["after"]["sensitivity"] >= 0.93
     assert not result["warnings"]
+
+
+def test_ties_go_to_the_map_with_fewer_parameters():
+    assert METHODS == ("intercept", "platt", "isotonic")  # 1, 2 and as many as steps
+    assert choose_method({"unchanged": 0.2, "intercept": 0.05, "platt": 0.05, "isotonic": 0.05}) == "intercept"
+    assert choose_method({"intercept": 0.06, "platt": 0.05002, "isotonic": 0.04998}) == "platt"  # equal to 4 decimals
+    assert choose_method({"intercept": 0.06, "platt": 0.0502, "isotonic": 0.0498}) == "isotonic"
