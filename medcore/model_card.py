@@ -503,8 +503,9 @@ The validation split chose the epoch and the calibration, so the shipped model's
 
 {architectures_section(meta.get('architectures'))}
 ## Explanations
-SHAP values from `shap.explainers.Permutation` over the note's words ({_removal(meta)}), two antithetic
-permutations, on the log-odds of each class's calibrated probability; exact for effects additive in the words.
+SHAP values from `shap.explainers.Permutation` over the note's words ({_removal(meta)}), as many antithetic
+permutations as about 3,000 model calls allow (2 to 16: 16 for a 90-word note, 5 for 250 words), on the log-odds
+of each class's calibrated probability; exact for effects additive in the words.
 Up to 400 words are explained; later words are held fixed.
 {explanation_checks_section(meta.get("explanation_checks"))}
 
