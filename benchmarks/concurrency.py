@@ -9,6 +9,9 @@ note). Reports median and 95th-percentile response times per action, and the ser
     python benchmarks/concurrency.py --sessions 20 --servers 2      # two servers on one PostgreSQL store
                                                                     # (MEDCORE_TEST_POSTGRES_URL: .ci/postgres)
 
+    python benchmarks/concurrency.py --sessions 1 --admin-rounds 1 --out benchmarks/results/concurrency_alone.json
+    python benchmarks/concurrency.py --write-readme                 # the README table from the three files
+
 tests/test_concurrency.py runs the same code with a few sessions in CI.
 """
 
@@ -232,7 +235,44 @@ def measure(sessions: int, admin_rounds: int = 3, servers: int = 1, postgres_adm
                          _server_ms(env))
 
 
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+START, END = "<!-- concurrency:start -->", "<!-- concurrency:end -->"
+ACTIONS = ("sign in", "admin sign out", "X-ray study (upload to Grad-CAM)", "case note (analyse to SHAP)")
+
+
+def readme_block() -> str:
+    """The README's table: one server on SQLite, two on PostgreSQL, and one session alone, from their files."""
+    runs = [json.loads((RESULTS / name).read_text()) for name in
+            ("concurrency.json", "concurrency_servers_2.json", "concurrency_alone.json")]
+    one, two, alone = runs
+    lines = [f"| action | 1 server, SQLite: n, median (95th pct.) s | {two['servers']} servers, PostgreSQL: "
+             "median (95th pct.) s | one session alone: median s |", "|---|---|---|---|"]
+    for key in ACTIONS:
+        cells = [f"{r['actions'][key]['n']}, {r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 0
+                 else f"{r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 1
+                 else f"{r['actions'][key]['p50_s']}" for i, r in enumerate(runs) if key in r["actions"]]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    studies = [r["server_ms_per_study"] for r in runs]
+    lines.append("| server time per study (ms, from the audit rows) | " + " | ".join(
+        f"{s['p50']} ({s['p95']})" if s else "–" for s in studies) + " |")
+    note = (f"{one['sessions']} sessions; errors {len(one['errors']) + len(two['errors'])}, cross-talk "
+            f"{len(one['cross_talk']) + len(two['cross_talk'])}; wall time {one['wall_s']} s on one server, "
+            f"{two['wall_s']} s on two; {one['cpu_threads']} CPU threads shared by the servers and the browsers.")
+    return f"{START}\n" + "\n".join(lines) + f"\n\n{note}\n{END}"
+
+
+def write_readme() -> None:
+    text = README.read_text()
+    start, end = text.index(START), text.index(END) + len(END)
+    README.write_text(text[:start] + readme_block() + text[end:])
+
+
 def main() -> None:
+    if "--write-readme" in sys.argv[1:]:
+        write_readme()
+        print(readme_block())
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--admin-rounds", type=int, default=3)

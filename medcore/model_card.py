@@ -203,6 +203,15 @@ threshold, so these figures are slightly optimistic.
 """
 
 
+def _flat_note(checks: dict) -> str:
+    flat = [r for r in checks["cascading_randomization"] if r["rank_correlation"] == 0]
+    if not flat:
+        return ""
+    return ("\nA rank correlation of exactly 0 means the randomised network's map was flat on the median film: no "
+            "region raised its score, so Grad-CAM showed nothing (what a map that depends on the weights should do "
+            "once they are gone).\n")
+
+
 def _notes_split(meta: dict) -> str:
     """How the notes were used: a model refitted on every note records them all as n_train."""
     data = meta["data"]
@@ -260,7 +269,7 @@ the model: each step must stay below rank correlation {limits['rank_correlation_
 | weights randomised | rank correlation | SSIM | passes |
 |---|---|---|---|
 {rows}
-
+{_flat_note(checks)}
 A network of the same architecture trained on shuffled labels (small run): rank correlation
 {shuffled['rank_correlation']:.3f}, SSIM {shuffled['ssim']:.3f}: {'passes' if shuffled['passes'] else '**fails**'}.
 
