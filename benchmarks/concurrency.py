@@ -136,6 +136,13 @@ async def clinician(browser, url: str, index: int, sessions: int, film: bytes, o
             outcome.errors.append(f"session {index}: an error on the page")
     except Exception as exc:  # a timeout or a missing element: counted, the other sessions go on
         outcome.errors.append(f"session {index}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        try:  # what the person would have seen, for the diagnosis (screenshots/ is not committed)
+            shots = ROOT / "screenshots"
+            shots.mkdir(exist_ok=True)
+            await page.screenshot(path=str(shots / f"concurrency_failed_session{index:02d}.png"), full_page=True,
+                                  timeout=30_000)
+        except Exception:
+            pass
     finally:
         await context.close()
 
@@ -247,18 +254,22 @@ def readme_block() -> str:
             ("concurrency.json", "concurrency_servers_2.json", "concurrency_alone.json")]
     one, two, alone = runs
     lines = [f"| action | 1 server, SQLite: n, median (95th pct.) s | {two['servers']} servers, PostgreSQL: "
-             "median (95th pct.) s | one session alone: median s |", "|---|---|---|---|"]
+             "n, median (95th pct.) s | one session alone: median s |", "|---|---|---|---|"]
     for key in ACTIONS:
         cells = [f"{r['actions'][key]['n']}, {r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 0
-                 else f"{r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 1
+                 else f"{r['actions'][key]['n']}, {r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 1
                  else f"{r['actions'][key]['p50_s']}" for i, r in enumerate(runs) if key in r["actions"]]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     studies = [r["server_ms_per_study"] for r in runs]
     lines.append("| server time per study (ms, from the audit rows) | " + " | ".join(
         f"{s['p50']} ({s['p95']})" if s else "–" for s in studies) + " |")
-    note = (f"{one['sessions']} sessions; errors {len(one['errors']) + len(two['errors'])}, cross-talk "
-            f"{len(one['cross_talk']) + len(two['cross_talk'])}; wall time {one['wall_s']} s on one server, "
-            f"{two['wall_s']} s on two; {one['cpu_threads']} CPU threads shared by the servers and the browsers.")
+    def problems(run: dict) -> str:
+        found = [*run["errors"], *run["cross_talk"]]
+        return "no errors and no cross-talk" if not found else "; ".join(found)
+
+    note = (f"{one['sessions']} sessions; one server: {problems(one)} (wall time {one['wall_s']} s); two servers: "
+            f"{problems(two)} (wall time {two['wall_s']} s); {one['cpu_threads']} CPU threads shared by the servers "
+            "and the browsers.")
     return f"{START}\n" + "\n".join(lines) + f"\n\n{note}\n{END}"
 
 

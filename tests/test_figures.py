@@ -106,3 +106,9 @@ def test_the_readme_shipped_xray_row_is_the_models_metadata():
     figures = meta["external"]["figures"]
     _assert_rows_come_from(shipped, [{k: figures[k] for k in ("auc", "accuracy", "sensitivity", "specificity", "ece",
                                                               "intervals")}])
+
+
+def test_the_readme_concurrency_table_is_the_one_its_result_files_render():
+    import concurrency
+
+    assert concurrency.readme_block() in (ROOT / "README.md").read_text()

@@ -36,11 +36,13 @@ def test_the_package_has_the_modules_we_expect() -> None:
     assert {"medcore.cli", "medcore.notes.explain", "medcore.imaging.service", "medcore.jobs"} <= set(names)
 
 
+@pytest.mark.import_only
 @pytest.mark.parametrize("name", _medcore_modules())
 def test_every_medcore_module_imports(name: str) -> None:
     importlib.import_module(name)
 
 
+@pytest.mark.import_only
 @pytest.mark.parametrize("path", _view_files(), ids=lambda p: p.name)
 def test_every_import_of_every_view_resolves(path: Path) -> None:
     """Each module a view (or app.py) imports, at top level or inside a function, can be imported."""
@@ -89,3 +91,19 @@ def test_declared_dependencies_cover_every_third_party_import() -> None:
                 if not dists & declared:
                     missing.add(f"{top} ({path.relative_to(ROOT)})")
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_the_readme_counts_the_tests_as_they_are(request) -> None:
+    """The README's summary of the suite (how many tests assert behaviour, how many only import) is the collected
+    suite's; checked only when the whole suite was collected."""
+    import re
+
+    items = request.session.items
+    collected = {Path(str(item.fspath)).name for item in items}
+    if collected != {p.name for p in Path(__file__).parent.glob("test_*.py")} or request.config.option.markexpr \
+            or request.config.option.keyword:
+        pytest.skip("only a part of the suite was collected")
+    imports = sum(1 for item in items if item.get_closest_marker("import_only"))
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    stated = re.search(r"The suite holds (\d+) tests: (\d+) assert behaviour and (\d+) only check", text)
+    assert stated and tuple(map(int, stated.groups())) == (len(items), len(items) - imports, imports)
