@@ -252,3 +252,23 @@ def test_quality_scores_far_out_or_undefined_still_count():
     assert wire.score_quantile(histogram, 0.2) < 1.0
     with pytest.raises(ValueError, match="No quality scores"):
         wire.score_quantile(np.zeros_like(histogram), 0.5)
+
+
+def test_the_fedprox_term_keeps_a_sites_update_near_the_global_model(hospitals, tmp_path):
+    """The same site, start and seed, one local epoch: with proximal_mu > 0 the weights it sends back are closer to
+    the global weights than plain FedAvg's local training leaves them (the term mu/2 ||w - w_global||^2 acts)."""
+    from medcore.federated.client import make_client
+
+    def update(mu: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        client = make_client(hospitals[2], OPTIONS, tmp_path / "cache", "site2", tmp_path / "unused.key")
+        start = client.get_parameters({})
+        sent, _, _ = client.fit(start, {"rounds": 1, "local_epochs": 1, "proximal_mu": mu})
+        return start, sent
+
+    def distance(start, sent) -> float:  # over the kernels: the batch-norm statistics are not trained, not pulled
+        return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(start, sent) if a.ndim >= 2)))
+
+    start, plain = update(0.0)
+    start_again, proximal = update(1000.0)
+    assert all(np.array_equal(a, b) for a, b in zip(start, start_again))  # the same start, so only mu differs
+    assert distance(start, proximal) < 0.8 * distance(start, plain), (distance(start, proximal), distance(start, plain))
