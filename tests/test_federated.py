@@ -272,3 +272,19 @@ def test_the_fedprox_term_keeps_a_sites_update_near_the_global_model(hospitals, 
     start_again, proximal = update(1000.0)
     assert all(np.array_equal(a, b) for a, b in zip(start, start_again))  # the same start, so only mu differs
     assert distance(start, proximal) < 0.8 * distance(start, plain), (distance(start, proximal), distance(start, plain))
+
+
+@pytest.mark.shared_data
+def test_the_default_split_gives_the_hospitals_the_readme_and_benchmark_describe(xray_train_dir, tmp_path):
+    """`medcore federated split` with its defaults on the real training films: the sizes in the README's federated
+    table and in the benchmark's record (whole patients, three unequal hospitals)."""
+    record = split_hospitals(xray_train_dir, tmp_path / "sites")
+    films = {name: site["films"] for name, site in record["sites"].items()}
+    assert films == {"hospital_a": {"NORMAL": 674, "PNEUMONIA": 170}, "hospital_b": {"NORMAL": 472, "PNEUMONIA": 472},
+                     "hospital_c": {"NORMAL": 202, "PNEUMONIA": 1148}}
+    benchmark = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "federated_xray.json").read_text())
+    assert {name: site["films"] for name, site in benchmark["split"].items()} == films
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name, counts in films.items():
+        total = sum(counts.values())
+        assert f"{name} alone ({total:,} films, {round(100 * counts['PNEUMONIA'] / total)} %" in readme, name
