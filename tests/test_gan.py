@@ -290,3 +290,27 @@ def test_the_time_budget_stops_a_training_and_keeps_what_it_has(tmp_path, xray_m
     epochs = [e for e in events if e["stage"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1] and "fd_ratio" in epochs[0]  # the last epoch is always measured
     assert meta["training"]["best_epoch"] == 1 and (tmp_path / "generator" / "meta.json").is_file()
+
+
+def test_a_different_candidate_is_compared_as_itself_not_as_production(tiny_generator, tmp_path, xray_model):
+    """Two different generators (3 epochs and 1 epoch, other seed): each side of the comparison carries its own
+    figures, and swapping the arguments swaps them (a swapped comparison would promote the wrong one)."""
+    from medcore.gan.judge import evaluate_generators
+    from medcore.gan.network import load_generator
+    from medcore.training import compare
+    from medcore.training.options import GanTrainingOptions
+    from medcore.training.train_gan import train_gan
+
+    root, _, _ = tiny_generator
+    train_gan(root / "data", tmp_path / "other", GanTrainingOptions(image_size=32, epochs=1, eval_films=6, batch_size=8,
+                                                                    width=16, seed=5),
+              cache_dir=root / "cache", classifier=xray_model)
+    good, other = root / "generator", tmp_path / "other"
+    alone = evaluate_generators([load_generator(good), load_generator(other)], root / "data", xray_model)
+    assert alone[0]["fd_ratio"] != pytest.approx(alone[1]["fd_ratio"])
+    forward, _ = compare.compare_generators(other, good, root / "data")
+    backward, _ = compare.compare_generators(good, other, root / "data")
+    assert forward["candidate"]["fd_ratio"] == pytest.approx(alone[1]["fd_ratio"])
+    assert forward["production"]["fd_ratio"] == pytest.approx(alone[0]["fd_ratio"])
+    assert backward["candidate"] == forward["production"] and backward["production"] == forward["candidate"]
+    assert forward["candidate_version"] == load_generator(other).version
