@@ -392,3 +392,29 @@ def test_an_unattended_page_clears_itself_when_the_session_ends(tmp_path_factory
         expect(page.get_by_text("1 studies:")).to_have_count(0)
         page.screenshot(path=str(SCREENSHOTS / "session_ended_unattended.png"))
         page.close()
+
+
+def test_sign_in_throttling_is_keyed_on_the_address_the_app_derives(tmp_path_factory, browser):
+    """Behind a configured proxy (here: loopback), failures count against the browser's forwarded address as the
+    app derives it, not the proxy's and not the session's: the store records them under that address, and a hop the
+    client wrote itself (left of it) is not believed."""
+    from sqlalchemy import create_engine, text
+
+    store = tmp_path_factory.mktemp("proxy-store")
+    # FORWARDED_ALLOW_IPS="": the web server under Streamlit (uvicorn) would otherwise already believe X-Forwarded-For
+    # from loopback itself; here the derivation is MedCore's alone.
+    for url in start_app(store, MEDCORE_TRUSTED_PROXIES="127.0.0.1/32", FORWARDED_ALLOW_IPS=""):
+        for forwarded in ("203.0.113.7", "198.51.100.9, 203.0.113.7"):  # a client-written left hop is not believed
+            context = browser.new_context(extra_http_headers={"X-Forwarded-For": forwarded})
+            page = context.new_page()
+            page.goto(url)
+            for attempt in range(2):
+                page.get_by_role("textbox", name="User name").fill(CLINICIAN[0])
+                page.get_by_role("textbox", name="Password").fill(f"wrong password {attempt}")
+                page.get_by_role("button", name="Sign in").click()
+                settled(page).get_by_text("Wrong user name or password").first.wait_for(timeout=60_000)
+            context.close()
+        engine = create_engine(f"sqlite:///{store / 'medcore.sqlite'}")
+        with engine.connect() as db:
+            clients = [row[0] for row in db.execute(text("SELECT client FROM sign_in_failures"))]
+        assert clients == ["ip:203.0.113.7"] * 4, clients
