@@ -270,6 +270,13 @@ def readme_block() -> str:
     note = (f"{one['sessions']} sessions; one server: {problems(one)} (wall time {one['wall_s']} s); two servers: "
             f"{problems(two)} (wall time {two['wall_s']} s); {one['cpu_threads']} CPU threads shared by the servers "
             "and the browsers.")
+    rerun_file = RESULTS / "concurrency_servers_2_rerun.json"
+    if rerun_file.is_file():  # the same two-server run again, kept beside the first
+        rerun = json.loads(rerun_file.read_text())
+        study = rerun["actions"]["X-ray study (upload to Grad-CAM)"]
+        note += (f" The same two-server run again: {problems(rerun)}, X-ray study median {study['p50_s']} s (95th pct. "
+                 f"{study['p95_s']} s), server time per study {rerun['server_ms_per_study']['p50']} ms (wall time "
+                 f"{rerun['wall_s']} s).")
     return f"{START}\n" + "\n".join(lines) + f"\n\n{note}\n{END}"
 
 
