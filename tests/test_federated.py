@@ -271,7 +271,8 @@ def test_the_fedprox_term_keeps_a_sites_update_near_the_global_model(hospitals, 
     start, plain = update(0.0)
     start_again, proximal = update(1000.0)
     assert all(np.array_equal(a, b) for a, b in zip(start, start_again))  # the same start, so only mu differs
-    assert distance(start, proximal) < 0.8 * distance(start, plain), (distance(start, proximal), distance(start, plain))
+    # measured: 0.173 against 0.218 (0.79 x); without the term 0.99 x
+    assert distance(start, proximal) < 0.9 * distance(start, plain), (distance(start, proximal), distance(start, plain))
 
 
 @pytest.mark.shared_data
