@@ -201,6 +201,16 @@ def own_upload(path: Path) -> Path:
     return resolved
 
 
+def check_data_source(path: Path, uploaded: bool, operator: bool) -> None:
+    """The one rule for a data set an admin action reads: an upload must be one made through save_upload; a path
+    typed on a page must lie under the allowed roots (allowed_data_path); the command line's operator is not
+    limited. PathNotAllowed otherwise."""
+    if uploaded:
+        own_upload(path)
+    elif not operator:
+        allowed_data_path(path)
+
+
 def discard(path: Path) -> None:
     """Delete the uploaded set that `path` lies in; a path outside <store>/uploads is never touched."""
     root = uploads_dir().resolve()

@@ -180,11 +180,8 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
     try:
         user = auth.require_admin(user)
         try:
-            if uploaded:
-                uploads.own_upload(Path(data_path))
-            elif not user.operator:  # the page's "path on the server" fields
-                uploads.allowed_data_path(Path(data_path))
-            if not user.operator:
+            uploads.check_data_source(Path(data_path), uploaded, user.operator)
+            if not user.operator:  # the federated sites, typed on the page
                 for site in (federated or {}).get("sites", []):
                     uploads.allowed_data_path(Path(site))
         except uploads.PathNotAllowed as exc:

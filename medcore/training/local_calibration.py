@@ -181,10 +181,7 @@ def calibrate_and_register(data_dir: Path, user: auth.User, work_dir: Path, min_
     data roots (the command line's operator is not limited)."""
     user = auth.require_admin(user)
     try:
-        if uploaded:
-            uploads.own_upload(Path(data_dir))
-        elif not user.operator:
-            uploads.allowed_data_path(Path(data_dir))
+        uploads.check_data_source(Path(data_dir), uploaded, user.operator)
     except uploads.PathNotAllowed as exc:
         raise LocalDataError(str(exc)) from exc
     current = registry.production("xray")
@@ -209,10 +206,7 @@ def adapt_and_register(task: str, data_dir: Path, user: auth.User, work_dir: Pat
 
     user = auth.require_admin(user)
     try:
-        if uploaded:
-            uploads.own_upload(Path(data_dir))
-        elif not user.operator:
-            uploads.allowed_data_path(Path(data_dir))
+        uploads.check_data_source(Path(data_dir), uploaded, user.operator)
     except uploads.PathNotAllowed as exc:
         raise LocalDataError(str(exc)) from exc
     current = registry.production(task)
