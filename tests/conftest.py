@@ -134,3 +134,21 @@ def signed_in_app(role: str = "clinician", page: str | None = None):
     if page:
         at.switch_page(page).run()
     return at
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install`
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the browser tests of one module (tests/test_e2e.py, test_pacs_e2e.py,
+    test_multiserver.py)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield chromium
+        chromium.close()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import CHROMIUM
 from tests.synthetic import chest_like, encode, make_dicom, text_screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")]
 SCREENSHOTS = Path(os.environ.get("MEDCORE_SCREENSHOT_DIR", "screenshots"))
@@ -71,19 +71,6 @@ def start_app(store: Path, **environment: str):
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     yield from start_app(tmp_path_factory.mktemp("store"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield chromium
-        chromium.close()
 
 
 def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, path: str = ""):

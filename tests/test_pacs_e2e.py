@@ -29,19 +29,6 @@ def pacs_app(tmp_path_factory):
                          MEDCORE_PACS_POLL_SECONDS="1", **env)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield chromium
-        chromium.close()
-
-
 def _client(monkeypatch):
     from medcore.pacs.client import PacsClient
 
