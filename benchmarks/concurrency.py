@@ -255,14 +255,16 @@ def readme_block() -> str:
     one, two, alone = runs
     lines = [f"| action | 1 server, SQLite: n, median (95th pct.) s | {two['servers']} servers, PostgreSQL: "
              "n, median (95th pct.) s | one session alone: median s |", "|---|---|---|---|"]
+    def cell(run: dict, key: str) -> str:  # the loaded runs with their counts and spread, the lone one its median
+        action = run["actions"][key]
+        return f"{action['p50_s']}" if run is alone else f"{action['n']}, {action['p50_s']} ({action['p95_s']})"
+
     for key in ACTIONS:
-        cells = [f"{r['actions'][key]['n']}, {r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 0
-                 else f"{r['actions'][key]['n']}, {r['actions'][key]['p50_s']} ({r['actions'][key]['p95_s']})" if i == 1
-                 else f"{r['actions'][key]['p50_s']}" for i, r in enumerate(runs) if key in r["actions"]]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append(f"| {key} | " + " | ".join(cell(r, key) for r in runs if key in r["actions"]) + " |")
     studies = [r["server_ms_per_study"] for r in runs]
     lines.append("| server time per study (ms, from the audit rows) | " + " | ".join(
         f"{s['p50']} ({s['p95']})" if s else "–" for s in studies) + " |")
+
     def problems(run: dict) -> str:
         found = [*run["errors"], *run["cross_talk"]]
         return "no errors and no cross-talk" if not found else "; ".join(found)
