@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medcore import config
-from medcore.explanation_agreement import evidence_agreement, top_k_overlap
+from medcore.explanation_agreement import evidence_agreement
 from medcore.imaging import folders
 from medcore.imaging import sanity as film_sanity
 from medcore.imaging.occlusion import Occlusion
@@ -112,7 +112,7 @@ def shuffled_label_notes_model(model, csv_path: Path, seed: int = 0):
 def check_notes(model_dir: Path, csv_path: Path, notes: int = 40, seed: int = 0) -> dict:
     from medcore.notes import sanity as note_sanity
     from medcore.notes.explain import explain
-    from medcore.notes.lime_explain import explain_with_lime
+    from medcore.notes.second_opinion import TOP_K, lime_opinion
     from medcore.notes.model import load_notes_model
     from medcore.notes.text import prepare
 
@@ -121,19 +121,15 @@ def check_notes(model_dir: Path, csv_path: Path, notes: int = 40, seed: int = 0)
     started = time.time()
     result = note_sanity.check(model, texts, shuffled_label_notes_model(model, csv_path, seed))
     overlaps = []
-    for text in texts:
+    for text in texts:  # the page's own comparison (notes.second_opinion), for the predicted class
         note = prepare(text)
         attribution = explain(model, note)
-        best = int(np.argmax(attribution.full_values))
-        shap_top = list(np.argsort(-np.abs(attribution.values[:, best]), kind="stable")[:note_sanity.TOP_K])
-        lime = explain_with_lime(model, note, best)
-        lime_top = list(np.argsort(-np.abs(lime.weights), kind="stable")[:note_sanity.TOP_K])
-        overlaps.append(top_k_overlap(shap_top, lime_top))
+        overlaps.append(lime_opinion(model, note, attribution, int(np.argmax(attribution.full_values))).overlap)
     return {"kind": "notes", "measured_at": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - started),
             "source": f"{Path(csv_path).name}, the model's own validation notes of 20 words or more",
             "thresholds": {"randomized_overlap_below": note_sanity.MAX_OVERLAP,
                            "shap_stability_at_least": note_sanity.MIN_STABILITY},
-            **result, "agreement": {"shap_lime_top_k_overlap": _summary(overlaps), "top_k": note_sanity.TOP_K}}
+            **result, "agreement": {"shap_lime_top_k_overlap": _summary(overlaps), "top_k": TOP_K}}
 
 
 def write(model_dir: Path, results: dict) -> dict:
