@@ -141,6 +141,10 @@ class ModelInfo:
         """The training options the model was made with."""
         return self.meta.get("options", {})
 
+    def feature_summary_reference(self) -> np.ndarray | None:
+        """The validation films' feature summaries (the drift monitor's reference), where the model keeps them."""
+        return None
+
     def validation_predictions(self) -> dict[str, np.ndarray]:
         """The stored validation labels (`y_true`) and calibrated probabilities (`prob`)."""
         with np.load(Path(self.path) / VALIDATION_FILE) as npz:

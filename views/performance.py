@@ -5,7 +5,7 @@ import streamlit as st
 
 from medcore import charts, drift, tasks
 from medcore.pacs import feedback
-from views.common import escape_markdown, production_model, xray_model
+from views.common import escape_markdown, production_model, signed_in, xray_model
 
 st.title("Model performance")
 st.caption("Every number and curve is recomputed by MedCore's evaluation code from the predictions stored with "
@@ -57,16 +57,20 @@ with drift_tab:
         days = st.select_slider("Period", [7, 30, 90, 365], value=30, format_func=lambda d: f"last {d} days")
         use = drift.report(model, drift.recent_studies(days))
         st.caption(f"Model `{model.version}` · {use.n} studies in the last {days} days, from the audit log (outcomes, "
-                   "probabilities and atypicality scores only: no images, names or identifiers), each film counted "
-                   "once per day and source, against the model's internal validation films.")
+                   "probabilities, atypicality scores and an 8-number summary of the network's features only: no "
+                   "images, names or identifiers), each film counted once per day and source, against the model's "
+                   "internal validation films.")
         if use.invalid_outputs:
             st.error(f"On {use.invalid_outputs} studies the model gave no valid output (not a finite number); they got "
                      "no decision. This is a fault of the model: an administrator should roll back to a previous "
                      "version (Models & retraining).", icon=":material/error:")
         for check in use.warnings:
             st.warning(f"Recent use differs from validation: {check.name} is {check.recent:.3f} against "
-                       f"{check.reference:.3f} (p = {check.p_value:.2g}, {check.test}). Check the films and "
-                       "consider a local validation before relying on the figures.", icon=":material/warning:")
+                       f"{check.reference:.3f} (p = {check.p_value:.2g}, {check.test}).", icon=":material/warning:")
+        if use.warnings:
+            admin = (user := signed_in()) is not None and user.is_admin
+            st.info(drift.ADVICE + (" (Models & retraining → Local validation or Adaptation.)" if admin else
+                                    " Tell your MedCore administrator."), icon=":material/tune:")
         if use.n:
             st.plotly_chart(charts.daily_use_figure(use.days, use.studies_per_day, use.flagged_share_per_day,
                                                     model.positive_label), key="drift-days")
@@ -79,8 +83,9 @@ with drift_tab:
                                                           "atypicality score", 1.0), key="drift-atyp")
         st.dataframe(pd.DataFrame([{"check": c.name, "recent": round(c.recent, 4), "validation": round(c.reference, 4),
                                     "p-value": "" if c.p_value is None else f"{c.p_value:.2g}",
-                                    "test": c.test if c.p_value is not None else
-                                    f"not tested: fewer than {drift.MIN_STUDIES} studies"} for c in use.checks]),
+                                    "test": c.unavailable or (c.test if c.p_value is not None else
+                                                              f"not tested: fewer than {drift.MIN_STUDIES} studies")}
+                                   for c in use.checks]),
                      hide_index=True, width="stretch")
 
 def _notes_source(model) -> str:

@@ -1,5 +1,5 @@
-"""`medcore train | evaluate | predict | calibrate | check-explanations | federated | gan | models | jobs | users |
-worker | db | pacs`: the public command line (JSON on stdout).
+"""`medcore train | evaluate | predict | calibrate | adapt | drift | check-explanations | federated | gan | models |
+jobs | users | worker | db | pacs`: the public command line (JSON on stdout).
 
 The release check runs `medcore evaluate xray --data DIR --json` on hidden held-out data, so the flags here are a
 contract: add, never rename. Progress and warnings go to stderr; stdout carries only the JSON result. Each command
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medcore.cli import admin, calibrate, explanations, federated, gan, modelling, pacs, service
+from medcore.cli import admin, calibrate, explanations, federated, gan, modelling, monitoring, pacs, service
 
-GROUPS = (modelling, calibrate, explanations, federated, gan, admin, service, pacs)
+GROUPS = (modelling, calibrate, monitoring, explanations, federated, gan, admin, service, pacs)
 
 # commands that neither read nor serve registered models
 WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "check-explanations", "users", "worker", "db"}

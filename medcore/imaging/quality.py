@@ -23,6 +23,7 @@ from medcore.imaging.preprocess import resize_square, standardize
 
 THUMB = 32
 N_COMPONENTS = 24
+SUMMARY_COMPONENTS = 8  # principal components of the pooled features that the audit log keeps per study (drift)
 MAX_SATURATION = 0.12  # mean HSV saturation; grayscale films saved as RGB stay near 0
 MIN_CONTRAST = 0.02  # pixel standard deviation on the [0, 1] scale
 MAX_ASPECT = 2.5
@@ -56,7 +57,27 @@ def fit_reference(train_thumbs: np.ndarray, val_thumbs: np.ndarray, train_featur
     reference["feature_precision"] = np.linalg.inv(covariance).astype(np.float32)
     reference["feature_threshold"] = np.float32(margin * np.percentile(
         feature_distance(val_features, reference), 99.5))
+    reference.update(fit_feature_summary(train_features, val_features))
     return reference
+
+
+def fit_feature_summary(train_features: np.ndarray, val_features: np.ndarray) -> dict[str, np.ndarray]:
+    """A few numbers per film that say where the network places it: the leading principal components of the
+    standardised pooled features, fitted on the training films. The validation films' summaries are the drift
+    monitor's reference (films no choice of the projection was made on); the audit log keeps each study's summary,
+    which says nothing about the patient but lets the monitor see a change in the films the network cannot name."""
+    mean, scale = train_features.mean(axis=0), train_features.std(axis=0) + 1e-6
+    _, _, vt = np.linalg.svd((train_features - mean) / scale, full_matrices=False)
+    summary = {"summary_mean": mean.astype(np.float32), "summary_scale": scale.astype(np.float32),
+               "summary_components": vt[:SUMMARY_COMPONENTS].astype(np.float32)}
+    summary["validation_summary"] = feature_summary(val_features, summary).astype(np.float32)
+    return summary
+
+
+def feature_summary(features: np.ndarray, reference: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, SUMMARY_COMPONENTS) projection of pooled features; models whose reference predates it: KeyError."""
+    standardised = (np.atleast_2d(features).astype(np.float64) - reference["summary_mean"]) / reference["summary_scale"]
+    return standardised @ reference["summary_components"].T.astype(np.float64)
 
 
 def feature_distance(features: np.ndarray, reference: dict[str, np.ndarray]) -> np.ndarray:

@@ -58,6 +58,9 @@ class LoadedXrayModel(ModelInfo):
         scale = self.artifact.quality_reference.get("gradcam_scale")
         return self.artifact.calibrate(logits), normalise(heatmaps, None if scale is None else float(scale)), features
 
+    def feature_summary_reference(self) -> np.ndarray | None:
+        return self.artifact.quality_reference.get("validation_summary")
+
     @cached_property
     def occlusion(self) -> Occlusion:
         """The second explainer, compiled once per loaded model (imaging.second_opinion runs it on demand)."""
@@ -80,6 +83,7 @@ class StudyResult:
     error: str | None = None
     refusal_reasons: list[str] = field(default_factory=list)
     atypicality: float | None = None
+    feature_summary: list[float] | None = None  # quality.feature_summary of the film: the drift monitor's input
     heatmap: np.ndarray | None = None  # Grad-CAM at the network's resolution, [0, 1]
     display: np.ndarray | None = None  # the image, at most DISPLAY_MAX_SIDE px, for the page
     model_input: np.ndarray | None = None  # what the network scored, kept for a second explainer on demand
@@ -148,6 +152,9 @@ def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: b
         raise InvalidModelOutput(f"{model.version}: non-finite probability")
     check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
     result.atypicality, result.technical = check.atypicality, radiograph.technical
+    if "summary_components" in artifact.quality_reference:  # references fitted before it have none
+        result.feature_summary = [round(float(v), 3) for v in
+                                  quality.feature_summary(features[0], artifact.quality_reference)[0]]
     if not check.ok:
         result.refusal_reasons = check.reasons
         result.error = "Refused: " + " ".join(check.reasons)
@@ -208,6 +215,7 @@ def audit_study(user: str, result: StudyResult, digest: str, source: str, server
     atypicality = None if result.atypicality is None else round(float(result.atypicality), 3)
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
                  study=digest, source=source, probability=result.probability, atypicality=atypicality,
+                 features=result.feature_summary,
                  explanation="grad-cam" if result.heatmap is not None else None, server_ms=server_ms)
 
 

@@ -36,7 +36,9 @@ from medcore.training.options import XrayTrainingOptions
 from medcore.training.progress import ProgressFn, Stage, event
 
 QUALITY_METHOD = ("Mahalanobis distance of pooled last-conv features + PCA residual of 32 px thumbnails; "
-                  "each threshold = 1.25 x the 99.5th percentile on validation films")
+                  "each threshold = 1.25 x the 99.5th percentile on validation films. The drift monitor's feature "
+                  "summary: 8 principal components of the standardised pooled features, fitted on the training "
+                  "films, with the validation films' summaries as its reference")
 
 
 def augmenter(seed: int, zoom_in: float = 0.3):
