@@ -1,9 +1,10 @@
 """Chest X-ray speed: one study (predict + Grad-CAM) and batch throughput, on this machine.
 
-Usage: python benchmarks/bench_xray.py [--rounds 5] [--calls 30]
+Usage: python benchmarks/bench_xray.py [--rounds 5] [--calls 30] [--model DIR --model DIR2 ...] [--out FILE]
 Prints medians over rounds (each round's figure is itself a median of --calls timed calls) and the
 ratio against a Keras DenseNet121 (random weights, 224 px) predict-only, measured in the same run,
-so figures from noisy machines stay comparable.
+so figures from noisy machines stay comparable. Several --model folders (e.g. the ensemble and a distilled
+student) are timed in the same run, round by round in turn, so their ratios share one DenseNet121 figure.
 """
 
 from __future__ import annotations
@@ -50,9 +51,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--model", action="append", help="a model folder (default: the shipped model); repeatable")
+    parser.add_argument("--out", help="also write the result to this JSON file")
     args = parser.parse_args()
+    models = [load_xray_model(Path(m)) for m in args.model] if args.model else [load_xray_model()]
+    results = {model.artifact.version: timed(model, args) for model in models} if len(models) == 1 else \
+        _interleaved(models, args)
+    densenet_ms = statistics.median(r.pop("_densenet") for r in results.values())
+    for result in results.values():
+        result["densenet121_predict_ms"] = round(densenet_ms, 2)
+        result["study_vs_densenet121_ratio"] = round(result["study_ms"] / densenet_ms, 3)
+    output = next(iter(results.values())) if len(results) == 1 else {"models": results}
+    print(json.dumps(output, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(output, indent=2) + "\n")
 
-    model = load_xray_model()
+
+def _interleaved(models, args) -> dict[str, dict]:
+    """Each model timed for one round in turn, args.rounds times: machine noise hits all of them alike."""
+    per_round = [{m.artifact.version: timed(m, argparse.Namespace(**{**vars(args), "rounds": 1})) for m in models}
+                 for _ in range(args.rounds)]
+    return {version: {key: (round(statistics.median(r[version][key] for r in per_round), 2)
+                            if isinstance(per_round[0][version][key], float) else per_round[0][version][key])
+                      for key in per_round[0][version]} | {"rounds": args.rounds}
+            for version in per_round[0]}
+
+
+def timed(model, args) -> dict:
+    """One model's figures (and the DenseNet121 reference, under _densenet, measured alongside)."""
     size = model.artifact.image_size
     jpeg = synthetic_jpeg(model)
     one_input = to_model_input(np.zeros((224, 224), np.float32) + np.linspace(0, 1, 224), size)[None]
@@ -99,10 +125,10 @@ def main() -> None:
         rounds["batch_network_images_per_s"].append(args.batch / (time.perf_counter() - start))
 
     result = {name: round(statistics.median(values), 2) for name, values in rounds.items()}
-    result["study_vs_densenet121_ratio"] = round(result["study_ms"] / result["densenet121_predict_ms"], 3)
+    result["_densenet"] = result.pop("densenet121_predict_ms")
     result.update(model_version=model.artifact.version, image_size=size, rounds=args.rounds, calls=args.calls,
                   batch=args.batch, cpu_threads=os.cpu_count())
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

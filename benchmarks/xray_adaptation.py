@@ -29,7 +29,7 @@ from medcore import tasks  # noqa: E402
 from medcore.imaging.io import read_radiograph  # noqa: E402
 from medcore.imaging.preprocess import to_model_input  # noqa: E402
 from medcore.imaging.service import load_xray_model  # noqa: E402
-from medcore.metrics import binary_metrics  # noqa: E402
+from medcore.metrics import binary_metrics, intervals  # noqa: E402
 from medcore.training import adaptation, lockbox  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "xray_adaptation.json"
@@ -43,7 +43,7 @@ def _inputs(files: list[Path], size: int) -> np.ndarray:
 
 
 def _figures(model_dir: Path, variant, adapt_on: np.ndarray, score_on: np.ndarray, labels: np.ndarray,
-             scratch: Path) -> dict:
+             scratch: Path, with_intervals: bool = False) -> dict:
     if variant is None:
         model = load_xray_model(model_dir)
     else:
@@ -52,8 +52,10 @@ def _figures(model_dir: Path, variant, adapt_on: np.ndarray, score_on: np.ndarra
         adaptation.adapt_xray(model_dir, scratch, out, *variant, films=films, min_films=1)
         model = load_xray_model(out)
     logits, _, _ = model.explain_inputs(score_on)
-    figures = binary_metrics(labels, model.artifact.calibrate(logits), model.threshold)  # no bootstrap per split
-    return {k: figures[k] for k in ("auc", "sensitivity", "specificity", "accuracy", "ece", "n")}
+    probabilities = model.artifact.calibrate(logits)
+    figures = binary_metrics(labels, probabilities, model.threshold)  # no bootstrap per split
+    kept = {k: figures[k] for k in ("auc", "sensitivity", "specificity", "accuracy", "ece", "n")}
+    return {**kept, "intervals": intervals(figures, labels, probabilities)} if with_intervals else kept
 
 
 def main() -> None:
@@ -71,7 +73,8 @@ def main() -> None:
     results = {"command": "python " + " ".join(sys.argv), "model": json.loads((model_dir / "meta.json").read_text())
                ["version"], "choosing_films": len(y_choose), "whole_choosing_part": {}, "half_splits": {}}
     for name, variant in VARIANTS.items():
-        results["whole_choosing_part"][name] = _figures(model_dir, variant, x_choose, x_choose, y_choose, scratch)
+        results["whole_choosing_part"][name] = _figures(model_dir, variant, x_choose, x_choose, y_choose, scratch,
+                                                            with_intervals=True)
         print(name, results["whole_choosing_part"][name], flush=True)
     rng = np.random.default_rng(lockbox.SEED + 1)
     patients = np.array(choosing.groups)
@@ -91,7 +94,7 @@ def main() -> None:
     x_report = _inputs(reporting.files, size)
     results["reporting_part_once"] = {
         "fingerprint": lockbox.fingerprint(reporting), "measured_at": time.strftime("%Y-%m-%d %H:%M"),
-        "rows": {name: _figures(model_dir, variant, x_report, x_report, reporting.labels, scratch)
+        "rows": {name: _figures(model_dir, variant, x_report, x_report, reporting.labels, scratch, with_intervals=True)
                  for name, variant in VARIANTS.items()}}
     shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

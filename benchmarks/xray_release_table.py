@@ -1,0 +1,126 @@
+"""The X-ray release table (issue 24, part 5): the ensemble, the distilled student, each adaptation and each threshold
+rule, on internal validation, the external sample's choosing part and its reporting part, side by side with 95 %
+intervals. Every figure comes from a result file; nothing is typed by hand.
+
+    python benchmarks/xray_release_table.py --student DIR    # once: the student's recorded figures into
+                                                              # benchmarks/results/xray_student.json
+    python benchmarks/xray_release_table.py --write          # the README block and the shipped model's card
+
+Sources: the shipped model's meta.json (its internal, choosing and reporting figures, recorded by `medcore evaluate
+xray --record-external --part ...`), benchmarks/results/xray_student.json, xray_adaptation.json (adapted on each
+part's own films without labels) and threshold_rules.json. Choices were made on the choosing part only; the
+reporting part was scored once per row, after them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+SHIPPED = ROOT / "assets" / "models" / "xray"
+STUDENT = RESULTS / "xray_student.json"
+BEGIN, END = "<!-- xray-release-table: begin -->", "<!-- xray-release-table: end -->"
+COLUMNS = ("auc", "sensitivity", "specificity", "ece")
+PARTS = (("internal", "internal validation"), ("choosing", "new patients, choosing part"),
+         ("reporting", "new patients, reporting part"))
+
+
+def recorded_figures(meta: dict) -> dict[str, dict]:
+    """A model folder's own records: internal, choosing part and reporting part (where measured)."""
+    found = {}
+    for key, part in (("external_choosing", "choosing"), ("external", "reporting")):
+        record = meta.get(key)
+        if record and record.get("part", part) == part:
+            found[part] = record["figures"]
+            found.setdefault("internal", record["internal"])
+    return found
+
+
+def student_summary(folder: Path) -> dict:
+    """What the release table needs of a distilled student: its version, recipe, and recorded figures."""
+    meta = json.loads((folder / "meta.json").read_text())
+    return {"version": meta["version"], "distillation": meta.get("distillation"), "command": meta["training"]
+            .get("command"), "seconds": meta["training"].get("seconds"), "parameters": meta["training"].get(
+                "parameters"), "figures": recorded_figures(meta), "lockbox": meta.get("lockbox")}
+
+
+def rows() -> list[tuple[str, dict[str, dict | None]]]:
+    """(variant, {part: figures or None}) in the table's order."""
+    shipped = json.loads((SHIPPED / "meta.json").read_text())
+    table = [(f"ensemble of 3 (shipped, `{shipped['version']}`)", recorded_figures(shipped))]
+    if STUDENT.exists():
+        for student in json.loads(STUDENT.read_text())["students"]:
+            d = student["distillation"]
+            table.append((f"distilled student, one network (`{student['version']}`, alpha {d['alpha']}, "
+                          f"T {d['temperature']})", student["figures"]))
+    adaptation = json.loads((RESULTS / "xray_adaptation.json").read_text())
+    for name, choosing in adaptation["whole_choosing_part"].items():
+        if name == "production as it is":
+            continue
+        table.append((f"ensemble adapted without labels: {name}",
+                      {"internal": None, "choosing": choosing,
+                       "reporting": adaptation["reporting_part_once"]["rows"][name]}))
+    rules = json.loads((RESULTS / "threshold_rules.json").read_text())
+    for row in rules["rows"]:
+        figures = {part: row.get(part) for part, _ in PARTS}
+        if row.get("adaptation"):  # the adapted network was never scored on the validation films
+            figures["internal"] = None
+        table.append((f"threshold rule: {row['rule']}", figures))
+    return table
+
+
+def cell(figures: dict | None, key: str) -> str:
+    if not figures:
+        return "–"
+    low, high = figures.get("intervals", {}).get(key, (None, None))
+    return f"{figures[key]:.3f}" + (f" ({low:.3f}-{high:.3f})" if low is not None else "")
+
+
+def markdown() -> str:
+    lines = ["| variant | films scored on | n | AUC | sensitivity | specificity | ECE |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, figures in rows():
+        for part, label in PARTS:
+            f = figures.get(part)
+            if f is None and part == "internal":
+                label += " (not applicable: adapted to the part's own films)"
+            lines.append(f"| {variant} | {label} | {f['n'] if f else '–'} | "
+                         + " | ".join(cell(f, key) for key in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def readme_block() -> str:
+    return f"{BEGIN}\n{markdown()}\n{END}"
+
+
+def write() -> None:
+    readme = (ROOT / "README.md").read_text()
+    if BEGIN not in readme:
+        raise SystemExit(f"README.md has no {BEGIN} marker")
+    start, end = readme.index(BEGIN), readme.index(END) + len(END)
+    (ROOT / "README.md").write_text(readme[:start] + readme_block() + readme[end:])
+    print(markdown())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student", action="append", help="a distilled student's model folder (recorded figures)")
+    parser.add_argument("--write", action="store_true", help="write the README block")
+    args = parser.parse_args()
+    if args.student:
+        STUDENT.write_text(json.dumps({"students": [student_summary(Path(s)) for s in args.student]}, indent=2)
+                           + "\n")
+    if args.write:
+        write()
+    else:
+        print(markdown())
+
+
+if __name__ == "__main__":
+    main()
