@@ -30,6 +30,26 @@ from medcore.training import datasets, lockbox  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "drift_power.json"
 SIZES = (10, 20, 30, 50, 75, 100, 150)
+BEGIN, END = "<!-- drift-power: begin -->", "<!-- drift-power: end -->"
+
+
+def readme_block(results: dict | None = None) -> str:
+    """The README's table, from the result file: each check's share of warnings by number of studies."""
+    results = results or json.loads(RESULTS.read_text())
+    sizes = [n for n in results["power"] if int(n) >= drift.MIN_STUDIES]
+    lines = ["| check | " + " | ".join(f"{n} studies" for n in sizes) + " | false alarms (largest) |",
+             "|---|" + "---|" * (len(sizes) + 1)]
+    for name in results["power"][sizes[0]]:
+        alarms = max(results["false_alarm"][n][name] for n in sizes)
+        lines.append(f"| {name} | " + " | ".join(f"{results['power'][n][name]:.0%}" for n in sizes)
+                     + f" | {alarms:.1%} |")
+    return f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
+
+
+def write_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(BEGIN), readme.index(END) + len(END)
+    (ROOT / "README.md").write_text(readme[:start] + readme_block() + readme[end:])
 
 
 def per_study(model, inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -42,12 +62,12 @@ def per_study(model, inputs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def warn_rates(recent: dict[str, np.ndarray], reference: dict[str, np.ndarray], threshold: float, n: int,
-               draws: int, rng: np.random.Generator) -> dict[str, float]:
+               draws: int, rng: np.random.Generator, positive: str) -> dict[str, float]:
     """Share of draws of n recent studies in which each check warns."""
     warned: dict[str, int] = {}
     for _ in range(draws):
         idx = rng.choice(len(recent["probability"]), n, replace=False)
-        checks = drift.run_checks({k: v[idx] for k, v in recent.items()}, reference, threshold)
+        checks = drift.run_checks({k: v[idx] for k, v in recent.items()}, reference, threshold, positive)
         for check in checks:
             warned[check.name] = warned.get(check.name, 0) + int(check.warning)
     return {name: round(count / draws, 3) for name, count in warned.items()}
@@ -56,10 +76,14 @@ def warn_rates(recent: dict[str, np.ndarray], reference: dict[str, np.ndarray], 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="assets/models/xray")
-    parser.add_argument("--data", required=True, help="the model's training folder (its validation films)")
-    parser.add_argument("--external", required=True)
+    parser.add_argument("--data", help="the model's training folder (its validation films)")
+    parser.add_argument("--external")
     parser.add_argument("--draws", type=int, default=400)
+    parser.add_argument("--write-readme", action="store_true", help="only rewrite the README table from the results")
     args = parser.parse_args()
+    if args.write_readme:
+        write_readme()
+        return
     model = load_xray_model(Path(args.model))
     x_val, _ = datasets.model_split(model.meta, Path(args.data), config.store_dir() / "cache").validation()
     choosing = lockbox.split(Path(args.external))["choosing"]
@@ -72,12 +96,12 @@ def main() -> None:
     for n in SIZES:
         if n > len(x_new):
             break
-        power[n] = warn_rates(new, validation, model.threshold, n, args.draws, rng)
+        power[n] = warn_rates(new, validation, model.threshold, n, args.draws, rng, str(model.positive_label))
         false_alarm[n] = warn_rates({k: v[held_half] for k, v in validation.items()},
                                     {k: v[ref_half] for k, v in validation.items()}, model.threshold, n, args.draws,
-                                    rng)
+                                    rng, str(model.positive_label))
         print(n, "power", power[n], "false alarms", false_alarm[n], flush=True)
-    whole = drift.run_checks(new, validation, model.threshold)
+    whole = drift.run_checks(new, validation, model.threshold, str(model.positive_label))
     report = {"model_version": model.version, "reference": f"{len(x_val)} validation films",
               "recent": f"the external sample's choosing part ({len(x_new)} films, fingerprint "
                         f"{lockbox.fingerprint(choosing)[:16]})", "alpha": drift.ALPHA, "draws": args.draws,

@@ -4,7 +4,7 @@ intervals. Every figure comes from a result file; nothing is typed by hand.
 
     python benchmarks/xray_release_table.py --student DIR    # once: the student's recorded figures into
                                                               # benchmarks/results/xray_student.json
-    python benchmarks/xray_release_table.py --write          # the README block and the shipped model's card
+    python benchmarks/xray_release_table.py --write          # the README block, the shipped model's meta and card
 
 Sources: the shipped model's meta.json (its internal, choosing and reporting figures, recorded by `medcore evaluate
 xray --record-external --part ...`), benchmarks/results/xray_student.json, xray_adaptation.json (adapted on each
@@ -68,6 +68,8 @@ def rows() -> list[tuple[str, dict[str, dict | None]]]:
                        "reporting": adaptation["reporting_part_once"]["rows"][name]}))
     rules = json.loads((RESULTS / "threshold_rules.json").read_text())
     for row in rules["rows"]:
+        if row.get("adaptation") and "(shipped)" in row["rule"]:
+            continue  # the same figures as "ensemble adapted without labels: AdaBN + prevalence" above
         figures = {part: row.get(part) for part, _ in PARTS}
         if row.get("adaptation"):  # the adapted network was never scored on the validation films
             figures["internal"] = None
@@ -82,16 +84,25 @@ def cell(figures: dict | None, key: str) -> str:
     return f"{figures[key]:.3f}" + (f" ({low:.3f}-{high:.3f})" if low is not None else "")
 
 
+def cells_and_sources() -> list[tuple[list[str], dict]]:
+    """Each rendered row's cells with the figures it was rendered from: what tests/test_figures.py compares."""
+    return [(markdown_row(variant, label, figures[part]), figures[part]) for variant, figures in rows()
+            for part, label in PARTS if figures.get(part) is not None]
+
+
+def markdown_row(variant: str, label: str, f: dict) -> list[str]:
+    return [variant, label, str(f["n"])] + [cell(f, key) for key in COLUMNS]
+
+
 def markdown() -> str:
     lines = ["| variant | films scored on | n | AUC | sensitivity | specificity | ECE |",
              "|---|---|---|---|---|---|---|"]
     for variant, figures in rows():
         for part, label in PARTS:
             f = figures.get(part)
-            if f is None and part == "internal":
-                label += " (not applicable: adapted to the part's own films)"
-            lines.append(f"| {variant} | {label} | {f['n'] if f else '–'} | "
-                         + " | ".join(cell(f, key) for key in COLUMNS) + " |")
+            if f is None:  # an adapted network has no internal figures: it was adapted to the part's own films
+                continue
+            lines.append("| " + " | ".join(markdown_row(variant, label, f)) + " |")
     return "\n".join(lines)
 
 
@@ -99,7 +110,36 @@ def readme_block() -> str:
     return f"{BEGIN}\n{markdown()}\n{END}"
 
 
+NOTES = ("Every choice was made on the external sample's choosing part; each row was then scored once on its "
+         "reporting part. Adapted networks have no internal row: they were adapted to the part's own films, without "
+         "their labels. A distilled student ships only if its AUC on the choosing part is within 0.005 of the "
+         "ensemble's and its ECE is no worse; neither student passed (ECE), so the ensemble stays. 95 % intervals: "
+         "Wilson for proportions, bootstrap for AUC and ECE.")
+
+
+def comparison_record() -> dict:
+    """What the shipped model's metadata keeps of the table (its card and the performance page show it)."""
+    return {"command": "python benchmarks/xray_release_table.py --write", "notes": NOTES,
+            "rows": [{"variant": variant, "part": label, "figures": _kept(figures[part])} for variant, figures in rows()
+                     for part, label in PARTS if figures.get(part) is not None]}
+
+
+def _kept(figures: dict) -> dict:
+    return {"n": figures["n"], **{k: figures[k] for k in COLUMNS},
+            "intervals": {k: figures["intervals"][k] for k in COLUMNS}}
+
+
+def write_card() -> None:
+    from medcore.model_card import xray_model_card
+
+    meta = json.loads((SHIPPED / "meta.json").read_text())
+    meta["release_comparison"] = comparison_record()
+    (SHIPPED / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (SHIPPED / "model_card.md").write_text(xray_model_card(meta))
+
+
 def write() -> None:
+    write_card()
     readme = (ROOT / "README.md").read_text()
     if BEGIN not in readme:
         raise SystemExit(f"README.md has no {BEGIN} marker")

@@ -126,6 +126,18 @@ class ModelInfo:
         return {"source": external["source"], "metrics": external["figures"], "part_note": note}
 
     @property
+    def release_comparison(self) -> list[dict[str, str]]:
+        """What was compared before this release (issue 24's table), as rows of text; empty where not recorded."""
+        from medcore.model_card import release_comparison_rows
+
+        comparison = self.meta.get("release_comparison")
+        return release_comparison_rows(comparison) if comparison else []
+
+    @property
+    def release_comparison_notes(self) -> str:
+        return (self.meta.get("release_comparison") or {}).get("notes", "")
+
+    @property
     def typical_heatmap_agreement(self) -> dict[str, Any] | None:
         """How closely occlusion and Grad-CAM agreed on new patients' films (median and IQR of their rank
         correlation), where `medcore check-explanations` measured it: the yardstick for one film's agreement."""

@@ -48,6 +48,32 @@ def _shift_note(shifted: dict[str, Any] | None) -> str:
             f"{shifted['ece']:.4f}. Calibrating for shift trades a little internal ECE for honesty elsewhere.\n")
 
 
+def release_comparison_rows(comparison: dict[str, Any]) -> list[dict[str, str]]:
+    """The release comparison as rows of text (variant, films, figures with intervals): the card and the page."""
+    keys = (("auc", "AUC", False), ("sensitivity", "sensitivity", True), ("specificity", "specificity", True),
+            ("ece", "ECE", False))
+    return [{"variant": row["variant"], "films scored on": row["part"], "n": str(row["figures"]["n"]),
+             **{label: _interval(row["figures"], key, percent) for key, label, percent in keys}}
+            for row in comparison["rows"]]
+
+
+def release_comparison_section(comparison: dict[str, Any] | None) -> str:
+    """Issue 24's side-by-side table (benchmarks/xray_release_table.py): what was compared before this release."""
+    if not comparison:
+        return ""
+    rows = release_comparison_rows(comparison)
+    header = list(rows[0])
+    lines = "\n".join("| " + " | ".join(row[h] for h in header) + " |" for row in rows)
+    return f"""
+## Compared for this release: one network, adaptation, threshold rules (`{comparison['command']}`)
+{comparison['notes']}
+
+| {' | '.join(header)} |
+|{'---|' * len(header)}
+{lines}
+"""
+
+
 def ideas_section(ideas: dict[str, Any] | None) -> str:
     """The measured ideas for generalization (benchmarks/xray_ideas.py), internal against new patients."""
     if not ideas:
@@ -188,7 +214,7 @@ expect lower specificity there. The same validation set chose the checkpoint, th
 threshold, so these figures are slightly optimistic.
 
 {_history_section(meta)}
-{external_section(meta)}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
+{external_section(meta)}{release_comparison_section(meta.get('release_comparison'))}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
 

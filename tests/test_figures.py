@@ -112,3 +112,20 @@ def test_the_readme_concurrency_table_is_the_one_its_result_files_render():
     import concurrency
 
     assert concurrency.readme_block() in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_xray_release_table_is_the_one_its_result_files_render():
+    """Issue 24: the ensemble, the students, each adaptation and each rule, from meta.json and the result files."""
+    import xray_release_table
+
+    assert xray_release_table.readme_block() in (ROOT / "README.md").read_text()
+    rendered = xray_release_table.cells_and_sources()
+    assert len(rendered) >= 20 and any(cells[0].startswith("distilled student") for cells, _ in rendered)
+    for cells, figures in rendered:  # each cell is its file's figure with its interval, at the rounding shown
+        assert cells[3].startswith(f"{figures['auc']:.3f}") and cells[5].startswith(f"{figures['specificity']:.3f}")
+
+
+def test_the_readme_drift_power_table_is_its_result_file():
+    import drift_power
+
+    assert drift_power.readme_block() in (ROOT / "README.md").read_text()

@@ -41,6 +41,11 @@ with xray_tab:
             column.plotly_chart(charts.confusion_figure(charts.binary_confusion(report["metrics"]), model.labels,
                                                         f"{report['title']}: confusion at the threshold"),
                                 key=f"xray-cm-{report['kind']}")
+        if model.release_comparison:
+            with st.expander("Compared before this release: one network, adaptation without labels, threshold rules",
+                             icon=":material/compare:"):
+                st.caption(model.release_comparison_notes)
+                st.dataframe(pd.DataFrame(model.release_comparison), hide_index=True, width="stretch")
 
         confirmed = feedback.agreement_by_month(feedback.confirmed(model.version))
         if confirmed:
