@@ -52,3 +52,18 @@ def test_the_reporting_part_is_scored_once_per_model_unless_forced(sample, tmp_p
     assert [u["forced"] for u in meta["lockbox"]["uses"]] == [False, True]
     card = (model / "model_card.md").read_text()
     assert "(forced)" in card and "reporting part (the release's figures)" in card and "choosing part" in card
+
+
+def test_another_samples_reporting_part_has_its_own_record(sample, tmp_path):
+    """The shipped model's record for the real external sample does not block a hospital's own lockbox, and the
+    earlier record is kept, not overwritten."""
+    model = tmp_path / "model"
+    shutil.copytree(tasks.get("xray").shipped_dir, model)
+    before = json.loads((model / "meta.json").read_text()).get("lockbox")
+    record_external(model, sample, "test", part="reporting")
+    box = json.loads((model / "meta.json").read_text())["lockbox"]
+    assert box["fingerprint"] == lockbox.fingerprint(lockbox.split(sample)["reporting"]) and len(box["uses"]) == 1
+    if before:
+        assert box["earlier"][-1] == {"fingerprint": before["fingerprint"], "uses": before["uses"]}
+    with pytest.raises(lockbox.LockboxUsed):
+        record_external(model, sample, "test", part="reporting")

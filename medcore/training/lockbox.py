@@ -60,6 +60,10 @@ def record_use(meta: dict, part_fingerprint: str, command: str, force: bool) -> 
     """The lockbox's record in a model's metadata after one more scoring of the reporting part; LockboxUsed when it
     was scored before for this model and force is not given."""
     box = dict(meta.get("lockbox") or {"fingerprint": part_fingerprint, "uses": []})
+    if box["fingerprint"] != part_fingerprint:  # another sample's lockbox (e.g. a hospital's own): its own record
+        earlier = box.get("earlier", []) + ([{"fingerprint": box["fingerprint"], "uses": box["uses"]}]
+                                            if box["uses"] else [])
+        box = {"fingerprint": part_fingerprint, "uses": [], **({"earlier": earlier} if earlier else {})}
     if box["uses"] and not force:
         when = box["uses"][-1]["at"]
         raise LockboxUsed(f"The reporting part was already scored for this model ({when}); its figures stand. Score "
