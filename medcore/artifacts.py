@@ -131,7 +131,8 @@ class ModelInfo:
         from medcore.model_card import release_comparison_rows
 
         comparison = self.meta.get("release_comparison")
-        return release_comparison_rows(comparison) if comparison else []
+        return [{**row, "variant": row["variant"].replace("`", "")}  # a table cell, not markdown
+                for row in release_comparison_rows(comparison)] if comparison else []
 
     @property
     def release_comparison_notes(self) -> str:
