@@ -58,6 +58,10 @@ class XrayTrainingOptions:
     distill_alpha: float = option(0.5, "with --teacher: the labels' share of the loss (the rest: the teacher's)")
     distill_temperature: float = option(2.0, "with --teacher: both logits are divided by this before they are "
                                               "compared (softer targets carry more of the teacher's ranking)")
+    distill_consistent: bool = option(False, "with --teacher: the teacher scores the same augmented film the "
+                                             "student sees, at every step (a consistent teacher, Beyer et al. 2022), "
+                                             "instead of the unaugmented film once before training",
+                                      flag="--distill-consistent")
 
 
 @dataclass

@@ -68,8 +68,11 @@ def augmenter(seed: int, zoom_in: float = 0.3):
     return augment
 
 
-def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTrainingOptions):
-    """Shuffled, batched, augmented (radiograph-safe) training films: central and federated training alike."""
+def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTrainingOptions, teacher=None):
+    """Shuffled, batched, augmented (radiograph-safe) training films: central and federated training alike.
+
+    With a teacher network, its logit on each augmented batch replaces the target's second column, so that the
+    student learns what the teacher says of the very film it sees (a consistent teacher)."""
     import tensorflow as tf
 
     targets = labels.astype(np.float32)
@@ -81,6 +84,8 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: XrayTraini
     ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if options.augmentation:
         ds = ds.map(augmenter(options.seed, options.zoom_in), num_parallel_calls=tf.data.AUTOTUNE)
+    if teacher is not None:
+        ds = ds.map(lambda x, y: (x, tf.concat([y[:, :1], tf.reshape(teacher(x, training=False), (-1, 1))], axis=1)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -204,7 +209,7 @@ def calibrate_network(predict: Callable[[np.ndarray], np.ndarray], x_val: np.nda
 
 def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray,
                   x_val: np.ndarray, y_val: np.ndarray, strategy, started: float, history: list[dict],
-                  progress: ProgressFn, should_stop: Callable[[], bool] | None) -> tuple[int, float]:
+                  progress: ProgressFn, should_stop: Callable[[], bool] | None, teacher=None) -> tuple[int, float]:
     """Train one ensemble member with its own seed; keep its best epoch by validation AUC; return (epoch, AUC)."""
     import keras
 
@@ -248,7 +253,7 @@ def _train_member(member, index: int, options: XrayTrainingOptions, x_train: np.
                 self.model.stop_training = True
 
     options_for_data = replace(options, seed=seed)
-    dataset = training_dataset(x_train, y_train, options_for_data)
+    dataset = training_dataset(x_train, y_train, options_for_data, teacher)
     if device.is_multi_worker(strategy):
         _fit_across_workers(member, optimizer, dataset, options.epochs, options.batch_size, weights, strategy,
                             end_of_epoch)
@@ -290,17 +295,22 @@ def hard_label_auc():
     return HardLabelAUC(from_logits=True, name="auc")
 
 
-def teacher_targets(options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(label, teacher's logit) per training film, and what the model card records of the teacher."""
+def teacher_targets(options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray
+                    ) -> tuple[np.ndarray, dict, object]:
+    """(label, teacher's logit) per training film, what the model card records of the teacher, and the teacher's
+    network (which scores each augmented batch when the teacher is consistent)."""
     from medcore.imaging.model import load_artifact
 
     teacher = load_artifact(Path(options.teacher))
     if teacher.image_size != options.image_size:
         raise ValueError(f"The teacher reads {teacher.image_size} px films; the student must too (--image-size).")
     logits = predict_logits(teacher.network, x_train)
+    targets = ("the teacher's raw logits on the same augmented film the student sees, at every step (consistent), "
+               "softened by the temperature" if options.distill_consistent else
+               "the teacher's raw logits on the training films (not augmented), softened by the temperature")
     return np.stack([y_train.astype(np.float32), logits.astype(np.float32)], axis=1), {
         "teacher": teacher.version, "alpha": options.distill_alpha, "temperature": options.distill_temperature,
-        "targets": "the teacher's raw logits on the training films (not augmented), softened by the temperature"}
+        "consistent": options.distill_consistent, "targets": targets}, teacher.network
 
 
 def predict_logits(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -397,9 +407,10 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
                                                           options.image_size, options.seed)
         options = replace(options, class_weighting=False)  # the classes are balanced by the synthetic films
 
-    distillation = None
+    distillation, teacher = None, None
     if options.teacher:
-        y_train, distillation = teacher_targets(options, x_train, y_train)
+        y_train, distillation, teacher = teacher_targets(options, x_train, y_train)
+        teacher = teacher if options.distill_consistent else None
     strategy = device.training_strategy()
     if distillation and device.is_multi_worker(strategy):
         raise ValueError("Distillation runs on one process (--teacher without --workers).")
@@ -409,7 +420,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     best = []  # (epoch, validation AUC) of each member's kept checkpoint
     for index, member in enumerate(members):
         best.append(_train_member(member, index, options, x_train, y_train, x_val, y_val, strategy,
-                                  started, history, progress, should_stop))
+                                  started, history, progress, should_stop, teacher))
         if should_stop is not None and should_stop():
             break
     best_epochs = [epoch for epoch, _ in best]
