@@ -73,6 +73,27 @@ def app_url(tmp_path_factory):
     yield from start_app(tmp_path_factory.mktemp("store"))
 
 
+@pytest.fixture
+def own_app(tmp_path_factory):
+    """(URL, store) of an app with a store of its own, for a test that changes production: no test then depends on
+    which others ran before it (issue 26)."""
+    store = tmp_path_factory.mktemp("own-store")
+    for url in start_app(store):
+        yield url, store
+
+
+def _patient_content_through_the_cli(store: Path, film: Path) -> None:
+    """A film and a note with identifying text scored into `store` by the command line, as a clinician's script
+    would: the audit log must then hold neither the file's name nor the note's words."""
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(store)}
+    for command, stdin in ((["predict", "xray", str(film), "--json"], None),
+                           (["predict", "notes", "--task", "symptom2disease", "--json"],
+                            "Patient Jane Quorrington coughs at night <img src=x onerror=alert(1)>")):
+        done = subprocess.run([sys.executable, "-m", "medcore.cli", *command], input=stdin, capture_output=True,
+                              text=True, env=env, timeout=180)
+        assert done.returncode == 0, done.stderr
+
+
 def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, path: str = ""):
     """A fresh browser session (its own cookies and Streamlit session), signed in through the form."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
@@ -215,12 +236,16 @@ def test_admin_pages_are_refused_to_clinicians_even_by_url(app_url, browser):
         page.close()
 
 
-def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser, xray_model, tmp_path):
+def test_admin_retrains_compares_promotes_rolls_back_and_audits(own_app, browser, xray_model, tmp_path):
     from playwright.sync_api import expect
 
     from tests.synthetic import write_opacity_folder
 
+    app_url, store = own_app
     films = write_opacity_folder(tmp_path / "films", xray_model.artifact.quality_reference, 20)
+    named_film = tmp_path / "Quorrington_Jane_chest.png"
+    named_film.write_bytes(encode(chest_like(xray_model.artifact.quality_reference, 600, 500, seed=3), "PNG"))
+    _patient_content_through_the_cli(store, named_film)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = sign_in(browser, app_url, ADMIN, 1900)
     page.get_by_role("link", name="Models & retraining").click()
@@ -271,15 +296,17 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(app_url, browser
     csv = Path(download.value.path()).read_text()
     for action in ("sign_in", "train_start:xray", "train:xray", "promote:xray", "rollback:xray"):
         assert action in csv, action
-    assert "film.png" not in csv and "study.dcm" not in csv and "onerror" not in csv  # no patient content
+    assert "predict_xray" in csv and "predict_notes" in csv  # the scripted studies are audited ...
+    assert "Quorrington" not in csv and "onerror" not in csv and "coughs" not in csv  # ... without patient content
     page.close()
 
 
-def test_admin_validates_locally_promotes_and_the_pages_follow(app_url, browser, xray_model, tmp_path):
+def test_admin_validates_locally_promotes_and_the_pages_follow(own_app, browser, xray_model, tmp_path):
     """Local validation on the hospital's own films: a recalibrated candidate, promoted; the X-ray banner and the
     performance page then state the local, cross-validated figures."""
     from tests.synthetic import write_opacity_folder
 
+    app_url, _ = own_app
     films = write_opacity_folder(tmp_path / "local", xray_model.artifact.quality_reference, 30, seed=11)
     page = sign_in(browser, app_url, ADMIN, 1700)
     page.get_by_role("link", name="Models & retraining").click()
