@@ -45,7 +45,8 @@ def recorded_figures(meta: dict) -> dict[str, dict]:
 def student_summary(folder: Path) -> dict:
     """What the release table needs of a distilled student: its version, recipe, and recorded figures."""
     meta = json.loads((folder / "meta.json").read_text())
-    return {"version": meta["version"], "distillation": meta.get("distillation"), "command": meta["training"]
+    return {"version": meta["version"], "distillation": meta.get("distillation"), "epochs": meta["options"]["epochs"],
+            "command": meta["training"]
             .get("command"), "seconds": meta["training"].get("seconds"), "parameters": meta["training"].get(
                 "parameters"), "figures": recorded_figures(meta), "lockbox": meta.get("lockbox")}
 
@@ -57,8 +58,9 @@ def rows() -> list[tuple[str, dict[str, dict | None]]]:
     if STUDENT.exists():
         for student in json.loads(STUDENT.read_text())["students"]:
             d = student["distillation"]
-            table.append((f"distilled student, one network (`{student['version']}`, alpha {d['alpha']}, "
-                          f"T {d['temperature']})", student["figures"]))
+            teacher = "consistent teacher, " if d.get("consistent") else ""
+            table.append((f"distilled student, one network (`{student['version']}`, {teacher}alpha {d['alpha']}, "
+                          f"T {d['temperature']}, {student.get('epochs', 12)} epochs)", student["figures"]))
     adaptation = json.loads((RESULTS / "xray_adaptation.json").read_text())
     for name, choosing in adaptation["whole_choosing_part"].items():
         if name == "production as it is":
@@ -113,7 +115,7 @@ def readme_block() -> str:
 NOTES = ("Every choice was made on the external sample's choosing part; each row was then scored once on its "
          "reporting part. Adapted networks have no internal row: they were adapted to the part's own films, without "
          "their labels. A distilled student ships only if its AUC on the choosing part is within 0.005 of the "
-         "ensemble's and its ECE is no worse; neither student passed (ECE), so the ensemble stays. 95 % intervals: "
+         "ensemble's and its ECE is no worse; no student passed (ECE), so the ensemble stays. 95 % intervals: "
          "Wilson for proportions, bootstrap for AUC and ECE.")
 
 
