@@ -129,3 +129,14 @@ def test_the_readme_drift_power_table_is_its_result_file():
     import drift_power
 
     assert drift_power.readme_block() in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_later_two_server_runs_are_their_result_files():
+    """Issue 22: the prose on the three later two-server runs states what their files hold."""
+    readme = (ROOT / "README.md").read_text()
+    runs = [json.loads((ROOT / "benchmarks" / "results" / f"concurrency_servers_2_run{i}.json").read_text())
+            for i in (3, 4, 5)]
+    assert all(run["errors"] == [] and run["cross_talk"] == [] and run["servers"] == 2 for run in runs)
+    medians = ", ".join(f"{run['actions']['X-ray study (upload to Grad-CAM)']['p50_s']:.1f}" for run in runs[:2])
+    server = ", ".join(f"{run['server_ms_per_study']['p50'] / 1000:.1f}" for run in runs[:2])
+    assert f"medians {medians} and" in readme and f"server time per study {server} and" in readme
