@@ -159,3 +159,11 @@ def test_medcore_drift_xray_reports_each_check(store, xray_model, capsys):
     assert [(c["check"], c["p_value"], c["warning"]) for c in out["checks"]] == [
         (c.name, c.p_value, c.warning) for c in report.checks]
     assert out["checks"][-1]["warning"] and not out["checks"][0]["warning"]
+
+
+def test_medcore_drift_xray_refuses_a_period_that_means_nothing(store, capsys):
+    from medcore.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["drift", "xray", "--days", "0"])
+    assert "1 to 3650 days" in capsys.readouterr().err

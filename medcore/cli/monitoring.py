@@ -36,11 +36,18 @@ def cmd_drift_xray(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("the period is 1 to 3650 days")
+    return days
+
+
 def register(commands) -> None:
     drift = commands.add_parser("drift", help="is recent use like the validation films? (the performance page's "
                                               "checks)").add_subparsers(dest="task", required=True)
     xray = drift.add_parser("xray", help="the drift checks on the audited X-ray studies of the last N days")
-    xray.add_argument("--days", type=int, default=30, help="look back this many days (default 30)")
+    xray.add_argument("--days", type=_days, default=30, help="look back this many days (default 30)")
     xray.add_argument("--model", help="a model folder instead of the registry's production model")
     xray.add_argument("--json", action="store_true", help="print one JSON object")
     xray.set_defaults(func=cmd_drift_xray)
