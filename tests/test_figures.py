@@ -140,3 +140,18 @@ def test_the_readme_later_two_server_runs_are_their_result_files():
     medians = ", ".join(f"{run['actions']['X-ray study (upload to Grad-CAM)']['p50_s']:.1f}" for run in runs[:2])
     server = ", ".join(f"{run['server_ms_per_study']['p50'] / 1000:.1f}" for run in runs[:2])
     assert f"medians {medians} and" in readme and f"server time per study {server} and" in readme
+
+
+def test_the_benchmarks_readme_speed_sentence_is_its_result_file():
+    """Issue 24: the ensemble against the distilled student, as benchmarks/README.md states it."""
+    import re
+
+    text = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    models = json.loads((ROOT / "benchmarks" / "results" / "bench_xray_ensemble_vs_student.json").read_text())["models"]
+    ensemble, student = models.values()
+    densenet = ensemble["densenet121_predict_ms"]
+    expected = (f"{ensemble['network_gradcam_ms']:.2f} ms against {student['network_gradcam_ms']:.2f} ms per study "
+                f"({ensemble['network_gradcam_ms'] / densenet:.3f} and {student['network_gradcam_ms'] / densenet:.3f} "
+                f"x DenseNet121's {densenet:.2f} ms")
+    assert expected in text, expected
+    assert re.search(rf"{ensemble['batch_images_per_s']:.0f} against {student['batch_images_per_s']:.0f} images/s", text)
