@@ -155,3 +155,14 @@ def test_the_benchmarks_readme_speed_sentence_is_its_result_file():
                 f"x DenseNet121's {densenet:.2f} ms")
     assert expected in text, expected
     assert re.search(rf"{ensemble['batch_images_per_s']:.0f} against {student['batch_images_per_s']:.0f} images/s", text)
+
+
+def test_the_readme_heavier_two_server_runs_are_their_result_files():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for sessions in (30, 40):
+        run = json.loads((ROOT / "benchmarks" / "results" / f"concurrency_servers_2_sessions_{sessions}.json")
+                         .read_text())
+        assert run["sessions"] == sessions and run["errors"] == [] and run["cross_talk"] == []
+        median = run["actions"]["X-ray study (upload to Grad-CAM)"]["p50_s"]
+        assert f"{sessions} sessions (`concurrency_servers_2_sessions_{sessions}.json`, " in readme
+        assert f"{median:.1f} s)" in readme
