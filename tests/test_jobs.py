@@ -166,5 +166,7 @@ def test_the_admin_page_shows_a_running_job_and_cancels_it(store, opacity_films)
     assert "Epoch" in page.get("progress")[0].proto.text and len(page.get("plotly_chart")) == 1
     assert not [b for b in page.button if b.label == "Start retraining"]  # one run at a time
     next(b for b in page.button if b.label == "Cancel training").click().run()
-    assert wait(job.id, timeout=60).status == "cancelled"
+    ended = wait(job.id, timeout=60)
+    assert ended.status == "cancelled", (ended.status, ended.error, (job.folder / "log.txt").read_text()[-2000:]
+                                         if (job.folder / "log.txt").is_file() else "no log")
     assert [r["outcome"] for r in audit.recent(5) if r["action"] == "train_cancel:xray"] == ["requested"]
