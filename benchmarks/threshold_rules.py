@@ -32,14 +32,10 @@ from medcore.calibration import apply_platt, fit_platt  # noqa: E402
 from medcore.imaging.model import load_artifact  # noqa: E402
 from medcore.metrics import TARGET_CONFIDENCE_Z, binary_figures, choose_threshold  # noqa: E402
 from medcore.training import adaptation, datasets, lockbox, shift  # noqa: E402
+from medcore.training.train_xray import predict_logits  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "threshold_rules.json"
 KEPT = ("n", "auc", "accuracy", "sensitivity", "specificity", "ece", "tp", "fn", "tn", "fp", "intervals")
-
-
-def logits_of(network, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(network(images[i:i + 256], training=False)).ravel()
-                           for i in range(0, len(images), 256)])
 
 
 def adapted_logits(model_dir: Path, images: np.ndarray, calibration: dict, trained_prevalence: float
@@ -48,7 +44,7 @@ def adapted_logits(model_dir: Path, images: np.ndarray, calibration: dict, train
     the code of `medcore adapt xray`, on a fresh copy of the network, with no label read."""
     network = load_artifact(model_dir).network
     adaptation.adapt_batch_norm(network, images)
-    logits = logits_of(network, images)
+    logits = predict_logits(network, images)
     local = adaptation.estimate_prevalence(apply_platt(logits, calibration), trained_prevalence)
     shift_by = adaptation.logit_shift(local, trained_prevalence)
     # A prior shift adds to the calibrated logit: a * z + b + shift = a * (z + shift / a) + b.
@@ -73,10 +69,10 @@ def main() -> None:
     y_new = choosing.labels
     x_report = datasets.load_images(reporting.files, artifact.image_size)[0].astype(np.float32)
 
-    val_logits = logits_of(artifact.network, x_val)
-    copy_logits, copy_labels = shift.perturbed_logits(lambda b: logits_of(artifact.network, b), x_val, y_val,
+    val_logits = predict_logits(artifact.network, x_val)
+    copy_logits, copy_labels = shift.perturbed_logits(lambda b: predict_logits(artifact.network, b), x_val, y_val,
                                                       options["seed"])
-    new_logits = logits_of(artifact.network, x_new)
+    new_logits = predict_logits(artifact.network, x_new)
     clean_map = fit_platt(val_logits, y_val)
     shifted_map = fit_platt(np.concatenate([val_logits, copy_logits]), np.concatenate([y_val, copy_labels]))
 
@@ -118,7 +114,7 @@ def main() -> None:
     holding = [r for r in rows if r["choosing"]["sensitivity"] >= target]
     best = max(holding, key=lambda r: (r["choosing"]["specificity"], r["choosing"]["sensitivity"]))["rule"] \
         if holding else None
-    report_logits = logits_of(artifact.network, x_report)  # only now, with the choice made
+    report_logits = predict_logits(artifact.network, x_report)  # only now, with the choice made
     for row, (name, calibration, threshold, adapted) in zip(rows, variants):
         row["reporting"], row["reporting_adaptation"] = scored(x_report, reporting.labels, report_logits, calibration,
                                                                threshold, adapted)

@@ -27,10 +27,9 @@ def cmd_drift_xray(args: argparse.Namespace) -> int:
         emit(result)
     else:
         print(f"{model.version}: {report.n} studies in {args.days} days")
-        for c in checks:
-            p = (c["test"] if c["test"].startswith("not available") else "not tested: too few studies"
-                 ) if c["p_value"] is None else f"p = {c['p_value']:.3g}"
-            print(f"{'WARNING' if c['warning'] else 'ok':8s} {c['check']}: {c['statistic']} ({p})")
+        for c in report.checks:
+            p = (c.unavailable or "not tested: too few studies") if c.p_value is None else f"p = {c.p_value:.3g}"
+            print(f"{'WARNING' if c.warning else 'ok':8s} {c.name}: {round(c.recent, 4)} ({p})")
         if report.warnings:
             print(ADVICE)
     return 0

@@ -298,19 +298,23 @@ def hard_label_auc():
 def teacher_targets(options: XrayTrainingOptions, x_train: np.ndarray, y_train: np.ndarray
                     ) -> tuple[np.ndarray, dict, object]:
     """(label, teacher's logit) per training film, what the model card records of the teacher, and the teacher's
-    network (which scores each augmented batch when the teacher is consistent)."""
+    network when it is consistent (it then scores each augmented batch, and the logit column is filled there)."""
     from medcore.imaging.model import load_artifact
 
     teacher = load_artifact(Path(options.teacher))
     if teacher.image_size != options.image_size:
         raise ValueError(f"The teacher reads {teacher.image_size} px films; the student must too (--image-size).")
-    logits = predict_logits(teacher.network, x_train)
-    targets = ("the teacher's raw logits on the same augmented film the student sees, at every step (consistent), "
-               "softened by the temperature" if options.distill_consistent else
-               "the teacher's raw logits on the training films (not augmented), softened by the temperature")
+    if options.distill_consistent:  # the column is filled batch by batch (training_dataset): nothing to score now
+        logits = np.zeros(len(x_train), np.float32)
+        targets = ("the teacher's raw logits on the same augmented film the student sees, at every step "
+                   "(consistent), softened by the temperature")
+    else:
+        logits = predict_logits(teacher.network, x_train)
+        targets = "the teacher's raw logits on the training films (not augmented), softened by the temperature"
     return np.stack([y_train.astype(np.float32), logits.astype(np.float32)], axis=1), {
         "teacher": teacher.version, "alpha": options.distill_alpha, "temperature": options.distill_temperature,
-        "consistent": options.distill_consistent, "targets": targets}, teacher.network
+        "consistent": options.distill_consistent, "targets": targets}, \
+        teacher.network if options.distill_consistent else None
 
 
 def predict_logits(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -410,7 +414,6 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
     distillation, teacher = None, None
     if options.teacher:
         y_train, distillation, teacher = teacher_targets(options, x_train, y_train)
-        teacher = teacher if options.distill_consistent else None
     strategy = device.training_strategy()
     if distillation and device.is_multi_worker(strategy):
         raise ValueError("Distillation runs on one process (--teacher without --workers).")
