@@ -600,6 +600,10 @@ def external_section(meta: dict[str, Any]) -> str:
         uses = (f"\nThe reporting part (fingerprint `{box['fingerprint'][:16]}…`) was scored {len(box['uses'])} "
                 f"time(s) for this model: {listed}. A second scoring is refused unless forced, and forced ones are "
                 "listed here.\n")
+        for earlier in box.get("earlier", []):  # another sample's reporting part, scored before this one
+            uses += (f"The reporting part of another sample (fingerprint `{earlier['fingerprint'][:16]}…`) was scored "
+                     f"{len(earlier['uses'])} time(s) before: "
+                     + "; ".join(f"{u['at']}{' (forced)' if u['forced'] else ''}" for u in earlier["uses"]) + ".\n")
     source = (external or choosing)
     return f"""
 ## New patients (external sample, measured only)

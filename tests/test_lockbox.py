@@ -65,5 +65,7 @@ def test_another_samples_reporting_part_has_its_own_record(sample, tmp_path):
     assert box["fingerprint"] == lockbox.fingerprint(lockbox.split(sample)["reporting"]) and len(box["uses"]) == 1
     if before:
         assert box["earlier"][-1] == {"fingerprint": before["fingerprint"], "uses": before["uses"]}
+        assert f"another sample (fingerprint `{before['fingerprint'][:16]}…`) was scored" in \
+            (model / "model_card.md").read_text()  # the earlier record stays in sight
     with pytest.raises(lockbox.LockboxUsed):
         record_external(model, sample, "test", part="reporting")
