@@ -10,6 +10,7 @@ films, and each hospital alone. Every model is scored on the external sample wit
 to benchmarks/results/federated_xray.json (each finished run is kept: a rerun skips it). About 80 minutes on
 2 CPU cores for all of them; one federated run takes about 20. The fedavg-dp run adds differential privacy
 (noise multiplier --noise-multiplier, clipping at the FedAvg run's median site update norm) to show its cost.
+The README's table is rendered from the results file (`--write-readme` rewrites it without training anything).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "federated_xray.json"
+README = Path(__file__).resolve().parents[1] / "README.md"
 FIGURES = ("auc", "sensitivity", "specificity", "accuracy", "ece")
+BEGIN, END = "<!-- federated-table: begin -->", "<!-- federated-table: end -->"
 
 
 def pooled_folder(sites: list[Path], out: Path) -> Path:
@@ -60,7 +63,11 @@ def main() -> None:
     parser.add_argument("--noise-multiplier", type=float, default=1.0, help="for the fedavg-dp run")
     parser.add_argument("--clipping-norm", type=float, default=0.0,
                         help="for the fedavg-dp run (0: the median site update norm of the fedavg run)")
+    parser.add_argument("--write-readme", action="store_true", help="only rewrite the README's table from the results")
     args = parser.parse_args()
+    if args.write_readme:
+        write_readme(json.loads(RESULTS.read_text()))
+        return
     work = Path(args.work)
     if not (work / "sites" / "split.json").exists():
         split_hospitals(Path(args.data), work / "sites", seed=7)
@@ -101,6 +108,7 @@ def main() -> None:
         if "federated" in meta:
             fed = meta["federated"]
             row.update(bytes_per_round=fed["bytes_per_round"], privacy=fed.get("privacy"),
+                       proximal_mu=fed.get("proximal_mu"),
                        update_norms=[s["update_norm"] for r in fed["history"] if r["kind"] == "fit"
                                      for s in r["sites"].values()])
         results["rows"][name] = row
@@ -111,6 +119,7 @@ def main() -> None:
     paired_against_central(results, work, Path(args.external))
     RESULTS.write_text(json.dumps(results, indent=2))
     write_cards(results, work)
+    write_readme(results)
 
 
 def paired_against_central(results: dict, work: Path, external: Path) -> None:
@@ -150,6 +159,55 @@ def write_cards(results: dict, work: Path) -> None:
             (folder / "model_card.md").write_text(card)
             if name == "federated fedavg":
                 (RESULTS.parent / "federated_model_card.md").write_text(card)
+
+
+def row_label(name: str, row: dict, split: dict) -> str:
+    """The README's name for a run: a hospital with its size and pneumonia share, FedProx with mu, DP with epsilon."""
+    if name.endswith(" alone") and name.removesuffix(" alone") in split:
+        site = split[name.removesuffix(" alone")]
+        return f"{name} ({sum(site['films'].values()):,} films, {site['pneumonia_rate']:.0%} pneumonia)"
+    if row.get("privacy"):
+        privacy = row["privacy"]
+        return (f"FedAvg, differential privacy z = {privacy['noise_multiplier']:g}, clipping "
+                f"{privacy['clipping_norm']:.2f} (epsilon {privacy['epsilon']:.0f})")
+    if row.get("proximal_mu"):
+        return f"federated FedProx (mu {row['proximal_mu']:g})"
+    return {"federated fedavg": "**federated FedAvg**", "federated fedprox": "federated FedProx"}.get(name, name)
+
+
+def markdown(results: dict) -> str:
+    """One row per run, central first: AUC with its interval, the paired difference from central, the rest."""
+    lines = ["| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes | MB per round |",
+             "|---|---|---|---|---|---|---|---|"]
+    def place(item: tuple[str, dict]) -> tuple[bool, bool, bool]:  # central, the hospitals, federated, private
+        name, row = item
+        return not name.startswith("central"), not name.endswith(" alone"), bool(row.get("privacy"))
+
+    order = sorted(results["rows"].items(), key=place)
+    for name, row in order:
+        low, high = row["intervals"]["auc"]
+        versus = row.get("auc_vs_central")
+        paired = "–" if not versus else (f"{versus['difference']:+.3f} ({versus['interval'][0]:+.3f} to "
+                                         f"{versus['interval'][1]:+.3f})")
+        cells = [row_label(name, row, results["split"]), f"{row['auc']:.3f} ({low:.3f}-{high:.3f})", paired,
+                 f"{row['sensitivity']:.1%}", f"{row['specificity']:.1%}", f"{row['ece']:.3f}",
+                 f"{row['seconds'] / 60:.1f}",
+                 f"{row['bytes_per_round'] / 1e6:.1f}" if row.get("bytes_per_round") else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_block(results: dict | None = None) -> str:
+    return f"{BEGIN}\n{markdown(results or json.loads(RESULTS.read_text()))}\n{END}"
+
+
+def write_readme(results: dict) -> None:
+    readme = README.read_text()
+    if BEGIN not in readme:
+        raise SystemExit(f"README.md has no {BEGIN} marker")
+    start, end = readme.index(BEGIN), readme.index(END) + len(END)
+    README.write_text(readme[:start] + readme_block(results) + readme[end:])
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -90,8 +90,12 @@ def _assert_rows_come_from(rows: list[list[str]], results: list) -> None:
 
 
 def test_the_readme_federated_table_is_its_result_file():
-    results = json.loads((ROOT / "benchmarks" / "results" / "federated_xray.json").read_text())
+    import federated_xray
+
+    results = json.loads(federated_xray.RESULTS.read_text())
+    assert federated_xray.readme_block(results) in (ROOT / "README.md").read_text()
     _assert_rows_come_from(_table_after("AUC − central"), list(results["rows"].values()))
+    assert len(_table_after("AUC − central")) == len(results["rows"]) >= 7  # central, 3 hospitals, 3 federated
 
 
 def test_the_readme_prediction_set_table_is_its_result_file():
