@@ -177,7 +177,7 @@ def row_label(name: str, row: dict, split: dict) -> str:
 
 def markdown(results: dict) -> str:
     """One row per run, central first: AUC with its interval, the paired difference from central, the rest."""
-    lines = ["| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes | MB per round |",
+    lines = ["| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes to train and score | MB per round |",
              "|---|---|---|---|---|---|---|---|"]
     def place(item: tuple[str, dict]) -> tuple[bool, bool, bool]:  # central, the hospitals, federated, private
         name, row = item

@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import sys
 import time
 import zipfile
 
@@ -119,6 +120,38 @@ def test_a_cancelled_run_stops_and_registers_nothing(store, opacity_films):
     job = wait(job.id, timeout=60)
     assert job.status == "cancelled" and job.candidate_version is None
     assert len(registry.list_versions("xray")) == 1 and not (job.folder / "model").exists()
+
+
+def test_a_second_cancel_signal_during_the_cleanup_still_ends_cancelled(store, opacity_films, monkeypatch):
+    """The app's cancel and the heartbeat each send SIGTERM; the second may land while the first is being handled
+    (it once turned a cancel into "failed": the process died in its cleanup and the job was reaped as dead)."""
+    from medcore.jobs import runner, store as job_store
+
+    job_id = job_store._record("xray", opacity_films, None, TINY_XRAY, ADMIN.name, False)
+    (job_store.jobs_dir() / job_id).mkdir(parents=True, exist_ok=True)
+
+    def training_that_is_cancelled(job, out):
+        os.kill(os.getpid(), signal.SIGTERM)  # the app's cancel
+        time.sleep(5)  # the training, interrupted by the handler
+        raise AssertionError("the SIGTERM did not interrupt the training")
+
+    cleanup = runner.shutil.rmtree
+
+    def cleanup_interrupted(*args, **kwargs):  # the heartbeat's SIGTERM, in the middle of the cleanup
+        os.kill(os.getpid(), signal.SIGTERM)
+        return cleanup(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_heartbeat", lambda job_id, stop: None)  # its signal is the one simulated above
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # run() rewrites it for the model card
+    monkeypatch.setattr(runner, "_train_compare_register", training_that_is_cancelled)
+    monkeypatch.setattr(runner.shutil, "rmtree", cleanup_interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert runner.run(job_id) == 1
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert jobs.get(job_id).status == "cancelled"
+
 
 
 @pytest.mark.parametrize("options, message", [({"epochs": 2, "learning_rat": 1.0}, "Unknown training option")])

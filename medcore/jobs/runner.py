@@ -52,6 +52,9 @@ def _heartbeat(job_id: str, stop: threading.Event) -> None:
 def run(job_id: str) -> int:
     """The whole job; returns the process exit code."""
     def on_sigterm(signum, frame):
+        # One cancel is enough. The app's cancel and the heartbeat each send a SIGTERM; a second one raised inside
+        # the cleanup below would kill the process before it records "cancelled" (the job then reads "failed").
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Cancelled()
 
     if not store.claim(job_id):  # cancelled before it started, or already taken: nothing to do
