@@ -7,7 +7,8 @@ For each task, the notes the model's calibration and sets were fitted on (out-of
 confidence threshold ("uncertain" rule) are fitted on one half and measured on the other. Reported: per-class
 coverage of the sets (goal: every class within 2 points of 90 %), mean set size (goals: <= 2.2 on medical_abstracts,
 <= 1.05 on symptom2disease), the share of notes that get one class and how often that class is right, for both
-rules. Medians over the splits. Writes benchmarks/results/notes_conformal.json.
+rules. Medians over the splits. Writes benchmarks/results/notes_conformal.json; `--write-readme` renders the README's
+table and its figures from that file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from medcore.metrics import confidence_threshold  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "notes_conformal.json"
 GOALS = {"medical_abstracts": 2.2, "symptom2disease": 1.05}
+BEGIN, END = "<!-- prediction-sets: begin -->", "<!-- prediction-sets: end -->"
+LABELS = {"medical_abstracts": "medical_abstracts (5 categories)", "symptom2disease": "symptom2disease (24 diseases)"}
 
 
 def halves(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
@@ -36,8 +39,10 @@ def halves(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.n
     return fit
 
 
-def compare(prob: np.ndarray, y: np.ndarray, names: list[str], repeats: int = 20, level: float = 0.9) -> dict:
-    rng = np.random.default_rng(0)
+def compare(prob: np.ndarray, y: np.ndarray, names: list[str], repeats: int = 20, level: float = 0.9,
+            seed: int = 0) -> dict:
+    """The seed is the model's training seed: the same 20 halves as the check in its card (conformal.split_check)."""
+    rng = np.random.default_rng(seed)
     rows = []
     for _ in range(repeats):
         fit = halves(y, len(names), rng)
@@ -67,8 +72,39 @@ def compare(prob: np.ndarray, y: np.ndarray, names: list[str], repeats: int = 20
     return {"repeats": repeats, "level": level, "n_notes": int(len(y)), **median}
 
 
+def readme_block(results: dict) -> str:
+    """The README's table and the figures its prose quotes, from the results file."""
+    lines = ["| task | coverage | per category | mean set size (goal) | one category named (right) | "
+             'old "uncertain" rule: answered (right) |', "|---|---|---|---|---|---|"]
+    for task, r in results.items():
+        coverage = r["per_class"].values()
+        lines.append(f"| {LABELS[task]} | {r['coverage']:.3f} | {min(coverage):.3f} to {max(coverage):.3f} | "
+                     f"{r['mean_set_size']:.2f} (<= {r['set_size_goal']}) | {r['sets_one_class']:.1%} "
+                     f"({r['sets_one_class_right']:.1%}) | {r['rule_answered']:.1%} ({r['rule_answered_right']:.1%}) |")
+    abstracts, symptoms = results["medical_abstracts"], results["symptom2disease"]
+    prose = (f"In the worst of the {abstracts['repeats']} splits the least-covered category got "
+             f"{abstracts['lowest_class_coverage_worst_split']:.2f} (medical_abstracts) and "
+             f"{symptoms['lowest_class_coverage_worst_split']:.2f} (symptom2disease): a small category's coverage on "
+             f"one half-split is itself noisy by several points. The old rule answered only "
+             f"{abstracts['rule_answered']:.1%} of medical_abstracts notes and said \"uncertain\" for the rest, although "
+             f"the true category was among the top 3 for {abstracts['rule_uncertain_true_in_top3']:.0%} of those; the "
+             f"set names {abstracts['mean_set_size']:.1f} categories on average and holds the true one for "
+             f"{abstracts['coverage']:.0%} of notes.")
+    return f"{BEGIN}\n" + "\n".join(lines) + f"\n\n{prose}\n{END}"
+
+
+def write_readme(results: dict) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(BEGIN), readme.index(END) + len(END)
+    (ROOT / "README.md").write_text(readme[:start] + readme_block(results) + readme[end:])
+
+
 def main() -> int:
     from medcore.notes.model import load_notes_model
+
+    if "--write-readme" in sys.argv:
+        write_readme(json.loads(RESULTS.read_text()))
+        return 0
 
     results = {}
     for task, goal in GOALS.items():
@@ -77,7 +113,9 @@ def main() -> int:
         stored = np.load(folder / "validation.npz")
         if "fit_prob" not in stored:
             raise SystemExit(f"{folder} has no out-of-fold probabilities; retrain it (medcore train notes).")
-        result = compare(stored["fit_prob"], stored["fit_y"].astype(int), model.labels)
+        seed = json.loads((folder / "meta.json").read_text())["options"]["seed"]
+        result = compare(stored["fit_prob"], stored["fit_y"].astype(int), model.labels, seed=seed)
+        result["seed"] = seed
         result.update({"model_version": model.version, "set_size_goal": goal,
                        "meets_goals": result["mean_set_size"] <= goal
                        and min(result["per_class"].values()) >= result["level"] - 0.02})
@@ -88,6 +126,7 @@ def main() -> int:
               f"{result['sets_one_class']:.1%} ({result['sets_one_class_right']:.1%} right) vs the old rule "
               f"{result['rule_answered']:.1%} ({result['rule_answered_right']:.1%} right)")
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_readme(results)
     return 0
 
 
