@@ -197,3 +197,53 @@ def test_the_readme_heavier_two_server_runs_are_their_result_files():
         median = run["actions"]["X-ray study (upload to Grad-CAM)"]["p50_s"]
         assert f"{sessions} sessions (`concurrency_servers_2_sessions_{sessions}.json`, " in readme
         assert f"{median:.1f} s)" in readme
+
+
+def _indented_table_after(header: str) -> list[list[str]]:
+    """A table inside a list item (indented): its rows' cells."""
+    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_readme_synthetic_mark_table_is_its_result_file():
+    """Each row names the cases it stands for; its counts and lowest scores are theirs, column by column."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "synthetic_marks.json").read_text())
+    cases = results["synthetic"]
+    rows = {
+        "written": ["as written (PNG with tag)", "re-saved PNG, no tag", "DICOM, 8-bit", "DICOM, 16-bit"],
+        "JPEG": ["JPEG quality 75"], "resized": ["resized to 50 %"],
+        "mirrored": ["mirrored left-right", "flipped top-bottom", "turned 180 degrees", "shifted 8 px",
+                     "padded 25 % on the right"],
+        "framed": ["4 px black frame", "16 px black frame"], "stretched": ["stretched 1.3 x in height"],
+        "turned 2": ["turned 2 degrees"]}
+    table = _indented_table_after("synthetic film passed on as")
+    assert len(table) == len(rows) and sum(len(names) for names in rows.values()) == len(cases)
+    for (start, names), (label, detected, lowest) in zip(rows.items(), table):
+        assert label.startswith(start), (label, start)
+        assert {cases[n]["detected"] for n in names} == {int(detected.strip("*").split()[0])}, label
+        shown = [f"{cases[n]['lowest_score']:.2f}" for n in names]
+        assert lowest in (" / ".join(shown), shown[0] if len(set(shown)) == 1 else None), (label, lowest, shown)
+    real = results["real"]
+    assert (f"False positives: {real['train']['refused']} of {real['train']['films']:,} training films and "
+            f"{real['external_sample']['refused']} of {real['external_sample']['films']} external-sample films "
+            f"(highest score {max(r['highest_score'] for r in real.values()):.2f})") in " ".join(
+        (ROOT / "README.md").read_text().split())
+
+
+def test_the_readme_gan_usefulness_table_is_its_result_file():
+    """Mean ± SD over seeds, each cell its own column's figure (a swap of columns fails, not only a stale figure)."""
+    summary = json.loads((ROOT / "benchmarks" / "results" / "gan_usefulness.json").read_text())["summary"]
+    table = _indented_table_after("| training films | AUC |")
+    keys = ["real films", "real + synthetic", "paired difference (synthetic - real)"]
+    assert len(table) == len(keys)
+    for key, cells in zip(keys, table):
+        sign = "+" if key.startswith("paired") else ""
+        expected = [f"{summary[key][m]['mean']:{sign}.3f} ± {summary[key][m]['sd']:.3f}"
+                    for m in ("auc", "sensitivity", "specificity", "ece")]
+        assert cells[1:] == expected, (cells, expected)
