@@ -106,20 +106,31 @@ def main() -> None:
                **{k: figures[k] for k in FIGURES}, "intervals": {k: figures["intervals"][k] for k in FIGURES},
                "n": figures["n"]}
         if "federated" in meta:
-            fed = meta["federated"]
-            row.update(bytes_per_round=fed["bytes_per_round"], privacy=fed.get("privacy"),
-                       proximal_mu=fed.get("proximal_mu"),
-                       update_norms=[s["update_norm"] for r in fed["history"] if r["kind"] == "fit"
-                                     for s in r["sites"].values()])
+            row.update(federated_details(meta["federated"]))
         results["rows"][name] = row
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2))
         print(f"{name}: AUC {row['auc']:.4f} sens {row['sensitivity']:.3f} spec {row['specificity']:.3f} "
               f"ECE {row['ece']:.3f} ({row['seconds'] / 60:.1f} min)", flush=True)
+    for name, row in results["rows"].items():  # rows from before a field was recorded get it from their model
+        meta_file = work / "models" / folder_name(name) / "meta.json"
+        if name.startswith("federated") and meta_file.is_file():
+            row.update(federated_details(json.loads(meta_file.read_text())["federated"]))
     paired_against_central(results, work, Path(args.external))
     RESULTS.write_text(json.dumps(results, indent=2))
     write_cards(results, work)
     write_readme(results)
+
+
+def federated_details(fed: dict) -> dict:
+    """What a federated run's rows keep: traffic, privacy, FedProx's mu, each site's update norm (the clipping norm
+    of a private run is set against them), how many sites' updates were used and the pooled validation AUC per round."""
+    fits = [r for r in fed["history"] if r["kind"] == "fit"]
+    return {"bytes_per_round": fed["bytes_per_round"], "privacy": fed.get("privacy"),
+            "proximal_mu": fed.get("proximal_mu"),
+            "update_norms": [s["update_norm"] for r in fits for s in r["sites"].values()],
+            "sites_used_per_round": [len(r["sites"]) for r in fits],
+            "validation_auc_per_round": [r["global_auc"] for r in fed["history"] if r["kind"] == "validation"]}
 
 
 def paired_against_central(results: dict, work: Path, external: Path) -> None:
@@ -175,16 +186,20 @@ def row_label(name: str, row: dict, split: dict) -> str:
     return {"federated fedavg": "**federated FedAvg**", "federated fedprox": "federated FedProx"}.get(name, name)
 
 
-def markdown(results: dict) -> str:
-    """One row per run, central first: AUC with its interval, the paired difference from central, the rest."""
-    lines = ["| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes to train and score | MB per round |",
-             "|---|---|---|---|---|---|---|---|"]
-    def place(item: tuple[str, dict]) -> tuple[bool, bool, bool]:  # central, the hospitals, federated, private
+def ordered_rows(results: dict) -> list[tuple[str, dict]]:
+    """Central first, then each hospital alone, the federated runs, the private run last."""
+    def place(item: tuple[str, dict]) -> tuple[bool, bool, bool]:
         name, row = item
         return not name.startswith("central"), not name.endswith(" alone"), bool(row.get("privacy"))
 
-    order = sorted(results["rows"].items(), key=place)
-    for name, row in order:
+    return sorted(results["rows"].items(), key=place)
+
+
+def markdown(results: dict) -> str:
+    """One row per run, central first: AUC with its interval, the paired difference from central, the rest."""
+    lines = ["| model | AUC | AUC − central | sensitivity | specificity | ECE | minutes to train and score | "
+             "MB per round |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in ordered_rows(results):
         low, high = row["intervals"]["auc"]
         versus = row.get("auc_vs_central")
         paired = "–" if not versus else (f"{versus['difference']:+.3f} ({versus['interval'][0]:+.3f} to "

@@ -94,8 +94,23 @@ def test_the_readme_federated_table_is_its_result_file():
 
     results = json.loads(federated_xray.RESULTS.read_text())
     assert federated_xray.readme_block(results) in (ROOT / "README.md").read_text()
-    _assert_rows_come_from(_table_after("AUC − central"), list(results["rows"].values()))
+    _assert_rows_come_from(_table_after("AUC − central"), [row for _, row in federated_xray.ordered_rows(results)])
     assert len(_table_after("AUC − central")) == len(results["rows"]) >= 7  # central, 3 hospitals, 3 federated
+
+
+def test_the_stored_federated_card_is_the_one_its_generator_writes():
+    """The FedAvg card beside the results: its run's command and version, and a row for every round (issue 26)."""
+    import federated_xray
+
+    results = json.loads(federated_xray.RESULTS.read_text())
+    card = (federated_xray.RESULTS.parent / "federated_model_card.md").read_text()
+    assert f"`{results['command']}`" in card
+    fedavg = results["rows"]["federated fedavg"]
+    assert f"`{fedavg['version']}`" in card.splitlines()[0]
+    history = card.split("## Per-round history", 1)[1].split("\n## ", 1)[0]
+    rounds = [line for line in history.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rounds) >= results["rounds"], history
+
 
 
 def test_the_readme_prediction_set_table_is_its_result_file():
@@ -247,3 +262,26 @@ def test_the_readme_gan_usefulness_table_is_its_result_file():
         expected = [f"{summary[key][m]['mean']:{sign}.3f} ± {summary[key][m]['sd']:.3f}"
                     for m in ("auc", "sensitivity", "specificity", "ece")]
         assert cells[1:] == expected, (cells, expected)
+
+
+def test_the_readme_federated_prose_is_its_result_files():
+    """Issue 26: the sentences under the federated table quote this run and the run before the zoom recipe."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "federated_xray.json").read_text())["rows"]
+    before = json.loads((ROOT / "benchmarks" / "results" / "federated_xray_before_zoom.json").read_text())["rows"]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    central, fedavg, fedprox = (results[k] for k in ("central (pooled films)", "federated fedavg", "federated fedprox"))
+    alone = {k: v for k, v in results.items() if k.endswith(" alone")}
+    best = max(alone, key=lambda k: alone[k]["auc"])
+    assert f"({best}: AUC {alone[best]['auc']:.3f}, against {fedavg['auc']:.3f} and {fedprox['auc']:.3f})" in text
+    assert best == "hospital_b alone" and max(fedavg["auc"], fedprox["auc"]) < alone[best]["auc"]  # "not the balanced one"
+    assert sum(fedavg["auc"] > row["auc"] for row in alone.values()) == 2  # "beat two of the three"
+    for row in (fedavg, fedprox):  # "below central by about 0.03 AUC, with paired intervals that exclude zero"
+        assert f"{row['auc_vs_central']['difference']:.2f}" == "-0.03" and row["auc_vs_central"]["interval"][1] < 0
+    assert f"({before['federated fedavg']['auc']:.3f} against {before['central (pooled films)']['auc']:.3f})" in text
+    assert abs(before["federated fedavg"]["auc_vs_central"]["difference"]) < 0.01
+    assert f"to {central['auc']:.3f} and federated training hardly at all" in text
+    assert f"({central['ece']:.3f} for central, {fedavg['ece']:.3f} for FedAvg)" in text
+    private = next(row for row in results.values() if row.get("privacy"))
+    aucs = private["validation_auc_per_round"]
+    assert f"between {min(aucs):.2f} and {max(aucs):.2f} in every round" in text
+    assert private["sites_used_per_round"] == [3, 3, 3] + [0] * 7  # "from round 4 on every site's update was dropped"
