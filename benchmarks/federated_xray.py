@@ -176,7 +176,7 @@ def row_label(name: str, row: dict, split: dict) -> str:
     """The README's name for a run: a hospital with its size and pneumonia share, FedProx with mu, DP with epsilon."""
     if name.endswith(" alone") and name.removesuffix(" alone") in split:
         site = split[name.removesuffix(" alone")]
-        return f"{name} ({sum(site['films'].values()):,} films, {site['pneumonia_rate']:.0%} pneumonia)"
+        return f"{name} ({sum(site['films'].values()):,} films, {100 * site['pneumonia_rate']:.0f} % pneumonia)"
     if row.get("privacy"):
         privacy = row["privacy"]
         return (f"FedAvg, differential privacy z = {privacy['noise_multiplier']:g}, clipping "
