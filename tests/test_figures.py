@@ -64,7 +64,7 @@ def _renderings(value) -> set[str]:
 
 
 def _table_after(header: str) -> list[list[str]]:
-    lines = (ROOT / "README.md").read_text().splitlines()
+    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]  # a table in a list: indented
     start = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
     rows = []
     for line in lines[start + 2:]:
@@ -214,18 +214,6 @@ def test_the_readme_heavier_two_server_runs_are_their_result_files():
         assert f"{median:.1f} s)" in readme
 
 
-def _indented_table_after(header: str) -> list[list[str]]:
-    """A table inside a list item (indented): its rows' cells."""
-    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]
-    start = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
-
-
 def test_the_readme_synthetic_mark_table_is_its_result_file():
     """Each row names the cases it stands for; its counts and lowest scores are theirs, column by column."""
     results = json.loads((ROOT / "benchmarks" / "results" / "synthetic_marks.json").read_text())
@@ -237,7 +225,7 @@ def test_the_readme_synthetic_mark_table_is_its_result_file():
                      "padded 25 % on the right"],
         "framed": ["4 px black frame", "16 px black frame"], "stretched": ["stretched 1.3 x in height"],
         "turned 2": ["turned 2 degrees"]}
-    table = _indented_table_after("synthetic film passed on as")
+    table = _table_after("synthetic film passed on as")
     assert len(table) == len(rows) and sum(len(names) for names in rows.values()) == len(cases)
     for (start, names), (label, detected, lowest) in zip(rows.items(), table):
         assert label.startswith(start), (label, start)
@@ -254,7 +242,7 @@ def test_the_readme_synthetic_mark_table_is_its_result_file():
 def test_the_readme_gan_usefulness_table_is_its_result_file():
     """Mean ± SD over seeds, each cell its own column's figure (a swap of columns fails, not only a stale figure)."""
     summary = json.loads((ROOT / "benchmarks" / "results" / "gan_usefulness.json").read_text())["summary"]
-    table = _indented_table_after("| training films | AUC |")
+    table = _table_after("| training films | AUC |")
     keys = ["real films", "real + synthetic", "paired difference (synthetic - real)"]
     assert len(table) == len(keys)
     for key, cells in zip(keys, table):
