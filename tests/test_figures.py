@@ -6,6 +6,7 @@ where the figures can be recomputed cheaply (the hostile-input corpus), with wha
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -273,3 +274,22 @@ def test_the_readme_federated_prose_is_its_result_files():
     aucs = private["validation_auc_per_round"]
     assert f"between {min(aucs):.2f} and {max(aucs):.2f} in every round" in text
     assert private["sites_used_per_round"] == [3, 3, 3] + [0] * 7  # "from round 4 on every site's update was dropped"
+
+
+def test_the_readme_earlier_recipes_table_is_the_shipped_models_ideas_record():
+    """Each row is one comparison in meta.json["ideas"] (the external sample, before the lockbox), cell by cell."""
+    ideas = json.loads((ROOT / "assets" / "models" / "xray" / "meta.json").read_text())["ideas"]["rows"]
+    sources = {"previous ensemble": ("previous shipped model", "threshold on their union"),
+               "zoom in up to 30 %": ("ensemble of 3 (shipped)", "threshold on their union"),
+               "shipped weights": ("ensemble of 3 (shipped)", "threshold held on each")}
+    lines = (ROOT / "README.md").read_text().split("How earlier recipes compared on those 312 films:", 1)[1]
+    rows = itertools.takewhile(lambda line: line.startswith("|"), lines.strip().splitlines()[2:])
+    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+    assert [row[0].split(" (")[0].split(",")[0] for row in table] == list(sources)  # no row without a source
+    for cells, (start, phrase) in zip(table, sources.values()):
+        found = [r for r in ideas if r["idea"].startswith(start) and phrase in r["idea"]]
+        assert len(found) == 1, (start, phrase)
+        figures = found[0]["external"]
+        expected = [f"{figures[k]:.3f} ({figures['intervals'][k][0]:.3f}-{figures['intervals'][k][1]:.3f})"
+                    for k in ("auc", "accuracy", "sensitivity", "specificity", "ece")]
+        assert cells[1:] == expected, (cells[0], cells[1:], expected)
