@@ -293,3 +293,14 @@ def test_the_readme_earlier_recipes_table_is_the_shipped_models_ideas_record():
         expected = [f"{figures[k]:.3f} ({figures['intervals'][k][0]:.3f}-{figures['intervals'][k][1]:.3f})"
                     for k in ("auc", "accuracy", "sensitivity", "specificity", "ece")]
         assert cells[1:] == expected, (cells[0], cells[1:], expected)
+
+
+def test_the_readme_note_architecture_figures_are_their_result_files():
+    """Macro-F1 mean ± SD over the folds for each architecture, as the prose under "Case notes" quotes them."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    names = {"linear": "linear", "mlp": "MLP", "transformer": "Transformer", "bigru": "BiGRU"}
+    for task in ("symptom2disease", "medical_abstracts"):
+        rows = json.loads((ROOT / "benchmarks" / "results" / f"notes_architectures_{task}.json").read_text())["rows"]
+        quoted = ", ".join(f"{names[key]} {rows[key]['macro_f1']['mean']:.3f} ± {rows[key]['macro_f1']['sd']:.3f}"
+                           for key in sorted(names, key=lambda k: -rows[k]["macro_f1"]["mean"]))
+        assert f"{task}: {quoted}" in text or f"{task}, macro-F1 mean ± SD over folds: {quoted}" in text, quoted
