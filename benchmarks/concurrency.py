@@ -31,6 +31,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from readme_blocks import replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -243,7 +244,6 @@ def measure(sessions: int, admin_rounds: int = 3, servers: int = 1, postgres_adm
 
 
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
 START, END = "<!-- concurrency:start -->", "<!-- concurrency:end -->"
 ACTIONS = ("sign in", "admin sign out", "X-ray study (upload to Grad-CAM)", "case note (analyse to SHAP)")
 
@@ -283,9 +283,7 @@ def readme_block() -> str:
 
 
 def write_readme() -> None:
-    text = README.read_text()
-    start, end = text.index(START), text.index(END) + len(END)
-    README.write_text(text[:start] + readme_block() + text[end:])
+    replace_block(readme_block())
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from medcore import config, drift  # noqa: E402
 from medcore.imaging import quality  # noqa: E402
 from medcore.imaging.service import load_xray_model  # noqa: E402
 from medcore.training import datasets, lockbox  # noqa: E402
+from readme_blocks import replace_block  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "drift_power.json"
 SIZES = (10, 20, 30, 50, 75, 100, 150)
@@ -47,9 +48,7 @@ def readme_block(results: dict | None = None) -> str:
 
 
 def write_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    (ROOT / "README.md").write_text(readme[:start] + readme_block() + readme[end:])
+    replace_block(readme_block())
 
 
 def per_study(model, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -31,9 +31,9 @@ from medcore.imaging.service import evaluate_folder, load_xray_model  # noqa: E4
 from medcore.model_card import xray_model_card  # noqa: E402
 from medcore.training.options import XrayTrainingOptions  # noqa: E402
 from medcore.training.train_xray import train_xray  # noqa: E402
+from readme_blocks import replace_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "federated_xray.json"
-README = Path(__file__).resolve().parents[1] / "README.md"
 FIGURES = ("auc", "sensitivity", "specificity", "accuracy", "ece")
 BEGIN, END = "<!-- federated-table: begin -->", "<!-- federated-table: end -->"
 
@@ -212,16 +212,12 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_block(results: dict | None = None) -> str:
-    return f"{BEGIN}\n{markdown(results or json.loads(RESULTS.read_text()))}\n{END}"
+def readme_block(results: dict) -> str:
+    return f"{BEGIN}\n{markdown(results)}\n{END}"
 
 
 def write_readme(results: dict) -> None:
-    readme = README.read_text()
-    if BEGIN not in readme:
-        raise SystemExit(f"README.md has no {BEGIN} marker")
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    README.write_text(readme[:start] + readme_block(results) + readme[end:])
+    replace_block(readme_block(results))
     print(markdown(results))
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from readme_blocks import replace_block
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "hostile_inputs.json"
-README = ROOT / "README.md"
 START, END = "<!-- hostile-inputs:start -->", "<!-- hostile-inputs:end -->"
 
 
@@ -170,9 +171,7 @@ def readme_block(results: dict) -> str:
 
 
 def write_readme(results: dict) -> None:
-    text = README.read_text()
-    start, end = text.index(START), text.index(END) + len(END)
-    README.write_text(text[:start] + readme_block(results) + text[end:])
+    replace_block(readme_block(results))
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from medcore import conformal  # noqa: E402
 from medcore.metrics import confidence_threshold  # noqa: E402
+from readme_blocks import replace_block  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "notes_conformal.json"
 GOALS = {"medical_abstracts": 2.2, "symptom2disease": 1.05}
@@ -94,9 +95,7 @@ def readme_block(results: dict) -> str:
 
 
 def write_readme(results: dict) -> None:
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    (ROOT / "README.md").write_text(readme[:start] + readme_block(results) + readme[end:])
+    replace_block(readme_block(results))
 
 
 def main() -> int:

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from readme_blocks import replace_block
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -142,11 +144,7 @@ def write_card() -> None:
 
 def write() -> None:
     write_card()
-    readme = (ROOT / "README.md").read_text()
-    if BEGIN not in readme:
-        raise SystemExit(f"README.md has no {BEGIN} marker")
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    (ROOT / "README.md").write_text(readme[:start] + readme_block() + readme[end:])
+    replace_block(readme_block())
     print(markdown())
 
 
