@@ -6,7 +6,6 @@ where the figures can be recomputed cheaply (the hostile-input corpus), with wha
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -64,8 +63,10 @@ def _renderings(value) -> set[str]:
     return found
 
 
-def _table_after(header: str) -> list[list[str]]:
-    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]  # a table in a list: indented
+def _table_after(header: str, after: str = "") -> list[list[str]]:
+    """The rows of the first table with `header` (after the text `after`, where two tables share a header)."""
+    text = (ROOT / "README.md").read_text()
+    lines = [line.strip() for line in text[text.index(after):].splitlines()]  # a table in a list: indented
     start = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
     rows = []
     for line in lines[start + 2:]:
@@ -111,7 +112,6 @@ def test_the_stored_federated_card_is_the_one_its_generator_writes():
     history = card.split("## Per-round history", 1)[1].split("\n## ", 1)[0]
     rounds = [line for line in history.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rounds) >= results["rounds"], history
-
 
 
 def test_the_readme_prediction_set_table_is_its_result_file():
@@ -283,9 +283,7 @@ def test_the_readme_earlier_recipes_table_is_the_shipped_models_ideas_record():
     sources = {"previous ensemble": ("previous shipped model", "threshold on their union"),
                "zoom in up to 30 %": ("ensemble of 3 (shipped)", "threshold on their union"),
                "shipped weights": ("ensemble of 3 (shipped)", "threshold held on each")}
-    lines = (ROOT / "README.md").read_text().split("How earlier recipes compared on those 312 films:", 1)[1]
-    rows = itertools.takewhile(lambda line: line.startswith("|"), lines.strip().splitlines()[2:])
-    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+    table = _table_after("| | AUC | accuracy |", after="How earlier recipes compared on those 312 films:")
     assert [row[0].split(" (")[0].split(",")[0] for row in table] == list(sources)  # no row without a source
     for cells, (start, phrase) in zip(table, sources.values()):
         found = [r for r in ideas if r["idea"].startswith(start) and phrase in r["idea"]]

@@ -153,7 +153,6 @@ def test_a_second_cancel_signal_during_the_cleanup_still_ends_cancelled(store, o
     assert jobs.get(job_id).status == "cancelled"
 
 
-
 @pytest.mark.parametrize("options, message", [({"epochs": 2, "learning_rat": 1.0}, "Unknown training option")])
 def test_bad_requests_start_nothing(store, tmp_path, opacity_films, options, message):
     with pytest.raises(jobs.JobError, match=message):
