@@ -87,8 +87,8 @@ def readme_block(results: dict) -> str:
              f"{abstracts['lowest_class_coverage_worst_split']:.2f} (medical_abstracts) and "
              f"{symptoms['lowest_class_coverage_worst_split']:.2f} (symptom2disease): a small category's coverage on "
              f"one half-split is itself noisy by several points. The old rule answered only "
-             f"{abstracts['rule_answered']:.1%} of medical_abstracts notes and said \"uncertain\" for the rest, although "
-             f"the true category was among the top 3 for {abstracts['rule_uncertain_true_in_top3']:.0%} of those; the "
+             f"{abstracts['rule_answered']:.1%} of medical_abstracts notes and said \"uncertain\" for the rest, "
+             f"although the true category was among the top 3 for {abstracts['rule_uncertain_true_in_top3']:.0%} of those; the "
              f"set names {abstracts['mean_set_size']:.1f} categories on average and holds the true one for "
              f"{abstracts['coverage']:.0%} of notes.")
     return f"{BEGIN}\n" + "\n".join(lines) + f"\n\n{prose}\n{END}"
