@@ -205,6 +205,24 @@ def pacs_watch_in_app() -> bool:
     return os.environ.get("MEDCORE_PACS_WATCH", "").strip().lower() in ("1", "true", "yes")
 
 
+def secret_file() -> Path:
+    """MEDCORE_SECRET_FILE: the installation's secret (keyed digests of patient ids, signatures of MedCore's reports),
+    kept outside the database. Default: `installation.key` in the shared folder, which every server of one
+    installation sees."""
+    value = os.environ.get("MEDCORE_SECRET_FILE")
+    return Path(value).expanduser() if value else shared_dir() / "installation.key"
+
+
+def pacs_watcher_stale_seconds() -> float:
+    """MEDCORE_PACS_WATCHER_STALE_SECONDS: a watcher that has not polled for this long counts as stopped, and the
+    worklist says its studies have not been triaged (default: 60 s, or ten polls when polling is slower)."""
+    return _float("MEDCORE_PACS_WATCHER_STALE_SECONDS", max(60.0, 10 * pacs_poll_seconds()))
+
+
+WORKLIST_MAX_DAYS = 31  # a worklist lists at most this many days of studies at once
+WORKLIST_PAGE = 50  # and shows (and records as seen) at most this many studies at a time
+
+
 def tf_config() -> str:
     """TF_CONFIG: TensorFlow's cluster description for training across worker processes or machines ('' if unset)."""
     return os.environ.get("TF_CONFIG", "")

@@ -37,7 +37,7 @@ def test_uploading_a_batch_shows_results_refusals_and_a_summary(app, xray_model)
     assert summary["decision"].iloc[0] in ("NORMAL", "PNEUMONIA")
     assert list(summary["decision"].iloc[1:]) == ["no prediction", "no prediction"]
     warnings = [w.value for w in app.warning]
-    assert any("does not look like a frontal chest radiograph" in w for w in warnings)
+    assert any("unlike the films the model was trained on" in w for w in warnings)
     assert any("corrupt or truncated" in w for w in warnings)
     verdicts = [e.value for e in list(app.success) + list(app.error)]
     assert any("threshold" in v for v in verdicts)

@@ -28,7 +28,9 @@ def test_a_radiograph_gets_a_calibrated_probability_and_heatmap(xray_model, ches
     assert result.decision == ("PNEUMONIA" if result.probability >= xray_model.artifact.threshold else "NORMAL")
     assert result.heatmap.min() >= 0 and result.heatmap.max() <= 1 and result.heatmap.ndim == 2
     assert result.display.shape == (600, 500)
-    assert set(result.as_dict()) == {"probability", "decision", "threshold", "model_version", "atypicality"}
+    assert set(result.as_dict()) == {"probability", "decision", "threshold", "model_version", "atypicality",
+                                     "population"}  # a PNG carries no age: the validated population is stated
+    assert "children aged 1 to 5" in result.as_dict()["population"]
 
 
 def test_prediction_is_a_pure_function_of_the_bytes(xray_model, chest_png):

@@ -1,4 +1,5 @@
-"""`medcore models | jobs | users`: the registry, background training jobs and accounts, for the server's operator.
+"""`medcore models | jobs | users | audit | settings`: the registry, background training jobs, accounts, who looked
+at a patient, and administrators' settings, for the server's operator.
 """
 
 from __future__ import annotations
@@ -109,8 +110,43 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_accesses(args: argparse.Namespace) -> int:
+    """`medcore audit accesses --patient-id ID`: who listed or opened this patient's studies, and when (the id is
+    turned into its keyed digest here; it is never stored or printed)."""
+    from medcore import access
+
+    if not args.patient_id.strip():
+        raise ValueError("Give the patient's id (--patient-id).")
+    rows = [{**row, "at": iso(row["at"])} for row in access.accesses(args.patient_id, args.accession, cli_user())]
+    return listing_output("accesses", rows, args.json,
+                          lambda row: f"{row['at']}  {row['user']:24s} {row['action']:8s} {row['server'] or ''}")
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """`medcore settings show | set KEY VALUE`."""
+    from medcore import settings
+
+    if args.action == "set":
+        settings.set_value(args.key, args.value, operator().name)
+    emit({key: settings.get(key) for key in settings.DEFAULTS})
+    return 0
+
+
 def register(commands) -> None:
     every = (*tasks.TASKS, *tasks.GENERATORS)
+    audit_commands = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True)
+    accesses = audit_commands.add_parser("accesses", help="who listed or opened a patient's studies, and when")
+    accesses.add_argument("--patient-id", required=True, help="the patient's id in the PACS (never stored)")
+    accesses.add_argument("--accession", help="only this accession number")
+    accesses.add_argument("--json", action="store_true")
+    accesses.set_defaults(func=cmd_audit_accesses)
+    setting_commands = commands.add_parser("settings", help="administrators' settings (each change audited)"
+                                           ).add_subparsers(dest="action", required=True)
+    setting_commands.add_parser("show").set_defaults(func=cmd_settings)
+    change = setting_commands.add_parser("set", help="e.g. `set xray_allow_outside_age on` (default off)")
+    change.add_argument("key")
+    change.add_argument("value")
+    change.set_defaults(func=cmd_settings)
     models = commands.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
     listing = models.add_parser("list", help="every version with its status and validation metrics")
     listing.add_argument("--task", dest="task_name", action="append", choices=tasks.names(every))

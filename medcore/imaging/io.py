@@ -3,7 +3,8 @@
 PNG and JPEG are decoded with Pillow, DICOM with pydicom (modality LUT, VOI LUT / windowing,
 MONOCHROME1 inversion, 8-16 bit). Limits are checked before pixel data is decoded, so a
 decompression bomb or a huge DICOM costs nothing. Only technical, non-identifying DICOM
-attributes are kept; patient identifiers never leave this module.
+attributes are kept, and the patient's age at the study (in years: the intended-use check needs it);
+patient identifiers never leave this module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcore import config
+from medcore.imaging.intended_use import age_from_header
 from medcore.imaging.synthetic import is_marked
 
 # DICOM attributes that describe the acquisition, never the patient. Everything else is dropped.
@@ -40,6 +42,7 @@ class Radiograph:
     source_format: str  # "PNG", "JPEG" or "DICOM"
     colour_saturation: float = 0.0  # mean HSV saturation of the original; 0 for grayscale
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
+    age_years: float | None = None  # the patient's age at the study (DICOM only): checked, never stored or shown
 
 
 def sniff_format(data: bytes, filename: str = "") -> str:
@@ -164,7 +167,10 @@ def _decode_dicom(data: bytes) -> Radiograph:
     if photometric == "MONOCHROME1":  # 0 means white: flip so that air is black as usual
         pixels = 1.0 - pixels
     technical = {tag: _header_text(ds.get(tag)) for tag in TECHNICAL_DICOM_TAGS if ds.get(tag) not in (None, "")}
-    return Radiograph(pixels=pixels, source_format="DICOM", technical={k: v for k, v in technical.items() if v})
+    age = age_from_header(ds.get("PatientAge"), ds.get("PatientBirthDate"),
+                          ds.get("StudyDate") or ds.get("AcquisitionDate") or ds.get("ContentDate"))
+    return Radiograph(pixels=pixels, source_format="DICOM", technical={k: v for k, v in technical.items() if v},
+                      age_years=age)
 
 
 def _header_text(value: object) -> str:

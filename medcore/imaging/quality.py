@@ -1,8 +1,8 @@
-"""Is this a frontal chest radiograph at all? Refuse what the model was never trained on.
+"""Is this like the frontal chest films the model learned from? Refuse what the model was never trained on.
 
 Two kinds of evidence, each with a reason a clinician can read:
 - rules: colour photographs, blank images, images mostly of one flat tone (documents, screenshots,
-  graphics), DICOM headers naming another modality, body part or a lateral view;
+  graphics), DICOM headers outside the model's intended use (another modality, body part, a non-frontal view);
 - two learned references, fitted on the training films when the model is trained, each with a
   threshold set on validation films:
   * the network's own view: Mahalanobis distance of its pooled last-conv features from the
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medcore.imaging.intended_use import SHIPPED_TRAINING_DATA, IntendedUse
 from medcore.imaging.io import Radiograph
 from medcore.imaging.preprocess import resize_square, standardize
 
@@ -28,8 +29,6 @@ MAX_SATURATION = 0.12  # mean HSV saturation; grayscale films saved as RGB stay 
 MIN_CONTRAST = 0.02  # pixel standard deviation on the [0, 1] scale
 MAX_ASPECT = 2.5
 MAX_FLAT_FRACTION = 0.45  # share of pixels at the single commonest gray level; films stay below 0.25
-RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "PX"}
-LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 
 
 @dataclass(frozen=True)
@@ -94,19 +93,22 @@ def reconstruction_error(thumbs: np.ndarray, reference: dict[str, np.ndarray]) -
 
 
 def check(radiograph: Radiograph, model_input: np.ndarray, features: np.ndarray,
-          reference: dict[str, np.ndarray]) -> QualityResult:
+          reference: dict[str, np.ndarray], intended: IntendedUse = SHIPPED_TRAINING_DATA) -> QualityResult:
     """All reasons to refuse this image, and how unlike a training radiograph it looks."""
-    reasons = rule_reasons(radiograph)
+    reasons = rule_reasons(radiograph, intended)
     score = atypicality(model_input, features, reference)
     if score > 1.0 and not reasons:
-        reasons.append("It does not look like a frontal chest radiograph (unlike every film the "
-                       f"model was trained on: atypicality {score:.1f}, limit 1.0).")
+        # What is measured is distance from the training films, not what the image is: an adult's chest film or
+        # another hospital's exposure can be just as far as a photograph. Say that, and no more.
+        reasons.append("It is unlike the films the model was trained on (atypicality "
+                       f"{score:.1f}, limit 1.0): another kind of image, another population or an unusual "
+                       "exposure, so no reading is given.")
     return QualityResult(ok=not reasons, reasons=reasons, atypicality=score)
 
 
-def rule_reasons(radiograph: Radiograph) -> list[str]:
-    """Reasons that need no model: header, colour, flatness, shape."""
-    reasons = _header_reasons(radiograph.technical)
+def rule_reasons(radiograph: Radiograph, intended: IntendedUse = SHIPPED_TRAINING_DATA) -> list[str]:
+    """Reasons that need no model: the header against the intended use, colour, flatness, shape."""
+    reasons = intended.header_refusals(radiograph.technical)
     if radiograph.colour_saturation > MAX_SATURATION:
         reasons.append("It is a colour image; radiographs are grayscale (a photograph or screenshot?).")
     pixels = radiograph.pixels
@@ -128,17 +130,3 @@ def atypicality(model_input: np.ndarray, features: np.ndarray, reference: dict[s
     error = float(reconstruction_error(thumbnail_vector(model_input), reference)[0])
     distance = float(feature_distance(features, reference)[0])
     return max(error / float(reference["threshold"]), distance / float(reference["feature_threshold"]))
-
-
-def _header_reasons(technical: dict[str, str]) -> list[str]:
-    reasons = []
-    modality = technical.get("Modality", "").upper()
-    if modality and modality not in RADIOGRAPH_MODALITIES:
-        reasons.append(f"The DICOM modality is {modality}, not a plain radiograph (CR/DX).")
-    body_part = technical.get("BodyPartExamined", "").upper()
-    if body_part and "CHEST" not in body_part and "THORAX" not in body_part:
-        reasons.append(f"The DICOM body part is {body_part}, not the chest.")
-    view = technical.get("ViewPosition", "").upper()
-    if view in LATERAL_VIEWS:
-        reasons.append(f"The DICOM view is {view} (lateral); the model reads frontal PA/AP films only.")
-    return reasons

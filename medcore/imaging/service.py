@@ -24,6 +24,7 @@ from medcore.artifacts import ModelInfo
 from medcore.imaging import quality
 from medcore.imaging.folders import list_image_folder
 from medcore.imaging.gradcam import GradCam, normalise
+from medcore.imaging.intended_use import OUTSIDE_INTENDED_USE, IntendedUse
 from medcore.imaging.io import SyntheticFilm, UnreadableImage, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.occlusion import Occlusion
@@ -62,6 +63,11 @@ class LoadedXrayModel(ModelInfo):
         return self.artifact.quality_reference.get("validation_summary")
 
     @cached_property
+    def intended_use(self) -> IntendedUse:
+        """Who and what the model was validated for (its folder's declaration)."""
+        return IntendedUse.from_meta(self.meta)
+
+    @cached_property
     def occlusion(self) -> Occlusion:
         """The second explainer, compiled once per loaded model (imaging.second_opinion runs it on demand)."""
         return Occlusion(self.artifact.network)
@@ -90,6 +96,9 @@ class StudyResult:
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
     synthetic: bool = False  # a film MedCore generated: refused, and not audited as a study
     invalid_output: bool = False  # the model gave no finite number: an error, never a decision
+    outside_intended_use: bool = False  # refused: the header places the film outside the model's intended use
+    intended_use_warning: str | None = None  # scored outside the validated ages because an administrator allowed it
+    population_note: str | None = None  # the film carries no age: the validated population, stated beside it
 
     @property
     def decision(self) -> str | None:
@@ -102,13 +111,25 @@ class StudyResult:
         """At or above the threshold: the model flags the positive class."""
         return self.probability is not None and self.probability >= self.threshold
 
+    @property
+    def refusal_outcome(self) -> str:
+        """What the audit, the store and the worklist call a film without a probability."""
+        if self.invalid_output:
+            return "invalid model output"
+        if self.outside_intended_use:
+            return OUTSIDE_INTENDED_USE
+        return "refused" if self.refusal_reasons else "unreadable"
+
     def as_dict(self) -> dict:
-        """JSON-safe summary (no pixels)."""
+        """JSON-safe summary (no pixels). A refusal keeps decision null and says why in "error"."""
         if self.error:
-            return {"error": self.error}
+            return {"error": self.error, "decision": None,
+                    **({"outside_intended_use": True} if self.outside_intended_use else {})}
         return {"probability": round(float(self.probability), 4), "decision": self.decision,
                 "threshold": round(self.threshold, 4), "model_version": self.model_version,
-                "atypicality": round(float(self.atypicality), 3)}
+                "atypicality": round(float(self.atypicality), 3),
+                **({"intended_use_warning": self.intended_use_warning} if self.intended_use_warning else {}),
+                **({"population": self.population_note} if self.population_note else {})}
 
 
 def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
@@ -119,13 +140,16 @@ def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
 
 
 def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True,
-                 user: str = "system") -> StudyResult:
+                 user: str = "system", allow_outside_age: Callable[[], bool] | None = None) -> StudyResult:
     """Validate, check and predict one upload. Never raises: a bad file, or a fault of ours while reading it,
-    becomes a result with an error, so one file cannot stop a batch (the fault is recorded as an incident)."""
+    becomes a result with an error, so one file cannot stop a batch (the fault is recorded as an incident).
+
+    allow_outside_age: asked only for a film whose header gives an age outside the model's intended use (the
+    administrators' setting, read from the store by default); False refuses it, True scores it with a warning."""
     result = StudyResult(filename=filename, model_version=model.version, threshold=model.threshold,
                          labels=(model.negative_label, model.positive_label))
     try:
-        _analyse(model, data, filename, with_heatmap, result)
+        _analyse(model, data, filename, with_heatmap, result, allow_outside_age or _allowed_by_setting)
     except UnreadableImage as exc:
         result.error, result.synthetic = str(exc), isinstance(exc, SyntheticFilm)
     except InvalidModelOutput as exc:
@@ -138,9 +162,36 @@ def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatma
     return result
 
 
-def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool, result: StudyResult) -> None:
+def _allowed_by_setting() -> bool:
+    from medcore import settings
+
+    return settings.allow_outside_age()
+
+
+def _intended_use(model: LoadedXrayModel, radiograph, result: StudyResult,
+                  allow_outside_age: Callable[[], bool]) -> list[str]:
+    """Refusals for a film outside the model's intended use (header rules, age); notes and warnings otherwise."""
+    intended = model.intended_use
+    reasons = intended.header_refusals(radiograph.technical)
+    age = radiograph.age_years
+    if age is None:
+        result.population_note = (f"{intended.statement()} This film carries no age: check that the patient is "
+                                  f"one of {intended.population}.")
+    elif not intended.age_allowed(age):
+        if allow_outside_age():
+            result.intended_use_warning = (f"OUTSIDE INTENDED USE: {intended.age_refusal(age)} Scored because an "
+                                           "administrator allowed it; the figure is not validated for this patient.")
+        else:
+            reasons.insert(0, intended.age_refusal(age))
+    result.outside_intended_use = bool(reasons)
+    return reasons
+
+
+def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool, result: StudyResult,
+             allow_outside_age: Callable[[], bool]) -> None:
     artifact = model.artifact
     radiograph = read_radiograph(data, filename)
+    outside = _intended_use(model, radiograph, result, allow_outside_age)
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
     probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
     if with_heatmap:
@@ -150,14 +201,15 @@ def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: b
         result.error = ("The model gave no valid output for this film (not a finite number), so no decision is "
                         "made. This is a fault of the model, not of the film; an administrator has been told.")
         raise InvalidModelOutput(f"{model.version}: non-finite probability")
-    check = quality.check(radiograph, model_input, features[0], artifact.quality_reference)
+    check = quality.check(radiograph, model_input, features[0], artifact.quality_reference, model.intended_use)
     result.atypicality, result.technical = check.atypicality, radiograph.technical
     if "summary_components" in artifact.quality_reference:  # references fitted before it have none
         result.feature_summary = [round(float(v), 3) for v in
                                   quality.feature_summary(features[0], artifact.quality_reference)[0]]
-    if not check.ok:
-        result.refusal_reasons = check.reasons
-        result.error = "Refused: " + " ".join(check.reasons)
+    reasons = outside + [reason for reason in check.reasons if reason not in outside]
+    if reasons:
+        result.refusal_reasons = reasons
+        result.error = "Refused: " + " ".join(reasons)
         return
     result.probability = float(probability[0])
     if with_heatmap:
@@ -206,17 +258,14 @@ def audit_study(user: str, result: StudyResult, digest: str, source: str, server
     if result.synthetic:
         audit.record(user, "refused_synthetic_film", "refused", model_version=result.model_version, upload=digest)
         return
-    if result.invalid_output:
-        outcome = "invalid model output"
-    elif result.error:
-        outcome = "refused" if result.refusal_reasons else "unreadable"
-    else:
-        outcome = result.decision or "unknown"
+    outcome = result.refusal_outcome if result.error else (result.decision or "unknown")
     atypicality = None if result.atypicality is None else round(float(result.atypicality), 3)
     audit.record(user, "predict_xray", outcome, model_version=result.model_version,
                  study=digest, source=source, probability=result.probability, atypicality=atypicality,
                  features=result.feature_summary,
-                 explanation="grad-cam" if result.heatmap is not None else None, server_ms=server_ms)
+                 explanation="grad-cam" if result.heatmap is not None else None, server_ms=server_ms,
+                 **({"outside_intended_use": "age, allowed by an administrator"}
+                    if result.intended_use_warning else {}))
 
 
 @dataclass
@@ -241,7 +290,7 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4) -> 
             radiograph = read_radiograph(path.read_bytes(), path.name)
         except (UnreadableImage, OSError):
             return None, False
-        return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph))
+        return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph, model.intended_use))
 
     with ThreadPoolExecutor(workers) as pool:
         prepared = list(pool.map(prepare, files))

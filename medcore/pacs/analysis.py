@@ -3,9 +3,16 @@
 The flow is the upload's (imaging.service.analyse_file: validate, quality gate, calibrated probability, decision,
 Grad-CAM), then a structured report and an overlay into the same study (pacs.results). Each (study, model version)
 is claimed with one row in the store before anything is fetched, so two watchers, or a watcher and a clinician's
-page, never analyse it twice; a restart finds the row (or MedCore's series in the study) and moves on. A study
-that cannot be fetched or read is tried MAX_ATTEMPTS times, then reported as failed and left alone. The audit row
-holds the film's digest and the outcome only: never a name, an id or a UID of the patient's.
+page, never analyse it twice. A study that cannot be fetched or read is tried MAX_ATTEMPTS times, then reported as
+failed and left alone. The audit row holds the film's digest and the outcome only: never a name, an id or a UID of
+the patient's.
+
+"Done" is only ever what MedCore can prove: its own record in the store, or a report in the study that carries this
+installation's signature (pacs.results.verified_result). A watcher that died between writing the report and
+recording it finds its signed report and takes the figure and decision from it, so a flagged study stays flagged. A
+report that says "MedCore" but does not verify (copied from another study, written by another device) is counted as
+a result from another source, and the study is analysed anyway. A film outside the model's intended use (the
+patient's age, a non-frontal view, another modality or body part) is refused, and listed as such.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ import pydicom
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from medcore import audit, config
+from medcore import access, audit, config
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_file, audit_study
 from medcore.pacs import results
-from medcore.pacs.client import CHEST_MODALITIES, PacsClient, PacsUnavailable
+from medcore.pacs.client import CHEST_MODALITIES, PacsClient, PacsUnavailable, Study
 from medcore.store import read, schema, write
 
 STUDIES = schema.pacs_studies
@@ -53,9 +60,9 @@ class NotAChestStudy(ValueError):
 
 
 def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
-    """(series, SOP instance) of the study's chest film: a frontal CR/DX image when the study says which."""
-    candidates = [s for s in client.series(study_uid) if s["modality"] in CHEST_MODALITIES
-                  and s["manufacturer"] != results.MEDCORE_MANUFACTURER]
+    """(series, SOP instance) of the study's chest film. MedCore writes no CR/DX series, so every CR/DX series is a
+    candidate, whatever its Manufacturer says (a label anyone can write must not hide a film)."""
+    candidates = [s for s in client.series(study_uid) if s["modality"] in CHEST_MODALITIES]
     for series in candidates:
         instances = client.instances(study_uid, series["series_uid"])
         if instances:
@@ -84,7 +91,7 @@ def result_objects(model: LoadedXrayModel, source: pydicom.Dataset, result: Stud
     """The SR (always) and the Grad-CAM overlay (when there is a probability) for one analysed film."""
     refusal = result.error if result.probability is None else None
     objects = [results.structured_report(source, model.version, result.probability, model.threshold,
-                                         result.decision, refusal)]
+                                         result.decision, refusal, result.intended_use_warning)]
     if result.probability is not None and result.display is not None and result.heatmap is not None:
         objects.append(results.overlay_capture(source, overlay(result.display, result.heatmap, 0.5), model.version))
     return objects
@@ -110,15 +117,16 @@ def _claim(key: str, version: str) -> bool:
 
 
 def _finish(key: str, version: str, status: str, outcome: str | None = None, probability: float | None = None,
-            error: str | None = None) -> None:
+            error: str | None = None, unverified: int | None = None) -> None:
     with write() as db:
         row = db.execute(select(STUDIES.c.attempts).where(STUDIES.c.study_key == key,
                                                           STUDIES.c.model_version == version)).first()
         if status == "retry" and row is not None and row.attempts >= MAX_ATTEMPTS:
             status = "failed"  # reported on the worklist, never tried again
+        values = {"status": status, "outcome": outcome, "probability": probability, "last_error": error,
+                  "finished_at": time.time(), **({"unverified_reports": unverified} if unverified is not None else {})}
         db.execute(update(STUDIES).where(STUDIES.c.study_key == key, STUDIES.c.model_version == version)
-                   .values(status=status, outcome=outcome, probability=probability, last_error=error,
-                           finished_at=time.time()))
+                   .values(**values))
 
 
 def record(study_uid: str, version: str) -> dict | None:
@@ -129,37 +137,67 @@ def record(study_uid: str, version: str) -> dict | None:
     return dict(row._mapping) if row else None
 
 
-def already_reported(client: PacsClient, study_uid: str, version: str) -> bool:
-    """Does the study hold MedCore's SR for this model version (written before the store knew, or by another
-    MedCore)? The SR is the mark of "done" that the PACS itself keeps."""
+@dataclass(frozen=True)
+class ReportsInStudy:
+    """What the study's "MedCore" reports say: this installation's own result for the model version (verified), and
+    how many claim to be MedCore's but are not (a copy, a forgery, another installation's, a junk object)."""
+
+    own: dict | None
+    unverified: int
+
+
+def reports_in_study(client: PacsClient, study_uid: str, version: str) -> ReportsInStudy:
+    own, unverified = None, 0
     for series in client.medcore_series(study_uid):
         if series["modality"] != "SR":
             continue
         for sop in client.instances(study_uid, series["series_uid"]):
-            if results.read_result(client.instance(study_uid, series["series_uid"], sop))["model_version"] == version:
-                return True
-    return False
+            result = results.verified_result(client.instance(study_uid, series["series_uid"], sop), study_uid)
+            if result is None:
+                unverified += 1
+            elif result["model_version"] == version:
+                own = result
+    return ReportsInStudy(own, unverified)
+
+
+def _recovered(key: str, version: str, own: dict, unverified: int, user: str) -> None:
+    """The store lost a result that MedCore wrote and signed (it died between the PACS and the store): record the
+    report's own figure and decision, so the worklist shows what the report says."""
+    if own["probability"] is None:
+        _finish(key, version, "refused", "refused", error=own["comment"][:300], unverified=unverified)
+    else:
+        decision = "PNEUMONIA" if own["impression"] == results.PNEUMONIA[2] else "NORMAL"
+        _finish(key, version, "done", decision, own["probability"], unverified=unverified)
+    audit.record(user, "pacs_result_recovered", "from MedCore's signed report", version, study=key[:16])
 
 
 def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, user: str = "pacs-watcher",
                   write_back: bool = True) -> StudyAnalysis | None:
-    """Claim, fetch, analyse and write back one study; None when another process has it or it is done.
+    """Claim, fetch, analyse and write back one study; None when another process has it, or when MedCore's own
+    signed report was already in the study (its figure is then recorded from the report).
 
     PacsUnavailable (the PACS is down) propagates: the study goes back to "retry" and the caller backs off.
     """
     key = study_key(study_uid)
     if not _claim(key, model.version):
         return None
+    unverified = 0
     try:
-        if write_back and already_reported(client, study_uid, model.version):
-            _finish(key, model.version, "done", "reported before")
-            return None
+        if write_back:
+            found = reports_in_study(client, study_uid, model.version)
+            unverified = found.unverified
+            if found.own is not None:
+                _recovered(key, model.version, found.own, unverified, user)
+                return None
+            if unverified:
+                audit.record(user, "pacs_unverified_report", "result from another source", model.version,
+                             study=key[:16], reports=unverified)
         series_uid, sop_uid, dataset, data = fetch(client, study_uid)
         result = analyse_dataset(model, data, user)
         if write_back:
             client.store(result_objects(model, dataset, result))
     except NotAChestStudy as exc:
-        _finish(key, model.version, "failed", "not a chest study", error=str(exc))
+        _finish(key, model.version, "failed", "not a chest study", error=str(exc), unverified=unverified)
         audit.record(user, "pacs_analysis", "not a chest study", model.version, study=key[:16])
         return None
     except PacsUnavailable as exc:
@@ -170,16 +208,18 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
         audit.record(user, "pacs_analysis", "error", model.version, study=key[:16], error=type(exc).__name__)
         return None
     status = "done" if result.probability is not None else "refused"
-    _finish(key, model.version, status, result.decision or ("refused" if result.refusal_reasons else "unreadable"),
-            result.probability)
+    outcome = result.decision if result.probability is not None else result.refusal_outcome
+    _finish(key, model.version, status, outcome, result.probability,
+            error=" ".join(result.refusal_reasons)[:300] or None, unverified=unverified)
     audit.record(user, "pacs_result_stored" if write_back else "pacs_analysis", status, model.version,
                  study=key[:16], objects=2 if result.probability is not None else 1)
     return StudyAnalysis(study_uid, series_uid, sop_uid, result, write_back)
 
 
-def view_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, user: str) -> StudyAnalysis:
-    """A study opened on the worklist: its film analysed for the page (the same result view as an upload), without
-    writing anything back (the watcher does that once)."""
-    series_uid, sop_uid, _, data = fetch(client, study_uid)
-    return StudyAnalysis(study_uid, series_uid, sop_uid, analyse_dataset(model, data, user), stored=False)
+def view_study(client: PacsClient, model: LoadedXrayModel, study: Study, user: str) -> StudyAnalysis:
+    """A study opened on the worklist: recorded as a look at the patient (access log), then its film analysed for
+    the page (the same result view as an upload), without writing anything back (the watcher does that once)."""
+    access.record(user, "opened", [(study.patient_id, study.accession_number)])
+    series_uid, sop_uid, _, data = fetch(client, study.study_uid)
+    return StudyAnalysis(study.study_uid, series_uid, sop_uid, analyse_dataset(model, data, user), stored=False)
 

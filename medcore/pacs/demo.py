@@ -21,8 +21,9 @@ from medcore.imaging.io import read_radiograph
 
 
 def chest_study(pixels: np.ndarray, patient_name: str, patient_id: str, accession: str,
-                study_date: datetime.date | None = None, bits: int = 12) -> pydicom.Dataset:
-    """One DX film (2-D pixels in [0, 1]) as a one-image study of its own."""
+                study_date: datetime.date | None = None, bits: int = 12, patient_age: str = "",
+                view: str = "PA") -> pydicom.Dataset:
+    """One DX film (2-D pixels in [0, 1]) as a one-image study of its own (PatientAge e.g. "004Y" when given)."""
     study_date = study_date or datetime.date.today()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
@@ -37,7 +38,9 @@ def chest_study(pixels: np.ndarray, patient_name: str, patient_id: str, accessio
     ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName, ds.StudyID = "", "", "", "1"
     ds.StudyDate = ds.SeriesDate = study_date.strftime("%Y%m%d")
     ds.StudyTime = ds.SeriesTime = "090000"
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    if patient_age:
+        ds.PatientAge = patient_age
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", view
     ds.StudyDescription, ds.SeriesNumber, ds.InstanceNumber = "XR CHEST PA", 1, 1
     ds.Manufacturer = "Demo"
     ds.PresentationIntentType, ds.ImageType = "FOR PRESENTATION", ["ORIGINAL", "PRIMARY"]

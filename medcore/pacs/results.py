@@ -10,6 +10,11 @@ MedCore's (Manufacturer "MedCore", "decision support, not a diagnosis" in the se
 
 Patient and study attributes are copied from the source film by highdicom (never changed); UIDs are new. The
 character set is UTF-8, so non-ASCII names are written declared.
+
+Each SR carries a signature: an HMAC (medcore.keyed, the installation's secret) over the study, the film, the model
+version and what the report says. "Manufacturer MedCore" can be written by anyone; the signature cannot, so a report
+copied into another study, or made by another device, or by another MedCore installation, does not verify
+(`verified_result`) and is never taken as this MedCore's result.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from medcore import keyed
 from medcore.pacs.client import MEDCORE_MANUFACTURER
 
 PNEUMONIA = ("233604007", "SCT", "Pneumonia")
 NORMAL = ("17621005", "SCT", "Normal")
 PRIVATE_SCHEME = "99MEDCORE"
+SIGNATURE = ("SIGNATURE", PRIVATE_SCHEME, "MedCore signature")
+SIGNED = "medcore-sr-v1"  # the signature's purpose: what is signed, and how
 DISCLAIMER = "MedCore result: decision support, not a diagnosis"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 PATIENT_STUDY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
@@ -49,8 +57,9 @@ def _code(value: tuple[str, str, str]):
 
 
 def structured_report(source: pydicom.Dataset, model_version: str, probability: float | None, threshold: float,
-                      decision: str | None, refusal: str | None) -> pydicom.Dataset:
-    """The TID 1500 report: probability, threshold and decision; or, for a refused film, why there is none."""
+                      decision: str | None, refusal: str | None, warning: str | None = None) -> pydicom.Dataset:
+    """The TID 1500 report: probability, threshold and decision; or, for a refused film, why there is none.
+    warning: said in the report's comment (a film scored outside the model's intended use)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -80,11 +89,19 @@ def structured_report(source: pydicom.Dataset, model_version: str, probability: 
     report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
                                      procedure_reported=hd.sr.CodedConcept("36643-5", "LN", "XR Chest 2V"),
                                      imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
-    comment = DISCLAIMER + (f". Refused: {refusal}" if refusal else
-                            f". Calibrated probability of pneumonia {probability:.1%}, operating threshold "
-                            f"{threshold:.1%}: {decision}.")
-    report[0].ContentSequence.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=comment[:1024],
+    comment = (DISCLAIMER + (f". Refused: {refusal}" if refusal else
+                             f". Calibrated probability of pneumonia {probability:.1%}, operating threshold "
+                             f"{threshold:.1%}: {decision}.") + (f" {warning}" if warning else ""))[:1024]
+    report[0].ContentSequence.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=comment,
                                                            relationship_type="CONTAINS"))
+    signed = {"probability": None if refusal else round(float(probability), 4),
+              "threshold": None if refusal else round(float(threshold), 4),
+              "impression": ("Not analysed: film refused" if refusal else
+                             (PNEUMONIA if decision == "PNEUMONIA" else NORMAL)[2]),
+              "model_version": model_version, "source_sop_instance_uid": str(source.SOPInstanceUID),
+              "comment": comment}
+    report[0].ContentSequence.append(hd.sr.TextContentItem(
+        name=_code(SIGNATURE), value=signature(str(source.StudyInstanceUID), signed), relationship_type="CONTAINS"))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[evidence], content=report, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MEDCORE_MANUFACTURER,
@@ -128,6 +145,31 @@ def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_vers
     return capture
 
 
+def signature(study_uid: str, result: dict) -> str:
+    """The installation's signature over one result in one study."""
+    return keyed.sign(SIGNED, study_uid, result["source_sop_instance_uid"], result["model_version"],
+                      _figure(result["probability"]), _figure(result["threshold"]), result["impression"],
+                      result["comment"])
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{float(value):.4f}"
+
+
+def verified_result(dataset: pydicom.Dataset, study_uid: str) -> dict | None:
+    """What a report says, if this installation's MedCore wrote it for this very study; None for anything else (a
+    copy from another study, another device's or installation's report, a junk or unreadable object)."""
+    try:
+        result = read_result(dataset)
+    except Exception:  # whatever a device wrote: unreadable means unverifiable, never "done"
+        return None
+    if str(dataset.get("StudyInstanceUID", "")) != study_uid or not result.get("signature"):
+        return None
+    return result if keyed.verify(result["signature"], SIGNED, study_uid, result["source_sop_instance_uid"],
+                                  result["model_version"], _figure(result["probability"]),
+                                  _figure(result["threshold"]), result["impression"], result["comment"]) else None
+
+
 def read_result(data: bytes | pydicom.Dataset) -> dict:
     """What a MedCore SR says (for tests, and to show "already reported"): probability, threshold, decision, model."""
     import highdicom as hd
@@ -139,12 +181,14 @@ def read_result(data: bytes | pydicom.Dataset) -> dict:
     impression = group.get_qualitative_evaluations()[0].value.meaning
     versions = [item for item in _items(report) if item.ConceptNameCodeSequence[0].CodeValue ==
                 codes.DCM.AlgorithmVersion.value and "TextValue" in item]
-    comments = [item for item in report.content[0].ContentSequence
-                if item.ConceptNameCodeSequence[0].CodeValue == codes.DCM.Comment.value and "TextValue" in item]
+    texts = {code: [str(item.TextValue) for item in report.content[0].ContentSequence
+                    if item.ConceptNameCodeSequence[0].CodeValue == code and "TextValue" in item]
+             for code in (codes.DCM.Comment.value, SIGNATURE[0])}
     return {"probability": values.get("Probability"), "threshold": values.get("Operating threshold"),
             "impression": impression, "model_version": str(versions[0].TextValue) if versions else None,
             "source_sop_instance_uid": group.source_images[0].referenced_sop_instance_uid
-            if group.source_images else None, "comment": str(comments[0].TextValue) if comments else ""}
+            if group.source_images else None, "comment": (texts[codes.DCM.Comment.value] or [""])[0],
+            "signature": (texts[SIGNATURE[0]] or [None])[0]}
 
 
 def _items(node):

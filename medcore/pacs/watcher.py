@@ -4,11 +4,16 @@ Every few seconds it lists the chest studies from its durable cursor (the first 
 store) to today, and hands each one the store has no final record of to pacs.analysis (which claims it, so a second
 watcher or a restart never repeats one). Studies are analysed two at a time. When the PACS is down it says so and
 backs off (2 s doubling to a minute), never crashes; when production changes it loads the new model.
+
+Left unattended it must keep going: an error in one study (or one odd row of the PACS's answer) is counted, logged
+by its type only, and the rest go on; an error of the whole poll backs off like the PACS being down. Each successful
+poll is recorded in the store (worklist.WATCHER_POLL), so the worklist can say when no watcher is triaging.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from medcore import config, production
-from medcore.pacs import analysis
+from medcore.pacs import analysis, worklist
 from medcore.pacs.client import PacsClient, PacsUnavailable
 from medcore.store import read, schema, write
 
@@ -36,14 +41,30 @@ def cursor(default: datetime.date) -> datetime.date:
 
 
 def set_cursor(day: datetime.date) -> None:
+    _put_state(CURSOR, day.isoformat())
+
+
+def _put_state(key: str, value: str) -> None:
     with write() as db:
-        if not db.execute(update(STATE).where(STATE.c.key == CURSOR).values(value=day.isoformat())).rowcount:
+        if not db.execute(update(STATE).where(STATE.c.key == key).values(value=value)).rowcount:
             try:
                 nested = db.begin_nested()
-                db.execute(STATE.insert().values(key=CURSOR, value=day.isoformat()))
+                db.execute(STATE.insert().values(key=key, value=value))
                 nested.commit()
             except IntegrityError:
                 nested.rollback()
+
+
+def _analyse_safely(client: PacsClient, model, study) -> str:
+    """One study, whatever goes wrong with it: 'analysed', 'skipped' (another has it, or done) or 'error'.
+    PacsUnavailable still propagates: the whole PACS is down, and the poll backs off."""
+    try:
+        return "analysed" if analysis.analyse_study(client, model, study.study_uid) is not None else "skipped"
+    except PacsUnavailable:
+        raise
+    except Exception as exc:  # one bad study must not stop the others, nor the watcher
+        log.warning("A study could not be handled (%s); the others go on", type(exc).__name__)
+        return "error"
 
 
 def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date | None = None) -> dict:
@@ -53,11 +74,13 @@ def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date 
     studies = client.chest_studies(first, today)
     pending = [s for s in studies if (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]
     with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(lambda s: analysis.analyse_study(client, model, s.study_uid), pending))
+        outcomes = list(pool.map(lambda s: _analyse_safely(client, model, s), pending))
     if not [s for s in pending if s.study_date < today.strftime("%Y%m%d")
             and (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]:
         set_cursor(today)  # every earlier day is settled: start there next time
-    return {"listed": len(studies), "pending": len(pending), "analysed": sum(o is not None for o in outcomes)}
+    _put_state(worklist.WATCHER_POLL, json.dumps({"at": time.time(), "server": config.server_name()}))
+    return {"listed": len(studies), "pending": len(pending), "analysed": outcomes.count("analysed"),
+            "errors": outcomes.count("error")}
 
 
 def watch(should_stop: Callable[[], bool] = lambda: False, poll_seconds: float | None = None,
@@ -79,6 +102,11 @@ def watch(should_stop: Callable[[], bool] = lambda: False, poll_seconds: float |
             log.warning("PACS unavailable (%s); trying again in %.0f s", exc, backoff)
             if report:
                 report({"at": time.time(), "error": str(exc), "retry_in_s": backoff})
+        except Exception as exc:  # the store, a model load, an odd answer: back off and go on, never stop watching
+            backoff = min(MAX_BACKOFF_S, max(backoff * 2, poll_seconds))
+            log.warning("The poll failed (%s); trying again in %.0f s", type(exc).__name__, backoff)
+            if report:
+                report({"at": time.time(), "error": type(exc).__name__, "retry_in_s": backoff})
         deadline = time.time() + backoff
         while time.time() < deadline and not should_stop():
             time.sleep(0.2)

@@ -131,8 +131,8 @@ audit = Table(
 )
 
 # The PACS: studies MedCore claimed or analysed (by a digest of the Study Instance UID and the model version: one
-# analysis each, whichever watcher or page gets there first), the watcher's cursor, and confirmed findings (by SOP
-# Instance UID, never names or pixels).
+# analysis each, whichever watcher or page gets there first), the watcher's cursor and last poll, and confirmed
+# findings (by a keyed digest of the film, its UIDs sealed; never names or pixels).
 pacs_studies = Table(
     "pacs_studies", metadata,
     Column("study_key", String(64), nullable=False),
@@ -146,6 +146,9 @@ pacs_studies = Table(
     Column("claimed_at", Float),
     Column("finished_at", Float),
     Column("seen_at", Float),  # when MedCore first saw the study in the PACS
+    # reports in the study that say they are MedCore's but carry no valid signature of this installation: a copy
+    # or a forgery, shown as "result from another source" and never taken as MedCore's own result
+    Column("unverified_reports", Integer, nullable=False, default=0, server_default="0"),
     PrimaryKeyConstraint("study_key", "model_version"),
 )
 pacs_state = Table(
@@ -153,15 +156,41 @@ pacs_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
-pacs_feedback = Table(
+pacs_feedback = Table(  # every confirmation, kept: a later one for the same film supersedes, never erases
     "pacs_feedback", metadata,
-    Column("sop_instance_uid", String(128), primary_key=True),
-    Column("study_uid", String(128), nullable=False),
-    Column("series_uid", String(128), nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("film_key", String(64), nullable=False),  # keyed digest (medcore.keyed) of the film's SOP Instance UID
+    Column("sealed_uids", Text, nullable=False),  # study, series and SOP UIDs, encrypted: to fetch the film again
     Column("label", String(32), nullable=False),
     Column("model_version", String(128)),
     Column("probability", Float),
     Column("decision", String(32)),
     Column("actor", String(128), nullable=False),
     Column("at", Float, nullable=False),
+    Column("supersedes", Integer),  # the id of the confirmation of the same film that this one replaces
+    Index(None, "film_key", "id"),
+)
+
+# Who listed or opened which patient's studies, by keyed digests of the patient id and accession number (never in
+# clear): what a privacy officer asks. Append-only, like the audit log.
+access_log = Table(
+    "access_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("action", String(32), nullable=False),  # "listed" (on a worklist page) or "opened"
+    Column("patient_key", String(64), nullable=False),
+    Column("accession_key", String(64), nullable=False),
+    Column("server", String(256)),
+    Index(None, "patient_key", "at"),
+    Index(None, "accession_key"),
+)
+
+# Settings an administrator changes on the admin page (each change is also an audit row).
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("changed_at", Float, nullable=False),
+    Column("changed_by", String(128), nullable=False),
 )

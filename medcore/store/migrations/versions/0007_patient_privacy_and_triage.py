@@ -1,0 +1,85 @@
+"""Every look at a patient recorded (access_log, append-only), confirmations kept as history without UIDs in clear,
+administrators' settings, and MedCore's own results told from copies (pacs_studies.unverified_reports).
+
+Existing confirmations are carried over: their UIDs become a keyed digest and a sealed copy (medcore.keyed), the
+rows in clear are dropped. Studies recorded as "reported before" without a figure (the old rule took any "MedCore"
+report for MedCore's own) are put back to be examined again: the new rule verifies the report or analyses the study.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+import json
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0005"  # MERGE-FIXUP: 0006 once the lockbox migration lands
+branch_labels = None
+depends_on = None
+
+APPEND_ONLY = "access_log is append-only"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pacs_studies") as batch:
+        batch.add_column(sa.Column("unverified_reports", sa.Integer, nullable=False, server_default="0"))
+    op.execute("UPDATE pacs_studies SET status = 'retry', attempts = 0 "
+               "WHERE outcome = 'reported before' AND probability IS NULL")
+    _feedback_as_history()
+    op.create_table(
+        "access_log",
+        sa.Column("id", sa.Integer, autoincrement=True, nullable=False), sa.Column("at", sa.Float, nullable=False),
+        sa.Column("user", sa.String(128), nullable=False), sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("patient_key", sa.String(64), nullable=False),
+        sa.Column("accession_key", sa.String(64), nullable=False), sa.Column("server", sa.String(256)),
+        sa.PrimaryKeyConstraint("id", name="pk_access_log"))
+    op.create_index("ix_access_log_patient_key_at", "access_log", ["patient_key", "at"])
+    op.create_index("ix_access_log_accession_key", "access_log", ["accession_key"])
+    _append_only("access_log")
+    op.create_table(
+        "settings",
+        sa.Column("key", sa.String(64), nullable=False), sa.Column("value", sa.Text, nullable=False),
+        sa.Column("changed_at", sa.Float, nullable=False), sa.Column("changed_by", sa.String(128), nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_settings"))
+
+
+def _feedback_as_history() -> None:
+    from medcore import keyed
+
+    bind = op.get_bind()
+    old = bind.execute(sa.text("SELECT sop_instance_uid, study_uid, series_uid, label, model_version, probability, "
+                               "decision, actor, at FROM pacs_feedback ORDER BY at")).mappings().all()
+    op.drop_table("pacs_feedback")
+    table = op.create_table(
+        "pacs_feedback",
+        sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
+        sa.Column("film_key", sa.String(64), nullable=False), sa.Column("sealed_uids", sa.Text, nullable=False),
+        sa.Column("label", sa.String(32), nullable=False), sa.Column("model_version", sa.String(128)),
+        sa.Column("probability", sa.Float), sa.Column("decision", sa.String(32)),
+        sa.Column("actor", sa.String(128), nullable=False), sa.Column("at", sa.Float, nullable=False),
+        sa.Column("supersedes", sa.Integer),
+        sa.PrimaryKeyConstraint("id", name="pk_pacs_feedback"))
+    op.create_index("ix_pacs_feedback_film_key_id", "pacs_feedback", ["film_key", "id"])
+    if old:
+        op.bulk_insert(table, [{
+            "film_key": keyed.digest("film", row["sop_instance_uid"]),
+            "sealed_uids": keyed.seal(json.dumps([row["study_uid"], row["series_uid"], row["sop_instance_uid"]])),
+            **{key: row[key] for key in ("label", "model_version", "probability", "decision", "actor", "at")},
+            "supersedes": None} for row in old])
+
+
+def _append_only(table: str) -> None:
+    """UPDATE and DELETE (and TRUNCATE) abort in the database itself, as for the audit log."""
+    if op.get_bind().dialect.name == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                       f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END")
+        return
+    op.execute(f"CREATE FUNCTION medcore_{table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+               f"$$ BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$")
+    op.execute(f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+               f"FOR EACH ROW EXECUTE FUNCTION medcore_{table}_append_only()")
+    op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+               f"FOR EACH STATEMENT EXECUTE FUNCTION medcore_{table}_append_only()")

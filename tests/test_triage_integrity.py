@@ -1,0 +1,214 @@
+"""Safe to leave running (issue 31): a study's state is only what MedCore can prove, a flagged study is never shown
+as "not flagged", a copied "MedCore" report never stands in for MedCore's own result, the worklist says when no
+watcher has triaged, and the watcher survives any one bad study. Against a real Orthanc where the PACS is needed."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from medcore import audit
+from medcore.pacs import analysis, results, watcher, worklist
+from medcore.pacs.demo import chest_study
+from medcore.store import schema, write
+from tests.synthetic import chest_like
+from tests.test_pacs import needs_pacs, pacs  # noqa: F401 - the PACS fixture
+
+TODAY = datetime.date.today()
+
+
+def _flagged_study(xray_model, name: str, seed: int) -> pydicom.Dataset:
+    """A film the shipped model flags (synthetic chest-like films score about 0.94, above its threshold)."""
+    return chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=seed), f"Test^{name}",
+                       f"I-{name}", f"ACC-{name}", patient_age="003Y")
+
+
+def _row(pacs, xray_model, study_uid: str) -> worklist.WorklistRow:
+    rows = worklist.worklist(pacs, xray_model.version, xray_model.threshold, TODAY, TODAY)
+    return next(r for r in rows if r.study.study_uid == study_uid)
+
+
+@needs_pacs
+def test_a_watcher_that_died_between_the_pacs_and_the_store_leaves_the_study_flagged(pacs, xray_model, monkeypatch):
+    source = _flagged_study(xray_model, "crash", 1)
+    pacs.store([source])
+    real_finish = analysis._finish
+
+    def die_before_recording(key, version, status, *args, **kwargs):
+        if status in ("done", "refused"):
+            raise SystemExit("the watcher was killed after STOW, before the store")
+        return real_finish(key, version, status, *args, **kwargs)
+
+    monkeypatch.setattr(analysis, "_finish", die_before_recording)
+    with pytest.raises(SystemExit):
+        analysis.analyse_study(pacs, xray_model, source.StudyInstanceUID)
+    monkeypatch.setattr(analysis, "_finish", real_finish)
+    assert analysis.record(source.StudyInstanceUID, xray_model.version)["status"] == "claimed"
+
+    row = _row(pacs, xray_model, source.StudyInstanceUID)  # the store lost the figure; the signed SR has it
+    assert row.state == "flagged" and row.probability == pytest.approx(0.94, abs=0.01)
+    assert "signed report" in row.detail
+
+    with write() as db:  # the claim went stale: a watcher takes the study again
+        db.execute(schema.pacs_studies.update().values(claimed_at=time.time() - 10 * analysis.CLAIM_SECONDS))
+    assert analysis.analyse_study(pacs, xray_model, source.StudyInstanceUID) is None  # nothing analysed twice
+    record = analysis.record(source.StudyInstanceUID, xray_model.version)
+    assert record["status"] == "done" and record["outcome"] == "PNEUMONIA"
+    assert record["probability"] == pytest.approx(row.probability, abs=1e-4)
+    assert _row(pacs, xray_model, source.StudyInstanceUID).state == "flagged"
+    assert len(pacs.medcore_series(source.StudyInstanceUID)) == 2  # no second SR or overlay
+
+
+def _copy_of_sr_into(pacs, source_study: pydicom.Dataset, target: pydicom.Dataset) -> None:
+    """MedCore's SR of one study copied into another with new UIDs, as any device that can write to the PACS
+    could."""
+    series = next(s for s in pacs.medcore_series(source_study.StudyInstanceUID) if s["modality"] == "SR")
+    sop = pacs.instances(source_study.StudyInstanceUID, series["series_uid"])[0]
+    copy = pacs.instance(source_study.StudyInstanceUID, series["series_uid"], sop)
+    copy.StudyInstanceUID, copy.SeriesInstanceUID = target.StudyInstanceUID, generate_uid()
+    copy.SOPInstanceUID = copy.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    copy.PatientID, copy.PatientName, copy.AccessionNumber = target.PatientID, target.PatientName, target.AccessionNumber
+    pacs.store([copy])
+
+
+@needs_pacs
+def test_a_medcore_report_copied_into_another_study_is_not_taken_as_its_result(pacs, xray_model):
+    study_a, study_b = _flagged_study(xray_model, "origin", 2), _flagged_study(xray_model, "target", 3)
+    pacs.store([study_a, study_b])
+    assert analysis.analyse_study(pacs, xray_model, study_a.StudyInstanceUID) is not None
+    _copy_of_sr_into(pacs, study_a, study_b)
+    assert analysis.reports_in_study(pacs, study_b.StudyInstanceUID, xray_model.version).unverified == 1
+
+    row = _row(pacs, xray_model, study_b.StudyInstanceUID)
+    assert row.state == "not yet analysed" and "result from another source" in row.detail
+
+    done = analysis.analyse_study(pacs, xray_model, study_b.StudyInstanceUID)
+    assert done is not None and done.stored and done.result.decision == "PNEUMONIA"  # analysed anyway
+    record = analysis.record(study_b.StudyInstanceUID, xray_model.version)
+    assert record["status"] == "done" and record["probability"] is not None and record["unverified_reports"] == 1
+    row = _row(pacs, xray_model, study_b.StudyInstanceUID)
+    assert row.state == "flagged" and "result from another source" in row.detail
+    own = analysis.reports_in_study(pacs, study_b.StudyInstanceUID, xray_model.version)
+    assert own.own is not None and own.unverified == 1  # MedCore's own SR added beside the copy
+    assert any(r["action"] == "pacs_unverified_report" for r in audit.recent(20))
+
+
+@needs_pacs
+def test_a_junk_medcore_report_does_not_stop_the_study(pacs, xray_model):
+    study = _flagged_study(xray_model, "junk", 4)
+    junk = pydicom.Dataset()
+    junk.file_meta = pydicom.dataset.FileMetaDataset()
+    junk.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    junk.SOPClassUID = junk.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    junk.SOPInstanceUID = junk.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    junk.StudyInstanceUID, junk.SeriesInstanceUID = study.StudyInstanceUID, generate_uid()
+    junk.Modality, junk.Manufacturer, junk.PatientID = "SR", "MedCore", study.PatientID
+    pacs.store([study, junk])
+    done = analysis.analyse_study(pacs, xray_model, study.StudyInstanceUID)
+    assert done is not None and done.result.probability is not None
+    assert analysis.record(study.StudyInstanceUID, xray_model.version)["unverified_reports"] == 1
+
+
+def test_a_report_verifies_only_in_its_own_study_and_unchanged(xray_model):
+    source = _flagged_study(xray_model, "sign", 5)
+    result = analysis.analyse_file(xray_model, results._bytes(source), "film")
+    sr = analysis.result_objects(xray_model, source, result)[0]
+    stored = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(sr)))
+    assert results.verified_result(stored, source.StudyInstanceUID)["probability"] == pytest.approx(
+        result.probability, abs=1e-4)
+    assert results.verified_result(stored, generate_uid()) is None  # another study
+    moved = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(sr)))
+    moved.StudyInstanceUID = other = generate_uid()
+    assert results.verified_result(moved, other) is None  # copied into another study
+    tampered = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(sr)))
+    changed = 0
+    for item in _items(tampered):
+        if "MeasuredValueSequence" in item and "probability" in item.ConceptNameCodeSequence[0].CodeMeaning.lower():
+            value = item.MeasuredValueSequence[0]
+            value.NumericValue, changed = "0.01", changed + 1
+            if "FloatingPointValue" in value:  # highdicom writes the figure twice and reads this one
+                value.FloatingPointValue = 0.01
+    assert changed == 1 and results.read_result(tampered)["probability"] == 0.01
+    assert results.verified_result(tampered, source.StudyInstanceUID) is None  # its figure changed
+
+
+def _items(node):
+    for item in getattr(node, "ContentSequence", []):
+        yield item
+        yield from _items(item)
+
+
+def test_a_done_record_without_a_figure_never_reads_as_not_flagged():
+    legacy = {"status": "done", "outcome": "reported before", "probability": None}
+    assert worklist.state_of(legacy, 0.5)[0] == "not yet analysed"
+    assert worklist.state_of({"status": "done", "probability": 0.2}, 0.5)[0] == "not flagged"
+
+
+def test_every_study_medcore_has_not_judged_comes_before_those_it_read_as_not_flagged():
+    unjudged = ("not yet analysed", "outside intended use", "refused", "could not be analysed")
+    assert worklist.ORDER["flagged"] < min(worklist.ORDER[s] for s in unjudged)
+    assert max(worklist.ORDER[s] for s in unjudged) < worklist.ORDER["not flagged"]
+
+
+def test_the_worklist_says_when_no_watcher_has_triaged(store):
+    status = worklist.watcher_status()
+    assert status.stale and status.last_poll_at is None and "No PACS watcher has run" in status.sentence()
+    watcher._put_state(worklist.WATCHER_POLL, '{"at": %f, "server": "w1"}' % time.time())
+    assert not worklist.watcher_status().stale
+    later = worklist.watcher_status(now=time.time() + 3600)
+    assert later.stale and "silent since" in later.sentence()
+
+
+class _Study:
+    def __init__(self, uid: str) -> None:
+        self.study_uid, self.study_date = uid, TODAY.strftime("%Y%m%d")
+
+
+class _Client:
+    """A PACS that lists three studies."""
+
+    def chest_studies(self, first, last):
+        return [_Study("1.2.3.1"), _Study("1.2.3.2"), _Study("1.2.3.3")]
+
+
+def test_one_bad_study_does_not_stop_the_others_or_the_watcher(store, xray_model, monkeypatch):
+    handled = []
+
+    def analyse(client, model, study_uid, user="pacs-watcher"):
+        handled.append(study_uid)
+        if study_uid == "1.2.3.2":
+            raise KeyError("an odd row from the PACS")
+        return object()
+
+    monkeypatch.setattr(analysis, "analyse_study", analyse)
+    outcome = watcher.poll_once(_Client(), xray_model)
+    assert sorted(handled) == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
+    assert outcome["analysed"] == 2 and outcome["errors"] == 1
+    assert not worklist.watcher_status().stale  # the poll itself succeeded and was recorded
+
+    polls, reports = [], []
+
+    def flaky_poll(client, model):
+        polls.append(time.time())
+        if len(polls) == 1:
+            raise RuntimeError("the store went away for a moment")
+        return {"listed": 0, "pending": 0, "analysed": 0, "errors": 0}
+
+    monkeypatch.setattr(watcher, "poll_once", flaky_poll)
+    monkeypatch.setattr(watcher, "PacsClient", lambda: _Client())
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.watch, kwargs={"should_stop": stop.is_set, "poll_seconds": 0.05,
+                                                             "report": reports.append})
+    thread.start()
+    deadline = time.time() + 30
+    while len(polls) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    assert len(polls) >= 2, "the watcher stopped after an error that was not the PACS being down"
+    assert reports[0]["error"] == "RuntimeError"
