@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medcore.gan.usefulness import usefulness_section
+from medcore.imaging.intended_use import IntendedUse
 
 XRAY_DATA = ("Kermany, Zhang, Goldbaum, *Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images "
              "for Classification*, Mendeley Data v2 (Guangzhou Women and Children's Medical Center), "
@@ -187,6 +188,18 @@ def _federated_data_and_training(meta: dict[str, Any]) -> str:
 """
 
 
+def _intended_use_section(meta: dict[str, Any]) -> str:
+    intended = IntendedUse.from_meta(meta)
+    return f"""**Declared in this folder and enforced.** {intended.statement()} (Training data: {intended.source}.)
+A DICOM film whose age (PatientAge, else PatientBirthDate and StudyDate) lies outside {intended.min_age_years} to \
+{intended.max_age_years} years, whose ViewPosition is not {'/'.join(intended.views)}, whose modality is not \
+{'/'.join(intended.modalities)} or whose body part is not the chest gets no decision, and a refusal that names the
+reason; the PACS watcher lists such studies as "outside intended use". A film that carries no age (PNG, JPEG) is
+scored with this population stated beside the result. An administrator may allow scoring outside the age range
+(`medcore settings set xray_allow_outside_age on`, default off); every such result then says so on the page, in
+the PDF, in the SR and in the audit log."""
+
+
 def xray_model_card(meta: dict[str, Any], ablation: dict[str, Any] | None = None,
                     ideas: dict[str, Any] | None = None, federated_comparison: dict[str, Any] | None = None) -> str:
     val = meta["metrics"]["validation"]
@@ -199,6 +212,8 @@ pneumonia (bacterial or viral) against normal, a decision at a stated operating 
 heatmap of the regions that raised the score. It does not replace a radiologist's or clinician's reading.
 It is not validated for adults, lateral views, other findings (effusion, nodules, tubes and lines), or for
 distinguishing bacterial from viral pneumonia.
+
+{_intended_use_section(meta)}
 
 {_federated_data_and_training(meta) if meta.get('federated') else _data_and_training(meta)}
 ## Validation metrics (calibrated, at the operating threshold; {val['n']} images of unseen children)

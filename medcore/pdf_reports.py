@@ -21,6 +21,7 @@ from medcore.imaging.service import StudyResult
 from medcore.metrics import format_probability, operating_figures
 from medcore.notes.explain import Attribution
 from medcore.notes.service import NotePrediction
+from medcore.reports import intended_use_rows
 
 DISCLAIMER = ("Decision support only, not a diagnosis. The model was trained on paediatric frontal chest films "
               "from one centre (Kermany et al. 2018) and validated on films from the same source; on new patients "
@@ -131,6 +132,7 @@ def study_report_pdf(result: StudyResult, evidence: dict, opacity: float = 0.5) 
         pdf.paragraph(result.error)
     else:
         positive = result.labels[1]
+        rows += intended_use_rows(result)
         rows += [(f"{positive.capitalize()} probability (calibrated)", format_probability(result.probability)),
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"{result.decision} (probability {'at or above' if result.flagged else 'below'} "

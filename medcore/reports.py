@@ -13,6 +13,7 @@ from PIL import Image
 
 from medcore.artifacts import ModelInfo
 from medcore.imaging.gradcam import overlay
+from medcore.imaging.intended_use import IntendedUse
 from medcore.imaging.service import StudyResult
 from medcore.markup import escape_markdown
 from medcore.metrics import format_probability, operating_figures
@@ -36,8 +37,8 @@ def xray_banner(model: ModelInfo) -> str:
                  f"{operating_figures(external['metrics'])}.")
     elif not model.meta.get("local_validation"):
         text += " On new patients from elsewhere expect a lower specificity."
-    return text + (f" Model `{model.version}`, trained on paediatric frontal films: decision support, "
-                   "not a diagnosis.")
+    return text + (f" Model `{model.version}`. {escape_markdown(IntendedUse.from_meta(model.meta).statement())} "
+                   "Films outside it are refused. Decision support, not a diagnosis.")
 
 
 def notes_summary(model: ModelInfo) -> str:
@@ -88,6 +89,14 @@ def _img_tag(image: np.ndarray, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}" style="max-width:48%">'
 
 
+def intended_use_rows(result: StudyResult) -> list[tuple[str, str]]:
+    """What a report says about the population: a warning for a film scored outside it, or the population stated
+    for a film that carries no age."""
+    if result.intended_use_warning:
+        return [("Intended use", result.intended_use_warning)]
+    return [("Validated population", result.population_note)] if result.population_note else []
+
+
 def study_report_html(result: StudyResult, evidence: dict, opacity: float = 0.5) -> str:
     """The report a clinician can attach to a case: inputs, result, threshold, model, caveats."""
     name = html.escape(result.filename)
@@ -96,6 +105,7 @@ def study_report_html(result: StudyResult, evidence: dict, opacity: float = 0.5)
     if result.error:
         body = f"<p><b>No prediction.</b> {html.escape(result.error)}</p>"
     else:
+        rows += [(label, f"<b>{html.escape(text)}</b>") for label, text in intended_use_rows(result)]
         rows += [("Pneumonia probability (calibrated)", format_probability(result.probability)),
                  ("Operating threshold", f"{result.threshold:.1%}"),
                  ("Decision", f"<b>{html.escape(result.decision or '')}</b>"),

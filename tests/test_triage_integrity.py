@@ -212,3 +212,23 @@ def test_one_bad_study_does_not_stop_the_others_or_the_watcher(store, xray_model
     thread.join(10)
     assert len(polls) >= 2, "the watcher stopped after an error that was not the PACS being down"
     assert reports[0]["error"] == "RuntimeError"
+
+
+@needs_pacs
+def test_the_watcher_lists_an_adult_study_as_outside_intended_use(pacs, xray_model):
+    adult = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=6), "Test^Adult", "I-adult",
+                        "ACC-adult", patient_age="045Y")
+    pacs.store([adult])
+    done = analysis.analyse_study(pacs, xray_model, adult.StudyInstanceUID)
+    assert done is not None and done.result.probability is None
+    record = analysis.record(adult.StudyInstanceUID, xray_model.version)
+    assert record["status"] == "refused" and record["outcome"] == "outside intended use"
+    row = _row(pacs, xray_model, adult.StudyInstanceUID)
+    assert row.state == "outside intended use" and "validated for children aged 1 to 5" in row.detail
+    assert results.verified_result(  # its SR says why, and is MedCore's own
+        pacs.instance(adult.StudyInstanceUID, *_sr_of(pacs, adult.StudyInstanceUID)), adult.StudyInstanceUID)
+
+
+def _sr_of(pacs, study_uid: str) -> tuple[str, str]:
+    series = next(s for s in pacs.medcore_series(study_uid) if s["modality"] == "SR")
+    return series["series_uid"], pacs.instances(study_uid, series["series_uid"])[0]

@@ -30,12 +30,16 @@ def show_study(result, evidence: dict, threshold: float, positive: str, opacity:
         if result.display is not None:
             st.image(result.display, caption="The image", width=240, clamp=True)
         return
+    if result.intended_use_warning:
+        st.error(escape_markdown(result.intended_use_warning), icon=":material/warning:")
     left, middle, right = st.columns([1, 2, 2])
     with left:
         (st.error if result.flagged else st.success)(
             f"**{result.decision}**: probability {format_probability(result.probability)} "
             f"{'≥' if result.flagged else '<'} threshold {threshold:.1%}")
         st.caption(THRESHOLD_PROMISE)
+        if result.population_note:
+            st.caption(escape_markdown(result.population_note))
         st.plotly_chart(probability_gauge(result.probability, threshold), key=f"gauge-{key}",
                         config={"displayModeBar": False})
         if result.technical:

@@ -23,6 +23,7 @@ from medcore import config
 from medcore.artifacts import command_line
 from medcore.calibration import apply_platt, fit_platt
 from medcore.imaging import folders, quality
+from medcore.imaging.intended_use import SHIPPED_TRAINING_DATA
 from medcore.imaging.model import build_xray_ensemble, save_artifact
 from medcore.imaging.preprocess import PREPROCESS_VERSION
 from medcore.metrics import (
@@ -449,6 +450,7 @@ def train_xray(data_dir: Path, out_dir: Path, options: XrayTrainingOptions | Non
         "threshold": calibrated.threshold,
         "quality": {"method": QUALITY_METHOD},
         "threshold_rule": calibrated.threshold_rule,
+        "intended_use": SHIPPED_TRAINING_DATA.as_meta(),  # the population of the training data (its README)
         "metrics": {"validation": metrics},
         "options": asdict(options),
         "data": {"source": str(Path(data_dir).resolve().name), "fingerprint": data_fingerprint,

@@ -1,0 +1,124 @@
+"""Every look at a patient recorded, without storing who the patient is in clear (issue 31): each worklist page and
+each opened study writes an access row with keyed digests of the patient id and accession number; `medcore audit
+accesses --patient-id` answers who listed or opened the patient, when; no table holds names, ids, accession numbers
+or UIDs in clear (confirmations included, kept as history); the worklist's range is bounded and paged."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import DBAPIError
+
+from medcore import access, audit, config, keyed
+from medcore.pacs import analysis, feedback, worklist
+from medcore.pacs.client import Study
+from medcore.pacs.demo import chest_study
+from medcore.store import engine, read, schema, write
+from tests.synthetic import chest_like
+from tests.test_pacs import needs_pacs, pacs  # noqa: F401 - the PACS fixture
+
+TODAY = datetime.date.today()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medcore.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def _all_stored_text() -> str:
+    """Every value of every table of the store, as text: what someone with a copy of the database could read."""
+    text = []
+    with read() as db:
+        for table in inspect(engine()).get_table_names():
+            text += [repr(tuple(row)) for row in db.execute(select(schema.metadata.tables[table]))
+                     ] if table in schema.metadata.tables else []
+    return "\n".join(text)
+
+
+@needs_pacs
+def test_who_listed_and_opened_a_patient_is_answered_and_nothing_names_the_patient(pacs, xray_model):
+    source = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=31), "Privacy^Patient",
+                         "MRN-PRIV-31", "ACC-PRIV-31", patient_age="002Y")
+    pacs.store([source])
+    rows = worklist.worklist(pacs, xray_model.version, xray_model.threshold, TODAY, TODAY)
+    shown = worklist.shown_page(rows, 1, "dr.lister")
+    assert any(r.study.patient_id == "MRN-PRIV-31" for r in shown)
+    study = next(r.study for r in rows if r.study.patient_id == "MRN-PRIV-31")
+    opened = analysis.view_study(pacs, xray_model, study, "dr.opener")
+    feedback.confirm(opened.sop_uid, opened.study_uid, opened.series_uid, "PNEUMONIA", xray_model.version,
+                     opened.result.probability, opened.result.decision, "dr.opener")
+
+    found = access.accesses("MRN-PRIV-31")
+    assert [(r["user"], r["action"]) for r in found] == [("dr.lister", "listed"), ("dr.opener", "opened")]
+    assert access.accesses("MRN-PRIV-31", "ACC-OTHER") == []
+    assert access.accesses("MRN-SOMEONE-ELSE") == []
+
+    out = _cli("audit", "accesses", "--patient-id", "MRN-PRIV-31", "--accession", "ACC-PRIV-31", "--json")
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)["accesses"]
+    assert [(r["user"], r["action"]) for r in listed] == [("dr.lister", "listed"), ("dr.opener", "opened")]
+    assert "MRN-PRIV-31" not in out.stdout
+
+    stored = _all_stored_text()
+    for secret in ("MRN-PRIV-31", "ACC-PRIV-31", "Privacy", source.StudyInstanceUID, source.SeriesInstanceUID,
+                   source.SOPInstanceUID):
+        assert secret not in stored, f"{secret} is in the store in clear"
+    assert access.patient_key("MRN-PRIV-31") in stored  # only its keyed digest
+
+
+def test_a_digest_needs_the_installation_secret(store, tmp_path, monkeypatch):
+    """A copy of the database alone cannot be matched against a list of ids: the key is not in it."""
+    first = access.patient_key("MRN-1")
+    assert first == access.patient_key(" MRN-1 ") and first != access.accession_key("MRN-1")
+    monkeypatch.setenv("MEDCORE_SECRET_FILE", str(tmp_path / "another.key"))
+    assert access.patient_key("MRN-1") != first
+    assert (tmp_path / "another.key").stat().st_mode & 0o077 == 0  # owner-only
+
+
+def test_the_access_log_is_append_only(store):
+    access.record("dr.a", "listed", [("MRN-2", "ACC-2")])
+    for statement in (schema.access_log.update().values(user="someone else"), schema.access_log.delete()):
+        with pytest.raises(DBAPIError):
+            with write() as db:
+                db.execute(statement)
+    assert [r["user"] for r in access.accesses("MRN-2")] == ["dr.a"]
+
+
+def _study(n: int) -> Study:
+    return Study(f"1.2.{n}", f"P^{n}", f"MRN-{n}", TODAY.strftime("%Y%m%d"), f"ACC-{n}", ("DX",), "")
+
+
+def test_the_worklist_range_is_bounded_and_a_page_records_only_what_it_shows(store):
+    with pytest.raises(ValueError, match=f"at most {config.WORKLIST_MAX_DAYS} days"):
+        worklist.check_range(TODAY - datetime.timedelta(days=config.WORKLIST_MAX_DAYS), TODAY)
+    worklist.check_range(TODAY - datetime.timedelta(days=config.WORKLIST_MAX_DAYS - 1), TODAY)
+    with pytest.raises(ValueError, match="first day comes after"):
+        worklist.check_range(TODAY, TODAY - datetime.timedelta(days=1))
+    rows = [worklist.WorklistRow(_study(n), "not yet analysed", None, "") for n in range(config.WORKLIST_PAGE + 5)]
+    assert worklist.page_count(rows) == 2
+    second = worklist.shown_page(rows, 2, "dr.pager")
+    assert [r.study.patient_id for r in second] == [f"MRN-{n}" for n in range(config.WORKLIST_PAGE,
+                                                                              config.WORKLIST_PAGE + 5)]
+    assert access.accesses("MRN-0") == [] and len(access.accesses(f"MRN-{config.WORKLIST_PAGE}")) == 1
+
+
+def test_a_later_confirmation_supersedes_and_both_are_kept(store):
+    feedback.confirm("1.2.3.sop", "1.2.3.study", "1.2.3.series", "NORMAL", "v1", 0.2, "NORMAL", "dr.first")
+    feedback.confirm("1.2.3.sop", "1.2.3.study", "1.2.3.series", "PNEUMONIA", "v1", 0.2, "NORMAL", "dr.second")
+    history = feedback.history("1.2.3.sop")
+    assert [(h["label"], h["actor"]) for h in history] == [("NORMAL", "dr.first"), ("PNEUMONIA", "dr.second")]
+    assert history[1]["supersedes"] == history[0]["id"]
+    current = feedback.confirmed()
+    assert len(current) == 1 and current[0]["label"] == "PNEUMONIA" and current[0]["sop_instance_uid"] == "1.2.3.sop"
+    row = audit.recent(1)[0]
+    detail = json.loads(row["detail"])
+    assert row["outcome"] == "corrects" and detail["supersedes_label"] == "NORMAL"
+    assert detail["film"] == feedback.film_key("1.2.3.sop")[:16]
+    with read() as db:
+        stored = [tuple(r) for r in db.execute(select(schema.pacs_feedback))]
+    assert "1.2.3" not in repr(stored)  # UIDs only sealed
+    assert keyed.unseal(stored[0][2]).count("1.2.3") == 3
