@@ -92,7 +92,8 @@ def _summary(meta: dict) -> dict:
     """What the registry keeps from meta.json: enough to list, compare and trace a version."""
     return {"metrics": meta.get("metrics", {}), "options": meta.get("options", {}), "data": meta.get("data", {}),
             "labels": meta.get("labels", []), "threshold": meta.get("threshold"),
-            "seconds": meta.get("training", {}).get("seconds")}
+            "seconds": meta.get("training", {}).get("seconds"),
+            **({"intended_use": meta["intended_use"]} if meta.get("intended_use") else {})}
 
 
 def register(task: str, folder: Path, created_by: str, origin: str = "retrained") -> ModelVersion:

@@ -9,7 +9,7 @@ import time
 
 from sqlalchemy import insert, select, update
 
-from medcore import audit
+from medcore import audit, auth
 from medcore.imaging.intended_use import ALLOW_OUTSIDE_AGE
 from medcore.store import read, schema, write
 
@@ -26,8 +26,10 @@ def get(key: str) -> str:
     return DEFAULTS[key] if value is None else value
 
 
-def set_value(key: str, value: str, actor: str) -> None:
-    """Change a setting (admins only: the caller checks the role) and record who did."""
+def set_value(key: str, value: str, user: auth.User) -> None:
+    """Change a setting and record who did; the account must still be an active administrator (checked here, at
+    the moment of the change, not when the page was drawn)."""
+    actor = auth.require_admin(user).name
     if key not in DEFAULTS:
         raise ValueError(f"No setting {key!r}.")
     if value not in CHOICES[key]:

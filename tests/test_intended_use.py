@@ -12,13 +12,16 @@ import sys
 import numpy as np
 import pytest
 
-from medcore import audit, settings
+from medcore import audit, auth, settings
 from medcore.imaging import intended_use
 from medcore.imaging.intended_use import SHIPPED_TRAINING_DATA, IntendedUse, age_from_header
 from medcore.imaging.service import analyse_file
 from medcore.pacs import analysis, results
 from medcore.pacs.demo import as_bytes, chest_study
 from tests.synthetic import chest_like, encode
+
+
+ADMIN = auth.operator("test-admin")
 
 
 def _film(xray_model, age: str = "", view: str = "PA", birth: str = "", seed: int = 0) -> bytes:
@@ -49,7 +52,7 @@ def test_an_adult_film_gets_no_decision_and_a_refusal_that_names_the_reason(xray
 
 
 def test_a_lateral_film_of_a_child_is_refused_and_no_setting_relaxes_it(xray_model, store):
-    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", "test-admin")
+    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", ADMIN)
     result = analyse_file(xray_model, _film(xray_model, age="004Y", view="LL"), "lateral.dcm")
     assert result.probability is None and result.outside_intended_use
     assert "The DICOM view is LL: this model is validated for frontal (PA/AP) films only." in result.error
@@ -65,7 +68,7 @@ def test_a_child_in_range_is_scored_without_a_note_and_a_png_with_the_population
 
 def test_an_administrator_may_allow_other_ages_and_every_result_then_says_so(xray_model, store):
     assert not settings.allow_outside_age()  # the default refuses
-    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", "test-admin")
+    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", ADMIN)
     assert any(r["action"] == "setting_changed" and r["outcome"] == "on" for r in audit.recent(5))
     data = _film(xray_model, age="045Y")
     result = analyse_file(xray_model, data, "adult.dcm")
@@ -85,7 +88,11 @@ def test_an_administrator_may_allow_other_ages_and_every_result_then_says_so(xra
     sr = analysis.result_objects(xray_model, source, result)[0]
     assert "OUTSIDE INTENDED USE" in results.read_result(results._bytes(sr))["comment"]
     with pytest.raises(ValueError, match="one of on, off"):
-        settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "yes", "test-admin")
+        settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "yes", ADMIN)
+    clinician = auth.User("dr.no", "clinician", False)
+    with pytest.raises(auth.NotAllowed):
+        settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "off", clinician)
+    assert settings.allow_outside_age()
 
 
 def test_the_command_line_keeps_its_contract_for_an_adult_film(xray_model, tmp_path, store):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from medcore import auth, charts, config, incidents, jobs, registry, tasks
+from medcore import auth, charts, config, incidents, jobs, registry, settings, tasks
+from medcore.imaging.intended_use import ALLOW_OUTSIDE_AGE, IntendedUse
 from medcore.artifacts import ModelLoadError
 from medcore.gan import retention, usefulness
 from medcore.gan.network import load_generator, marked_film
@@ -464,7 +465,25 @@ with retrain_tab:
     if finished is not None and running is None:
         show_result(finished)
 
+def intended_use_setting() -> None:
+    """The X-ray model's intended use, and the one part of it an administrator may relax (off by default)."""
+    declared = IntendedUse.from_meta(current.summary if current else {})
+    st.markdown(f"**Intended use.** {escape_markdown(declared.statement())} Films outside it are refused.")
+    allowed = settings.allow_outside_age()
+    wanted = st.toggle(f"Score patients outside {declared.population} (each result then carries a warning on the "
+                       "page, the PDF, the SR and the audit log)", value=allowed, key="allow-outside-age")
+    if wanted != allowed:
+        try:
+            settings.set_value(ALLOW_OUTSIDE_AGE, "on" if wanted else "off", admin)
+        except auth.NotAllowed as exc:
+            st.error(escape_markdown(str(exc)))
+        else:
+            st.success("Saved: every server applies it from the next film.")
+
+
 with versions_tab:
+    if task.key == "xray":
+        intended_use_setting()
     versions = registry.list_versions(task.key)
     st.dataframe(versions_table(task, versions), hide_index=True, width="stretch",
                  column_config={"version": st.column_config.TextColumn(width="large"),

@@ -127,7 +127,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
     from medcore import settings
 
     if args.action == "set":
-        settings.set_value(args.key, args.value, operator().name)
+        settings.set_value(args.key, args.value, operator())
     emit({key: settings.get(key) for key in settings.DEFAULTS})
     return 0
 
