@@ -220,7 +220,12 @@ def pacs_watcher_stale_seconds() -> float:
 
 
 WORKLIST_MAX_DAYS = 31  # a worklist lists at most this many days of studies at once
-WORKLIST_PAGE = 50  # and shows (and records as seen) at most this many studies at a time
+
+
+def worklist_page_size() -> int:
+    """MEDCORE_WORKLIST_PAGE_SIZE: how many studies a worklist page shows (and records as seen), 10 to 500;
+    default 50."""
+    return min(500, max(10, int(os.environ.get("MEDCORE_WORKLIST_PAGE_SIZE", "50"))))
 
 
 def tf_config() -> str:

@@ -9,7 +9,10 @@ shows MedCore's series in the study (a screenshot).
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -24,9 +27,12 @@ pytestmark = [pytest.mark.e2e,
 
 @pytest.fixture(scope="module")
 def pacs_app(tmp_path_factory):
+    """(URL, store folder) of the app with its watcher."""
     env = {f"MEDCORE_PACS_{k.upper()}": v for k, v in PACS.items() if v}
-    yield from start_app(tmp_path_factory.mktemp("pacs-store"), MEDCORE_PACS_WATCH="1",
-                         MEDCORE_PACS_POLL_SECONDS="1", **env)
+    store = tmp_path_factory.mktemp("pacs-store")
+    for url in start_app(store, MEDCORE_PACS_WATCH="1", MEDCORE_PACS_POLL_SECONDS="1",
+                         MEDCORE_WORKLIST_PAGE_SIZE="500", **env):  # the PACS holds other tests' studies too
+        yield url, store
 
 
 def _client(monkeypatch):
@@ -53,20 +59,22 @@ def test_the_worklist_the_watcher_and_feedback_in_the_browser(pacs_app, browser,
     from medcore.pacs.demo import chest_study
     from tests.synthetic import chest_like, text_screenshot
 
+    url, store = pacs_app
     client = _client(monkeypatch)
-    page = sign_in(browser, pacs_app, CLINICIAN, 1800)  # the app's first run starts its watcher
+    page = sign_in(browser, url, CLINICIAN, 1800)  # the app's first run starts its watcher
     reference = xray_model.artifact.quality_reference
     stamp = datetime.datetime.now().strftime("%H%M%S")
     films = {"clear": chest_like(reference, 1024, 1024, seed=31), "other": chest_like(reference, 1024, 1024, seed=32),
-             "refused": text_screenshot()}
-    studies = {name: chest_study(pixels, f"E2E{stamp}^{name}", f"E2E-{stamp}-{name}", f"E{stamp}{i}")
+             "refused": text_screenshot(), "adult": chest_like(reference, 1024, 1024, seed=34)}
+    studies = {name: chest_study(pixels, f"E2E{stamp}^{name}", f"E2E-{stamp}-{name}", f"E{stamp}{i}",
+                                 patient_age="045Y" if name == "adult" else "")
                for i, (name, pixels) in enumerate(films.items())}
     prior = chest_study(chest_like(reference, 1024, 1024, seed=33), f"E2E{stamp}^clear", f"E2E-{stamp}-clear",
                         f"E{stamp}9", datetime.date.today() - datetime.timedelta(days=40))
     client.store([*studies.values(), prior])
-    written = {name: _medcore_series(client, s.StudyInstanceUID, 1 if name == "refused" else 2)
+    written = {name: _medcore_series(client, s.StudyInstanceUID, 1 if name in ("refused", "adult") else 2)
                for name, s in studies.items()}  # the watcher, beside the app, found them and wrote back
-    assert [s["modality"] for s in written["refused"]] == ["SR"]
+    assert [s["modality"] for s in written["refused"]] == ["SR"] == [s["modality"] for s in written["adult"]]
     sr = next(s for s in written["clear"] if s["modality"] == "SR")
     sop = client.instances(studies["clear"].StudyInstanceUID, sr["series_uid"])[0]
     read = results.read_result(client.instance(studies["clear"].StudyInstanceUID, sr["series_uid"], sop))
@@ -74,14 +82,17 @@ def test_the_worklist_the_watcher_and_feedback_in_the_browser(pacs_app, browser,
 
     page.get_by_role("link", name="PACS worklist").click()
     page.get_by_text("Open a study").wait_for(timeout=90_000)
+    assert page.get_by_text("No PACS watcher has run").count() == 0  # the watcher beside the app is polling
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "pacs_worklist.png"), full_page=True)
     page.get_by_role("combobox", name="Open a study").click()
+    page.keyboard.type(f"E2E{stamp} ")  # the list holds other tests' studies too: only ours (it renders a window)
     options = page.get_by_role("option")
     options.first.wait_for()
-    ours = [text for text in options.all_inner_texts() if f"E2E{stamp} " in text]  # in the worklist's order
-    states = [text.rsplit("· ", 1)[-1].strip() for text in ours]
-    assert len(ours) == 3 and states[-1] == "refused" and set(states[:2]) <= {"flagged", "not flagged"}
+    ours = [text for text in options.all_inner_texts() if f"E2E{stamp} " in text]  # (typing re-sorts by match)
+    states = {text.split(" ")[1]: text.rsplit("· ", 1)[-1].strip() for text in ours}  # "E2E<stamp> <name> (...)"
+    assert len(ours) == 4 and states["refused"] == "refused" and states["adult"] == "outside intended use"
+    assert {states["clear"], states["other"]} <= {"flagged", "not flagged"}
     page.get_by_role("option", name=f"E2E{stamp} clear").first.click()
     page.get_by_text("Prior chest film of this patient").wait_for(timeout=120_000)
     page.get_by_text("Grad-CAM: regions that raised the pneumonia score").first.wait_for(timeout=60_000)
@@ -90,6 +101,14 @@ def test_the_worklist_the_watcher_and_feedback_in_the_browser(pacs_app, browser,
     page.get_by_role("button", name="Save the finding").click()
     page.get_by_text("Saved: NORMAL").wait_for(timeout=60_000)
     page.screenshot(path=str(SCREENSHOTS / "pacs_study.png"), full_page=True)
+
+    # The privacy officer's question, from the command line on the server: who listed or opened this patient?
+    asked = subprocess.run([sys.executable, "-m", "medcore.cli", "audit", "accesses", "--patient-id",
+                            f"E2E-{stamp}-clear", "--json"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "MEDCORE_STORE_DIR": str(store)})
+    assert asked.returncode == 0, asked.stderr
+    looks = json.loads(asked.stdout)["accesses"]
+    assert {(r["user"], r["action"]) for r in looks} >= {(CLINICIAN[0], "listed"), (CLINICIAN[0], "opened")}
 
     page.get_by_role("link", name="Model performance").click()
     page.get_by_text("Agreement with clinicians' confirmed findings").wait_for(timeout=90_000)

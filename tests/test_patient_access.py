@@ -98,12 +98,12 @@ def test_the_worklist_range_is_bounded_and_a_page_records_only_what_it_shows(sto
     worklist.check_range(TODAY - datetime.timedelta(days=config.WORKLIST_MAX_DAYS - 1), TODAY)
     with pytest.raises(ValueError, match="first day comes after"):
         worklist.check_range(TODAY, TODAY - datetime.timedelta(days=1))
-    rows = [worklist.WorklistRow(_study(n), "not yet analysed", None, "") for n in range(config.WORKLIST_PAGE + 5)]
+    rows = [worklist.WorklistRow(_study(n), "not yet analysed", None, "") for n in range(config.worklist_page_size() + 5)]
     assert worklist.page_count(rows) == 2
     second = worklist.shown_page(rows, 2, "dr.pager")
-    assert [r.study.patient_id for r in second] == [f"MRN-{n}" for n in range(config.WORKLIST_PAGE,
-                                                                              config.WORKLIST_PAGE + 5)]
-    assert access.accesses("MRN-0") == [] and len(access.accesses(f"MRN-{config.WORKLIST_PAGE}")) == 1
+    assert [r.study.patient_id for r in second] == [f"MRN-{n}" for n in range(config.worklist_page_size(),
+                                                                              config.worklist_page_size() + 5)]
+    assert access.accesses("MRN-0") == [] and len(access.accesses(f"MRN-{config.worklist_page_size()}")) == 1
 
 
 def test_a_later_confirmation_supersedes_and_both_are_kept(store):

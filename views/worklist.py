@@ -46,8 +46,8 @@ if not rows:
     st.info("No chest study in the PACS for these dates.")
     st.stop()
 pages = worklist.page_count(rows)
-page = st.number_input(f"Page (of {pages}; {config.WORKLIST_PAGE} studies a page, {len(rows)} in all)", 1, pages, 1,
-                       key="worklist-page") if pages > 1 else 1
+page = st.number_input(f"Page (of {pages}; {config.worklist_page_size()} studies a page, {len(rows)} in all)",
+                       1, pages, 1, key="worklist-page") if pages > 1 else 1
 flagged = sum(r.state == "flagged" for r in rows)
 rows = worklist.shown_page(rows, int(page), current_user())
 if flagged > sum(r.state == "flagged" for r in rows):

@@ -175,8 +175,8 @@ def _intended_use(model: LoadedXrayModel, radiograph, result: StudyResult,
     reasons = intended.header_refusals(radiograph.technical)
     age = radiograph.age_years
     if age is None:
-        result.population_note = (f"{intended.statement()} This film carries no age: check that the patient is "
-                                  f"one of {intended.population}.")
+        result.population_note = (f"{intended.statement()} This film carries no age: check that the patient "
+                                  "belongs to that population.")
     elif not intended.age_allowed(age):
         if allow_outside_age():
             result.intended_use_warning = (f"OUTSIDE INTENDED USE: {intended.age_refusal(age)} Scored because an "

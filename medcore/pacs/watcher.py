@@ -7,7 +7,8 @@ backs off (2 s doubling to a minute), never crashes; when production changes it 
 
 Left unattended it must keep going: an error in one study (or one odd row of the PACS's answer) is counted, logged
 by its type only, and the rest go on; an error of the whole poll backs off like the PACS being down. Each successful
-poll is recorded in the store (worklist.WATCHER_POLL), so the worklist can say when no watcher is triaging.
+listing and each study handled is recorded in the store (worklist.WATCHER_POLL), so the worklist can say when no
+watcher is triaging.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def _put_state(key: str, value: str) -> None:
                 nested.rollback()
 
 
+def _beat() -> None:
+    """The watcher is alive and working: after each listing of the PACS and each study handled (a backlog of
+    thousands takes longer than the worklist's patience, and must not read as a stalled watcher)."""
+    _put_state(worklist.WATCHER_POLL, json.dumps({"at": time.time(), "server": config.server_name()}))
+
+
 def _analyse_safely(client: PacsClient, model, study) -> str:
     """One study, whatever goes wrong with it: 'analysed', 'skipped' (another has it, or done) or 'error'.
     PacsUnavailable still propagates: the whole PACS is down, and the poll backs off."""
@@ -65,6 +72,8 @@ def _analyse_safely(client: PacsClient, model, study) -> str:
     except Exception as exc:  # one bad study must not stop the others, nor the watcher
         log.warning("A study could not be handled (%s); the others go on", type(exc).__name__)
         return "error"
+    finally:
+        _beat()
 
 
 def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date | None = None) -> dict:
@@ -72,13 +81,13 @@ def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date 
     today = today or datetime.date.today()
     first = cursor(today)
     studies = client.chest_studies(first, today)
+    _beat()
     pending = [s for s in studies if (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda s: _analyse_safely(client, model, s), pending))
     if not [s for s in pending if s.study_date < today.strftime("%Y%m%d")
             and (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]:
         set_cursor(today)  # every earlier day is settled: start there next time
-    _put_state(worklist.WATCHER_POLL, json.dumps({"at": time.time(), "server": config.server_name()}))
     return {"listed": len(studies), "pending": len(pending), "analysed": outcomes.count("analysed"),
             "errors": outcomes.count("error")}
 

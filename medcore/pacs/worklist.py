@@ -8,7 +8,8 @@ never "not flagged".
 
 Names, ids, dates and accession numbers come from the PACS for the page only; nothing here writes them anywhere.
 What a user saw is recorded in the access log by keyed digests (medcore.access): each page of the list, each study
-opened. A list covers at most config.WORKLIST_MAX_DAYS days and is shown config.WORKLIST_PAGE studies at a time.
+opened. A list covers at most config.WORKLIST_MAX_DAYS days and is shown a page (config.worklist_page_size(), 50 by
+default) at a time.
 """
 
 from __future__ import annotations
@@ -99,13 +100,13 @@ def _from_report(report: dict, threshold: float) -> tuple[str, float | None, str
 
 
 def page_count(rows: list[WorklistRow]) -> int:
-    return max(1, -(-len(rows) // config.WORKLIST_PAGE))
+    return max(1, -(-len(rows) // config.worklist_page_size()))
 
 
 def shown_page(rows: list[WorklistRow], page: int, user: str) -> list[WorklistRow]:
     """One page of the list (1-based), recorded in the access log as listed to this user: what was on screen."""
-    page = min(max(1, page), page_count(rows))
-    shown = rows[(page - 1) * config.WORKLIST_PAGE: page * config.WORKLIST_PAGE]
+    page, size = min(max(1, page), page_count(rows)), config.worklist_page_size()
+    shown = rows[(page - 1) * size: page * size]
     access.record(user, "listed", [(row.study.patient_id, row.study.accession_number) for row in shown])
     return shown
 
