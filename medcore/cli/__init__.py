@@ -1,5 +1,5 @@
 """`medcore train | evaluate | predict | calibrate | adapt | drift | check-explanations | federated | gan | models |
-jobs | users | worker | db | pacs`: the public command line (JSON on stdout).
+jobs | users | audit | settings | worker | db | pacs`: the public command line (JSON on stdout).
 
 The release check runs `medcore evaluate xray --data DIR --json` on hidden held-out data, so the flags here are a
 contract: add, never rename. Progress and warnings go to stderr; stdout carries only the JSON result. Each command
@@ -16,7 +16,8 @@ from medcore.cli import admin, calibrate, explanations, federated, gan, modellin
 GROUPS = (modelling, calibrate, monitoring, explanations, federated, gan, admin, service, pacs)
 
 # commands that neither read nor serve registered models
-WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "check-explanations", "users", "worker", "db"}
+WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "check-explanations", "users", "worker", "db", "audit",
+                    "settings"}
 from medcore.pacs.client import PacsUnavailable  # noqa: E402 - a clear message for the PACS being down
 
 
