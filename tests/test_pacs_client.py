@@ -1,9 +1,14 @@
-"""The PACS client's limits (issue 31): a film larger than the upload limit is refused while it streams in, before it
-is parsed (a local HTTP server that never stops sending, and a real Orthanc)."""
+"""The PACS client's limits and logs (issue 31): a film larger than the upload limit is refused while it streams in,
+before it is parsed (a local HTTP server that never stops sending, and a real Orthanc), and the long-running
+commands log no study UID through dicomweb-client."""
 
 from __future__ import annotations
 
 import http.server
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -13,7 +18,7 @@ from medcore import config
 from medcore.pacs.client import FilmTooLarge, PacsClient, PacsUnavailable
 from medcore.pacs.demo import as_bytes, chest_study
 from tests.synthetic import chest_like
-from tests.test_pacs import needs_pacs, pacs  # noqa: F401 - the Orthanc fixture
+from tests.test_pacs import PACS, needs_pacs, pacs  # noqa: F401 - the Orthanc fixture
 
 LIMIT = 1 * 2**20
 BOUNDARY = "medcore-test-boundary"
@@ -127,3 +132,30 @@ def test_orthanc_a_film_larger_than_the_limit_is_refused_without_reading_it(pacs
     fetched = pacs.instance(source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID)
     assert fetched.SOPInstanceUID == source.SOPInstanceUID
 
+
+def test_the_watcher_logs_no_study_uid_through_dicomweb_client(tmp_path):
+    """`medcore pacs watch` logs at INFO; dicomweb-client names study, series and instance UIDs at INFO. The real
+    command's logging set-up, in its own process (pytest's own log handlers would hide what basicConfig does), with
+    the watch loop replaced by one that logs as the library does, and queries Orthanc for real when it runs."""
+    script = textwrap.dedent(f"""
+        import logging, sys
+        import medcore.pacs.watcher as watcher
+
+        def watch(report=None):
+            logging.getLogger("medcore").info("MedCore's own INFO line")
+            logging.getLogger("dicomweb_client.web").info('search for series of study "{UIDS[0]}"')
+            logging.getLogger("dicomweb_client").warning("a dicomweb-client warning")
+            if {bool(PACS["url"])!r}:
+                from medcore.pacs.client import PacsClient
+                PacsClient().series("{UIDS[1]}")
+
+        watcher.watch = watch
+        from medcore.cli import main
+        sys.exit(main(["pacs", "watch"]))
+    """)
+    env = {**os.environ, "MEDCORE_STORE_DIR": str(tmp_path / "store")}
+    env.update({f"MEDCORE_PACS_{key.upper()}": value for key, value in PACS.items() if value})
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MedCore's own INFO line" in done.stderr and "a dicomweb-client warning" in done.stderr
+    assert UIDS[0] not in done.stderr and UIDS[1] not in done.stderr, done.stderr[-3000:]
