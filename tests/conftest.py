@@ -77,6 +77,15 @@ def store(request, tmp_path, monkeypatch):
         yield tmp_path / "store"
 
 
+@pytest.fixture()
+def tmp_data_roots(monkeypatch, tmp_path_factory):
+    """The data roots (MEDCORE_DATA_ROOTS) widened to this session's temporary folders: a job reads only under the
+    roots (or its own upload), whoever starts it, and the tests' data sets are written there."""
+    roots = [str(config.data_dir()), str(tmp_path_factory.getbasetemp())]
+    monkeypatch.setenv("MEDCORE_DATA_ROOTS", os.pathsep.join(roots))
+    return roots
+
+
 @pytest.fixture(scope="session")
 def xray_model():
     """The shipped default model, loaded once."""

@@ -179,7 +179,8 @@ def test_split_gives_unequal_hospitals_with_whole_patients(tmp_path):
     assert os.path.realpath(next((tmp_path / "sites" / "a" / "NORMAL").iterdir())).startswith(str(source))
 
 
-def test_admin_job_trains_across_hospitals_and_registers_a_compared_candidate(store, hospitals, xray_model):
+def test_admin_job_trains_across_hospitals_and_registers_a_compared_candidate(store, hospitals, xray_model,
+                                                                           tmp_data_roots):
     """The admin page's path: a background job, live per-round events, a candidate compared with production."""
     from medcore import auth, jobs, registry
     from tests.test_jobs import wait

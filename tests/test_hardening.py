@@ -288,7 +288,7 @@ def test_a_stored_folder_name_or_label_is_shown_literally(xray_model, monkeypatc
     assert "<b>" not in str(heatmap.data[0].x)
 
 
-def test_a_failed_job_shows_a_short_reason_and_an_incident_never_a_path(store, tmp_path, caplog):
+def test_a_failed_job_shows_a_short_reason_and_an_incident_never_a_path(store, tmp_path, caplog, tmp_data_roots):
     """L7 (issue 21): what the admin page shows of a failed job names no server path and no traceback."""
     import logging
 
@@ -304,7 +304,7 @@ def test_a_failed_job_shows_a_short_reason_and_an_incident_never_a_path(store, t
     assert incident in caplog.text  # the details are in the server log, under the same id
 
 
-def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch):
+def test_child_processes_get_no_secrets(store, tmp_path, monkeypatch, tmp_data_roots):
     """L8/L11 (issue 21): a training job and the Flower processes do not inherit the first admin's password (or any
     other secret); Flower processes get no MEDCORE_* setting at all."""
     monkeypatch.setenv("MEDCORE_ADMIN_USER", "chief")

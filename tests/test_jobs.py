@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,11 @@ from tests.synthetic import keyword_notes, write_notes_csv, write_opacity_folder
 TINY_XRAY = {"epochs": 8, "image_size": 64, "batch_size": 8, "learning_rate": 3e-3, "members": 1}
 
 ADMIN = auth.operator("admin-test")  # an administrator at the server (the CLI's identity)
+
+
+@pytest.fixture(autouse=True)
+def _data_roots(tmp_data_roots):
+    """These tests' data sets lie in pytest's temporary folder: inside the data roots for them."""
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +208,88 @@ def test_the_admin_page_shows_a_running_job_and_cancels_it(store, opacity_films)
     assert ended.status == "cancelled", (ended.status, ended.error, (job.folder / "log.txt").read_text()[-2000:]
                                          if (job.folder / "log.txt").is_file() else "no log")
     assert [r["outcome"] for r in audit.recent(5) if r["action"] == "train_cancel:xray"] == ["requested"]
+
+
+# Issue 31: a job id is checked before any path is built from it, and a job's process checks the paths of its row.
+MALFORMED = ("../../x", "job-x/../../y", "job-20260101-000000-abcdef/../../z", "job-20260101-000000-ABCDEF", "")
+
+
+def _files_under(root) -> set:
+    return {p for p in root.rglob("*")}
+
+
+def test_a_malformed_job_id_builds_no_path_anywhere(store, tmp_path, monkeypatch):
+    import subprocess
+
+    from sqlalchemy import insert
+
+    from medcore.jobs import queue, runner, store as job_store
+    from medcore.store import schema, write
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # run() rewrites it for the model card
+    before = _files_under(tmp_path)
+    for bad in MALFORMED:
+        for build in (job_store.job_folder, job_store.launch_process, runner.run):
+            with pytest.raises(jobs.JobError, match="not a job id"):
+                build(bad)
+    with write() as db:  # a row (and a queue entry) nobody made through jobs.start
+        db.execute(insert(schema.jobs).values(id="../../x", task="xray", data_path="/data", data_label="x",
+                                              options="{}", status="queued", created_by="tests", created_at=time.time(),
+                                              cancel_requested=False))
+    queue.run_job_here("../../x")  # what a worker does with it
+    assert jobs.get("../../x").status == "failed"
+    with pytest.raises(jobs.JobError, match="not a job id"):
+        jobs.get("../../x").folder
+    process = subprocess.run([sys.executable, "-m", "medcore.jobs", "../../x"], capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == 2 and "not a job id" in process.stderr
+    assert _files_under(tmp_path) - before <= _files_under(job_store.jobs_dir())  # nothing outside jobs/
+
+
+def _forged(data_path: str, options: dict | None = None) -> str:
+    """A job row written straight into the store (not through jobs.start): a well-formed id, unchecked paths."""
+    import json
+    import secrets
+
+    from sqlalchemy import insert
+
+    from medcore.store import schema, write
+
+    job_id = time.strftime("job-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    with write() as db:
+        db.execute(insert(schema.jobs).values(id=job_id, task="xray", data_path=data_path, data_label="forged",
+                                              options=json.dumps({**TINY_XRAY, "epochs": 1, **(options or {})}),
+                                              status="queued", created_by="tests", created_at=time.time(),
+                                              cancel_requested=False))
+    return job_id
+
+
+def test_the_training_process_refuses_a_row_whose_paths_lie_outside_the_roots(store, opacity_films, monkeypatch,
+                                                                           capsys):
+    import shutil
+    import tempfile
+
+    from medcore.jobs import runner
+
+    outside = Path(tempfile.mkdtemp(prefix="medcore-outside-roots-"))  # not under the data roots (nor pytest's tmp)
+    try:
+        shutil.copytree(opacity_films, outside / "films")  # a usable data set: only its place is wrong
+        monkeypatch.setattr(sys, "argv", list(sys.argv))
+        monkeypatch.setattr(runner, "_heartbeat", lambda job_id, stop: None)
+        rows = {"data set": _forged("/etc"), "data set ": _forged(str(outside / "films")),
+                "option teacher": _forged(str(opacity_films), {"teacher": "/etc"}),
+                "option synthetic_generator": _forged(str(opacity_films), {"synthetic_generator": str(outside)}),
+                "federated site": _forged(str(opacity_films), {"federated": {
+                    "sites": [str(opacity_films), "/etc"], "rounds": 1, "strategy": "fedavg"}})}
+        for what, job_id in rows.items():
+            assert runner.run(job_id) == 1
+            job = jobs.get(job_id)
+            assert job.status == "failed" and job.candidate_version is None
+            assert f"The job's {what.strip()} lies outside the folders from which a job may read" in job.error
+            assert "/" not in job.error  # the page shows no server path...
+            assert job_id in capsys.readouterr().err  # ...the job's log says which
+        assert [v.version for v in registry.list_versions("xray")] == [registry.production("xray").version]
+        with pytest.raises(jobs.JobError, match="outside the folders"):  # and jobs.start refuses it, whoever asks
+            jobs.start("xray", outside / "films", TINY_XRAY, ADMIN)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)

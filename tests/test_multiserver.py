@@ -140,7 +140,7 @@ def test_a_retrain_started_on_one_server_runs_on_the_worker_and_is_promoted_on_t
 
 
 def test_killing_the_worker_mid_training_fails_the_job_and_changes_nothing(deployment, xray_model, tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch, tmp_data_roots):
     from medcore import auth, jobs, registry
     from tests.synthetic import write_opacity_folder
     from tests.test_jobs import wait

@@ -229,3 +229,24 @@ def test_strangers_elsewhere_cannot_slow_an_admin_at_their_own_desk(store, monke
         auth.authenticate("chief", "wrong guess here", f"ip:bot{second}", now + second)
     assert auth.authenticate("chief", "a long secret phrase", "ip:chief-desk", now + 120.5)[0].is_admin
     assert "try again" in auth.authenticate("chief", "a long secret phrase", "ip:new-laptop", now + 120.5)[1]
+
+
+def test_a_read_block_sees_one_snapshot_while_others_commit(store):
+    """Issue 31: read() is one snapshot (REPEATABLE READ on PostgreSQL; a read transaction in WAL mode on SQLite):
+    a write committed by another connection during the block is not seen by the block's later reads, so what a page
+    computes from several reads is consistent."""
+    from sqlalchemy import func, select
+
+    from medcore.store import schema
+
+    audit.record("someone", "snapshot-test", "before")
+    with database.read() as connection:
+        query = select(schema.audit.c.id, schema.audit.c.outcome).where(schema.audit.c.action == "snapshot-test")
+        first = connection.execute(query).all()
+        audit.record("someone", "snapshot-test", "during")  # its own connection, committed at once
+        second = connection.execute(query).all()
+        count = connection.execute(select(func.count()).select_from(schema.audit)).scalar()
+    assert [row.outcome for row in first] == ["before"] and second == first
+    with database.read() as connection:  # a new block sees it
+        assert connection.execute(query).all()[-1].outcome == "during"
+        assert connection.execute(select(func.count()).select_from(schema.audit)).scalar() == count + 1

@@ -23,7 +23,7 @@ ADMIN = auth.operator("admin-test")
 
 
 @pytest.fixture()
-def queued_store(tmp_path, monkeypatch):
+def queued_store(tmp_path, monkeypatch, tmp_data_roots):
     """A PostgreSQL store with the procrastinate queue, a shared folder, and a short lease (a dead worker shows
     within seconds)."""
     with new_postgres_database() as url:

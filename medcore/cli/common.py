@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
 
 from medcore import tasks
+
+# Libraries that name patients' studies at INFO: dicomweb-client logs study, series and instance UIDs on every call.
+QUIET_LOGGERS = ("dicomweb_client",)
 
 
 def emit(obj: dict) -> None:
@@ -23,6 +27,16 @@ def finite(obj):
     if isinstance(obj, list):
         return [finite(v) for v in obj]
     return obj
+
+
+def configure_logging() -> None:
+    """INFO on stderr for the long-running commands (`pacs watch`, `worker`), but WARNING for QUIET_LOGGERS and
+    their children: a log is read by people who may not see which patients were examined."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+        for child in [n for n in list(logging.root.manager.loggerDict) if n.startswith(name + ".")]:
+            logging.getLogger(child).setLevel(logging.WARNING)  # NOTSET ones inherit it anyway; set ones too
 
 
 def progress_to_stderr(event: dict) -> None:

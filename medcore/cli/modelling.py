@@ -40,11 +40,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.model:
             raise ValueError("--record-external needs --model FOLDER (an unregistered model folder).")
         external = record_external(Path(args.model), Path(args.data), "medcore " + " ".join(sys.argv[1:]),
-                                   part=args.part, force=args.force)
+                                   part=args.part, force=args.force, actor=cli_user())
         print(f"medcore: recorded in {args.model} (external.npz, meta.json, model_card.md)", file=sys.stderr)
         result = external["figures"]
     else:
         result = task.evaluate(served_model(task.key, args.model), Path(args.data))
+        if task.key == "xray":
+            result["lockbox_films"] = _lockbox_films(Path(args.data))
     if args.json:
         emit(result)
     else:
@@ -52,6 +54,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for key in (k for k in keys if k in result):
             print(f"{key:12s} {result[key]}")
     return 0
+
+
+def _lockbox_films(data_dir: Path) -> int:
+    """How many films of a labelled folder were scored before in a lockbox's reporting part (said on stderr too):
+    figures on them are not new-patient figures. The evaluation goes on: this is a warning, not a refusal."""
+    from medcore.imaging.folders import list_image_folder
+    from medcore.training import lockbox
+
+    count = lockbox.reported_films(lockbox.film_digests(list_image_folder(data_dir).files))
+    if count:
+        print(f"medcore: {count} of these films were scored before in a lockbox's reporting part (a release's "
+              "new-patient figures): figures on them are not figures on new patients.", file=sys.stderr)
+    return count
 
 
 def cmd_predict_xray(args: argparse.Namespace) -> int:
@@ -163,7 +178,8 @@ def register(commands) -> None:
                            "card (measurement only; not for a registered version)")
     xray.add_argument("--part", choices=("choosing", "reporting"), default="reporting",
                       help="with --record-external: the external sample's part (split by patient, fixed seed): "
-                           "'choosing' for comparing ideas, 'reporting' for a release's figures (once per model)")
+                           "'choosing' for comparing ideas, 'reporting' for a release's figures (a film scored in a "
+                           "reporting part, for any model, is refused there again unless forced)")
     xray.add_argument("--force", action="store_true", help="with --part reporting: score it again (recorded)")
 
     refit = commands.add_parser("quality-refit", help="recompute a model's out-of-distribution reference")

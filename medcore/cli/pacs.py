@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from medcore.cli.common import cli_user, emit
+from medcore.cli.common import cli_user, configure_logging, emit
 
 
 def cmd_pacs_watch(args: argparse.Namespace) -> int:
     """`medcore pacs watch`: analyse each new chest study once and write the result back, until stopped."""
     from medcore.pacs.watcher import watch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     watch(report=(lambda row: print(row, file=sys.stderr, flush=True)) if args.verbose else None)
     return 0
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from medcore.cli.common import emit
+from medcore.cli.common import configure_logging, emit
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -16,7 +15,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if config.job_queue() != "procrastinate":
         raise ValueError("No queue is configured: set MEDCORE_JOB_QUEUE=procrastinate and MEDCORE_DATABASE_URL "
                          "(PostgreSQL) on the app servers and on this worker.")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     queue.work(once=args.once)
     return 0
 

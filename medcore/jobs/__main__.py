@@ -3,6 +3,11 @@
 import sys
 
 from medcore.jobs.runner import run
+from medcore.jobs.store import JobError
 
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1]))
+    try:
+        sys.exit(run(sys.argv[1]))
+    except JobError as exc:  # a malformed job id: nothing was created
+        print(f"medcore: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -54,9 +54,16 @@ def enqueue(job_id: str) -> None:
 
 
 def run_job_here(job_id: str) -> None:
-    """What a worker does with one job: run its process (dying with this worker), then make sure the job ended."""
+    """What a worker does with one job: run its process (dying with this worker), then make sure the job ended.
+    A malformed id (a row or queue entry not made by jobs.start) is failed without a folder or a process."""
     from medcore.jobs import store
 
+    try:
+        store.job_folder(job_id)
+    except store.JobError as exc:
+        log.warning("job refused: %s", exc)
+        store.finish(job_id, "failed", "The job's id is not one MedCore makes; it was not run.")
+        return
     process = store.launch_process(job_id, die_with_parent=True)
     returncode = process.wait()
     job = store.get(job_id)

@@ -50,7 +50,9 @@ def _heartbeat(job_id: str, stop: threading.Event) -> None:
 
 
 def run(job_id: str) -> int:
-    """The whole job; returns the process exit code."""
+    """The whole job; returns the process exit code. JobError, before anything is touched, for a malformed id."""
+    store.job_folder(job_id)
+
     def on_sigterm(signum, frame):
         # One cancel is enough. The app's cancel and the heartbeat each send a SIGTERM; a second one raised inside
         # the cleanup below would kill the process before it records "cancelled" (the job then reads "failed").
@@ -72,6 +74,13 @@ def run(job_id: str) -> int:
 def _run(job_id: str) -> int:
     job = store.get(job_id)
     out = job.folder / "model"
+    try:  # the row may have been written by anyone who can write the store: its paths are checked again
+        store.check_paths(job.task, Path(job.data_path), job.options, job.owns_upload)
+    except store.JobPathRefused as exc:
+        print(f"medcore: job {job_id} refused: {exc}", file=sys.stderr, flush=True)  # the job's log, on the server
+        store.finish(job_id, "failed", exc.shown)
+        audit.record(job.created_by, f"train:{job.task}", "refused", job=job_id)
+        return 1
     try:
         version = _train_compare_register(job, out)
     except Cancelled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,10 +36,20 @@ DIED = ("The training process ended unexpectedly (killed, crashed, or its worker
         "Production is unchanged.")
 KEEP_JOB_FOLDERS = 20  # logs of the newest finished runs; older job folders are deleted
 KEEP_CACHED_SETS = 3  # preprocessed training sets (each about 40 MB per 5,000 films at 128 px)
+JOB_ID = re.compile(r"job-\d{8}-\d{6}-[0-9a-f]{6}")  # what _record makes; nothing else names a job folder
 
 
 class JobError(ValueError):
     """A job that cannot be started or changed, with the reason."""
+
+
+class JobPathRefused(JobError):
+    """A path a job would read lies outside where jobs may read. str(): the detail, path included (for whoever typed
+    it, and the job's log); `shown`: the same without the path (for the admin page's record of a failed job)."""
+
+    def __init__(self, detail: str, shown: str) -> None:
+        super().__init__(detail)
+        self.shown = shown
 
 
 @dataclass
@@ -63,7 +74,7 @@ class Job:
 
     @property
     def folder(self) -> Path:
-        return jobs_dir() / self.id
+        return job_folder(self.id)
 
     @property
     def active(self) -> bool:
@@ -73,6 +84,56 @@ class Job:
 def jobs_dir() -> Path:
     """Job folders (logs, the model being trained) on the shared folder: the worker and every server see them."""
     return config.shared_dir() / "jobs"
+
+
+def job_folder(job_id: str) -> Path:
+    """A job's folder (its log, the model being trained) under jobs_dir(); JobError for anything but an id that
+    _record makes. Ids arrive from the store, a queue and the command line, and `../../x` would put a folder and a
+    log outside jobs/: every job folder and log path is built here."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise JobError(f"{str(job_id)[:80]!r} is not a job id (job-YYYYMMDD-HHMMSS- and six hex digits).")
+    return jobs_dir() / job_id
+
+
+def _model_options(task: str) -> list[str]:
+    """The training options of `task` that name a model folder a job reads (OptionSpec.path, e.g. teacher)."""
+    from dataclasses import fields as option_fields
+
+    return [f.name for f in option_fields(tasks.get(task).family.options.resolve())
+            if getattr(f.metadata.get("spec"), "path", None) == "model"]
+
+
+def check_paths(task: str, data_path: Path, options: dict, owns_upload: bool) -> None:
+    """Every path a job reads lies where a job may read, or JobPathRefused: its data set under the allowed data roots
+    (uploads.allowed_data_path), or its own upload when the job owns one; the federated sites under the roots; a model
+    folder named in its options (a teacher, a film generator) under the roots or among the registered versions.
+
+    Whoever started the job: its process runs from a row of the store (on a worker, possibly elsewhere) and trusts
+    nothing in it, so start() and the runner both check."""
+    def refuse(what: str, exc: Exception) -> JobPathRefused:
+        return JobPathRefused(f"The job's {what}: {exc}", f"The job's {what} lies outside the folders from which a "
+                              "job may read (the data roots, MEDCORE_DATA_ROOTS; its own upload; registered models): "
+                              "nothing was trained, and production is unchanged. The job's log names the path.")
+
+    try:
+        (uploads.own_upload if owns_upload else uploads.allowed_data_path)(Path(data_path))
+    except uploads.PathNotAllowed as exc:
+        raise refuse("data set", exc) from None
+    for site in (options.get("federated") or {}).get("sites", []):
+        try:
+            uploads.allowed_data_path(Path(site))
+        except uploads.PathNotAllowed as exc:
+            raise refuse("federated site", exc) from None
+    models = registry.models_dir().resolve()
+    for name in _model_options(task):
+        value = str(options.get(name) or "")
+        if not value:
+            continue
+        try:
+            if not Path(value).expanduser().resolve().is_relative_to(models):
+                uploads.allowed_data_path(Path(value))
+        except uploads.PathNotAllowed as exc:
+            raise refuse(f"option {name}", exc) from None
 
 
 def validate_data(task: str, path: Path) -> str:
@@ -173,7 +234,8 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
 
     uploaded: data_path is the caller's own upload (uploads.save_upload), which belongs to the job from here: it is
     deleted when the job ends, and at once when the job is refused. A path typed on the page must lie under the
-    allowed data roots, every file in it too (links cannot lead out), never in another upload. A federated job
+    allowed data roots, every file in it too (links cannot lead out), never in another upload; so must every path
+    a job reads, whoever starts it (check_paths: the job's process checks again). A federated job
     (federated = {"sites": [...], "rounds": N, "strategy": ...}) trains across the sites with Flower; data_path is
     then the held-out set on which the candidate is compared with production.
     """
@@ -194,9 +256,10 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
         if federated is not None:
             if task != "xray" or len(federated.get("sites", [])) < 2:
                 raise JobError("Federated training is for the X-ray model, with at least two hospital folders.")
-            for site in federated["sites"]:
-                validate_data(task, Path(site))
             options["federated"] = {**federated, "sites": [str(Path(s).resolve()) for s in federated["sites"]]}
+        check_paths(task, Path(data_path), options, uploaded)  # before anything there is read
+        for site in (federated or {}).get("sites", []):
+            validate_data(task, Path(site))
         description = validate_data(task, Path(data_path))
         job_id = _record(task, Path(data_path), data_label, options, user.name, uploaded)
     except BaseException:
@@ -204,8 +267,7 @@ def start(task: str, data_path: Path, options: dict, user: auth.User, data_label
             uploads.discard(Path(data_path))
         raise
     prune()
-    folder = jobs_dir() / job_id
-    folder.mkdir(parents=True, exist_ok=True)
+    job_folder(job_id).mkdir(parents=True, exist_ok=True)
     if config.job_queue() == "local":
         launch_process(job_id)
     else:
@@ -222,7 +284,7 @@ def launch_process(job_id: str, die_with_parent: bool = False) -> subprocess.Pop
     """The job's own process on this machine (its output in the job's log), with the environment minus secrets.
     die_with_parent: a worker's child is killed with the worker (a worker killed with -9 leaves no orphan that
     could still register a candidate)."""
-    folder = jobs_dir() / job_id
+    folder = job_folder(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "log.txt", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "medcore.jobs", job_id], stdout=log, stderr=log,
@@ -286,7 +348,8 @@ def prune(keep_jobs: int = KEEP_JOB_FOLDERS, keep_cache: int = KEEP_CACHED_SETS)
     (logs of finished runs) and the newest `keep_cache` preprocessed training sets in cache/."""
     with read() as db:
         active = set(db.execute(select(JOBS.c.id).where(JOBS.c.status.in_(ACTIVE))).scalars())
-    folders = sorted((p for p in jobs_dir().glob("job-*") if p.is_dir() and p.name not in active),
+    folders = sorted((job_folder(p.name) for p in jobs_dir().glob("job-*")  # only folders a job id names
+                      if JOB_ID.fullmatch(p.name) and p.is_dir() and p.name not in active),
                      key=lambda p: p.stat().st_mtime, reverse=True)
     for folder in folders[keep_jobs:]:
         shutil.rmtree(folder, ignore_errors=True)

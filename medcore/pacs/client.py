@@ -10,8 +10,10 @@ by the library; a partial STOW failure (HTTP 202 with failed SOP instances) is a
 from __future__ import annotations
 
 import datetime
+import io
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import pydicom
 
@@ -29,6 +31,15 @@ class PacsUnavailable(RuntimeError):
 
 class PacsNotConfigured(PacsUnavailable):
     """No MEDCORE_PACS_URL (or [pacs] url) is set."""
+
+
+class FilmTooLarge(ValueError):
+    """A film in the PACS is larger than config.MAX_UPLOAD_BYTES (the uploads' limit): it is not fetched. Not
+    PacsUnavailable: the PACS works, this film is refused."""
+
+
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # a DICOM UID: digits and dots, at most 64 characters
+WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
 @dataclass(frozen=True)
@@ -165,8 +176,32 @@ class PacsClient:
         return [str(_value(r, "00080018")) for r in rows]
 
     def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> pydicom.Dataset:
-        return self._call("fetch the film", self._client.retrieve_instance, study_instance_uid=study_uid,
-                          series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+        """One instance by WADO-RS, streamed: FilmTooLarge as soon as more than config.MAX_UPLOAD_BYTES have arrived
+        (or the server announces more), before anything is parsed. dicomweb-client's retrieve_instance reads the
+        whole body into memory first; this GET goes through its session and retries all the same."""
+        if not all(isinstance(uid, str) and len(uid) <= 64 and UID.fullmatch(uid)
+                   for uid in (study_uid, series_uid, sop_uid)):
+            raise ValueError("A study, series or instance UID is malformed (DICOM UIDs are digits and dots).")
+        return self._call("fetch the film", self._fetch_instance, study_uid, series_uid, sop_uid)
+
+    def _fetch_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> pydicom.Dataset:
+        from dicomweb_client.web import _Transaction
+
+        url = self._client._get_instances_url(_Transaction.RETRIEVE, study_uid, series_uid, sop_uid)
+        response = self._client._http_get(url, headers={"Accept": WADO_ACCEPT}, stream=True)
+        with response:
+            limit = config.MAX_UPLOAD_BYTES
+            announced = response.headers.get("Content-Length", "")
+            if announced.strip().isdigit() and int(announced) > limit:
+                raise FilmTooLarge(_too_large(limit, int(announced)))
+            body = _Limited(response, limit)
+            if response.headers.get("Content-Type", "").lower().startswith("application/dicom"):
+                parts = [b"".join(body.iter_content(chunk_size=2**16))]  # a PACS that sends the part bare
+            else:
+                parts = list(self._client._decode_multipart_message(body, stream=True))
+        if len(parts) != 1:
+            raise PacsUnavailable(f"The PACS sent {len(parts)} objects for one film.")
+        return pydicom.dcmread(io.BytesIO(parts[0]))
 
     def store(self, datasets: list[pydicom.Dataset]) -> None:
         """STOW-RS into the study the datasets name; PacsUnavailable when any instance was refused.
@@ -184,3 +219,34 @@ class PacsClient:
     def medcore_series(self, study_uid: str) -> list[dict]:
         """The series MedCore wrote into this study (structured reports and overlays)."""
         return [s for s in self.series(study_uid) if s["manufacturer"] == MEDCORE_MANUFACTURER]
+
+
+def _too_large(limit: int, announced: int | None = None) -> str:
+    size = f"; the PACS announces {announced / 2**20:.1f} MB" if announced else ""
+    return (f"The film in the PACS is larger than the {limit / 2**20:g} MB limit for a film "
+            f"(MEDCORE_MAX_UPLOAD_MB{size}); it was not fetched.")
+
+
+class _Limited:
+    """A streamed response as dicomweb-client's multipart decoder reads it, raising FilmTooLarge once more than
+    `limit` bytes have arrived: the rest of the body is never read."""
+
+    def __init__(self, response, limit: int) -> None:
+        self.headers, self._response, self._limit, self.received = response.headers, response, limit, 0
+
+    def iter_content(self, chunk_size: int = 2**16) -> Iterator[bytes]:
+        for chunk in self._response.iter_content(chunk_size=min(chunk_size, 2**20)):
+            self.received += len(chunk)
+            if self.received > self._limit:
+                raise FilmTooLarge(_too_large(self._limit))
+            yield chunk
+
+    @property
+    def content(self) -> bytes:  # the decoder's path for a multipart body without a boundary
+        return b"".join(self.iter_content())
+
+    def __enter__(self) -> "_Limited":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._response.close()

@@ -130,6 +130,24 @@ audit = Table(
     Index(None, "action", "at"),
 )
 
+# The lockbox's film log (training.lockbox): every film scored in a part of an external sample, by a digest of its
+# decoded pixels, so that a film scored in a reporting part is refused there again (unless forced) whatever folder,
+# name or file it arrives in. Append-only like the audit log (triggers on both engines): a refusal cannot be undone
+# by deleting its reason.
+lockbox_films = Table(
+    "lockbox_films", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("film", String(64), nullable=False),  # SHA-256 of the decoded pixels (shape and float32 values)
+    Column("model_version", String(128), nullable=False),
+    Column("part", String(16), nullable=False),  # choosing or reporting
+    Column("at", Float, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("forced", Boolean, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("server", String(256)),
+    Index(None, "film", "part"),
+)
+
 # The PACS: studies MedCore claimed or analysed (by a digest of the Study Instance UID and the model version: one
 # analysis each, whichever watcher or page gets there first), the watcher's cursor and last poll, and confirmed
 # findings (by a keyed digest of the film, its UIDs sealed; never names or pixels).

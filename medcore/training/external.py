@@ -44,21 +44,27 @@ def add_to_card(model_dir: Path, key: str, value: Any) -> dict:
 
 
 def record_external(model_dir: Path, data_dir: Path, command: str, part: str = "reporting",
-                    force: bool = False) -> dict:
+                    force: bool = False, actor: str = "unknown") -> dict:
     """Score the model on one part of the external sample (training.lockbox), store scores and figures in the
     folder, rewrite its card; return the figures.
 
-    part "reporting": the release's new-patient figures (meta["external"], external.npz), once per model unless
-    forced (each use recorded in meta["lockbox"]); part "choosing": figures for comparing ideas
-    (meta["external_choosing"]), as often as wanted.
+    part "reporting": the release's new-patient figures (meta["external"], external.npz). A film scored in a
+    reporting part before (for any model: the store's film log) is refused unless forced; each scoring's films are
+    recorded there, and in meta["lockbox"] for the card. part "choosing": figures for comparing ideas
+    (meta["external_choosing"]), as often as wanted (its films are recorded too, as choosing).
     """
     model_dir = ensure_unregistered(model_dir)
     model = load_xray_model(model_dir)
     folder = lockbox.split(Path(data_dir))[part]
     fingerprint = folders.fingerprint(folder.files, folder.labels)
+    digests = lockbox.film_digests(folder.files)
     if part == "reporting":
+        if not force:  # before the minutes of scoring; made again when the films are recorded
+            lockbox.check_unscored(digests)
         box = lockbox.record_use(model.meta, fingerprint, command, force)
     scores = score_files(model, folder.files)
+    scored = [digest for digest, readable in zip(digests, scores.readable) if readable]
+    lockbox.record_scoring(scored, model.version, part, command, force, actor)
     y_true = folder.labels[scores.readable]
     validation = model.validation_predictions()
     external = {

@@ -20,6 +20,7 @@ class OptionSpec:
     choices: tuple | None = None  # the admin form offers these in a select box (the CLI takes any value)
     minimum: float | None = None
     maximum: float | None = None
+    path: str | None = None  # "model": the option names a model folder a job reads (checked like its data set)
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -49,12 +50,13 @@ class XrayTrainingOptions:
     min_sensitivity: float = option(0.95, "the operating threshold keeps at least this validation sensitivity")
     synthetic_generator: str = option("", "a film generator folder (medcore gan train): its films top up the smaller "
                                           "class of the training split to the larger class's size, instead of class "
-                                          "weights; validation stays real films only")
+                                          "weights; validation stays real films only", path="model")
     shift_calibration: bool = option(True, "fit calibration and threshold on the validation films plus perturbed "
                                      "copies that imitate other hospitals' films", flag="--no-shift-calibration",
                                      label="Calibrate for other hospitals' films")
     teacher: str = option("", "a trained X-ray model folder (e.g. the ensemble) to distil: each member learns from "
-                              "the teacher's softened outputs on the training films as well as the labels")
+                              "the teacher's softened outputs on the training films as well as the labels",
+                          path="model")
     distill_alpha: float = option(0.5, "with --teacher: the labels' share of the loss (the rest: the teacher's)")
     distill_temperature: float = option(2.0, "with --teacher: both logits are divided by this before they are "
                                               "compared (softer targets carry more of the teacher's ranking)")
