@@ -232,3 +232,17 @@ def test_the_watcher_lists_an_adult_study_as_outside_intended_use(pacs, xray_mod
 def _sr_of(pacs, study_uid: str) -> tuple[str, str]:
     series = next(s for s in pacs.medcore_series(study_uid) if s["modality"] == "SR")
     return series["series_uid"], pacs.instances(study_uid, series["series_uid"])[0]
+
+
+@needs_pacs
+def test_a_film_too_large_to_fetch_fails_at_once_with_its_reason(pacs, xray_model, monkeypatch):
+    from medcore import config
+
+    study = _flagged_study(xray_model, "huge", 7)
+    pacs.store([study])
+    monkeypatch.setattr(config, "MAX_UPLOAD_BYTES", 64 * 1024)  # the 512 x 512 film is 0.5 MB
+    assert analysis.analyse_study(pacs, xray_model, study.StudyInstanceUID) is None
+    record = analysis.record(study.StudyInstanceUID, xray_model.version)
+    assert record["status"] == "failed" and record["attempts"] == 1 and "MB" in record["last_error"]
+    row = _row(pacs, xray_model, study.StudyInstanceUID)
+    assert row.state == "could not be analysed" and "limit" in row.detail

@@ -10,7 +10,7 @@ import streamlit as st
 from medcore import config
 from medcore.metrics import format_probability
 from medcore.pacs import analysis, feedback, worklist
-from medcore.pacs.client import PacsClient, PacsUnavailable
+from medcore.pacs.client import FilmTooLarge, PacsClient, PacsUnavailable
 from views.common import current_user, escape_markdown, xray_model
 from views.study_view import show_study
 
@@ -79,7 +79,7 @@ try:
                                             if prior else None)
     shown = opened[(study_uid, model.version)]
     prior, prior_analysis = opened[(study_uid, "prior")]
-except (PacsUnavailable, analysis.NotAChestStudy) as exc:
+except (PacsUnavailable, analysis.NotAChestStudy, FilmTooLarge) as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
 

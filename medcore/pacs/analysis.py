@@ -30,7 +30,7 @@ from medcore import access, audit, config
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_file, audit_study
 from medcore.pacs import results
-from medcore.pacs.client import CHEST_MODALITIES, PacsClient, PacsUnavailable, Study
+from medcore.pacs.client import CHEST_MODALITIES, FilmTooLarge, PacsClient, PacsUnavailable, Study
 from medcore.store import read, schema, write
 
 STUDIES = schema.pacs_studies
@@ -199,6 +199,10 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
     except NotAChestStudy as exc:
         _finish(key, model.version, "failed", "not a chest study", error=str(exc), unverified=unverified)
         audit.record(user, "pacs_analysis", "not a chest study", model.version, study=key[:16])
+        return None
+    except FilmTooLarge as exc:  # trying again fetches the same bytes: failed at once, listed with the reason
+        _finish(key, model.version, "failed", "film too large", error=str(exc), unverified=unverified)
+        audit.record(user, "pacs_analysis", "film too large", model.version, study=key[:16])
         return None
     except PacsUnavailable as exc:
         _finish(key, model.version, "retry", error=str(exc))
