@@ -202,7 +202,7 @@ def test_the_store_is_owner_only(tmp_path, monkeypatch):
 
 def test_job_folders_and_cached_training_sets_are_bounded(store):
     for i in range(jobs.store.KEEP_JOB_FOLDERS + 5):
-        folder = jobs.jobs_dir() / f"job-old-{i:02d}"
+        folder = jobs.jobs_dir() / f"job-20200101-0000{i:02d}-0000{i:02d}"
         folder.mkdir(parents=True)
         os.utime(folder, (1_000_000 + i, 1_000_000 + i))
     cache = store / "cache"
@@ -212,7 +212,7 @@ def test_job_folders_and_cached_training_sets_are_bounded(store):
         os.utime(cache / f"images-{i}.npy", (1_000_000 + i, 1_000_000 + i))
     job_store.prune()
     kept = sorted(p.name for p in jobs.jobs_dir().iterdir())
-    assert len(kept) == jobs.store.KEEP_JOB_FOLDERS and "job-old-00" not in kept
+    assert len(kept) == jobs.store.KEEP_JOB_FOLDERS and "job-20200101-000000-000000" not in kept
     assert sorted(p.name for p in cache.iterdir()) == ["images-2.npy", "images-3.npy", "images-4.npy"]
 
 

@@ -41,33 +41,37 @@ def _all_stored_text() -> str:
 
 @needs_pacs
 def test_who_listed_and_opened_a_patient_is_answered_and_nothing_names_the_patient(pacs, xray_model):
-    source = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=31), "Privacy^Patient",
-                         "MRN-PRIV-31", "ACC-PRIV-31", patient_age="002Y")
+    import secrets
+
+    tag = secrets.token_hex(3).upper()  # the PACS may hold earlier runs' studies: this patient is new
+    patient, accession = f"MRN-PRIV-{tag}", f"ACC-PRIV-{tag}"
+    source = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=31), f"Privacy^P{tag}",
+                         patient, accession, patient_age="002Y")
     pacs.store([source])
     rows = worklist.worklist(pacs, xray_model.version, xray_model.threshold, TODAY, TODAY)
     shown = worklist.shown_page(rows, 1, "dr.lister")
-    assert any(r.study.patient_id == "MRN-PRIV-31" for r in shown)
-    study = next(r.study for r in rows if r.study.patient_id == "MRN-PRIV-31")
+    assert any(r.study.patient_id == patient for r in shown)
+    study = next(r.study for r in rows if r.study.patient_id == patient)
     opened = analysis.view_study(pacs, xray_model, study, "dr.opener")
     feedback.confirm(opened.sop_uid, opened.study_uid, opened.series_uid, "PNEUMONIA", xray_model.version,
                      opened.result.probability, opened.result.decision, "dr.opener")
 
-    found = access.accesses("MRN-PRIV-31")
+    found = access.accesses(patient)
     assert [(r["user"], r["action"]) for r in found] == [("dr.lister", "listed"), ("dr.opener", "opened")]
-    assert access.accesses("MRN-PRIV-31", "ACC-OTHER") == []
+    assert access.accesses(patient, "ACC-OTHER") == []
     assert access.accesses("MRN-SOMEONE-ELSE") == []
 
-    out = _cli("audit", "accesses", "--patient-id", "MRN-PRIV-31", "--accession", "ACC-PRIV-31", "--json")
+    out = _cli("audit", "accesses", "--patient-id", patient, "--accession", accession, "--json")
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)["accesses"]
     assert [(r["user"], r["action"]) for r in listed] == [("dr.lister", "listed"), ("dr.opener", "opened")]
-    assert "MRN-PRIV-31" not in out.stdout
+    assert patient not in out.stdout
 
     stored = _all_stored_text()
-    for secret in ("MRN-PRIV-31", "ACC-PRIV-31", "Privacy", source.StudyInstanceUID, source.SeriesInstanceUID,
+    for secret in (patient, accession, "Privacy", source.StudyInstanceUID, source.SeriesInstanceUID,
                    source.SOPInstanceUID):
         assert secret not in stored, f"{secret} is in the store in clear"
-    assert access.patient_key("MRN-PRIV-31") in stored  # only its keyed digest
+    assert access.patient_key(patient) in stored  # only its keyed digest
 
 
 def test_a_digest_needs_the_installation_secret(store, tmp_path, monkeypatch):
