@@ -246,3 +246,19 @@ def test_a_film_too_large_to_fetch_fails_at_once_with_its_reason(pacs, xray_mode
     assert record["status"] == "failed" and record["attempts"] == 1 and "MB" in record["last_error"]
     row = _row(pacs, xray_model, study.StudyInstanceUID)
     assert row.state == "could not be analysed" and "limit" in row.detail
+
+
+@needs_pacs
+def test_a_study_with_a_lateral_and_a_frontal_film_is_read_on_the_frontal_one(pacs, xray_model):
+    """The order the PACS lists a study's series in varies: the lateral film must never be the one read (it would be
+    refused, and the flagged frontal film never scored)."""
+    for seed in range(4):  # several studies, so that some list the lateral series first
+        frontal = _flagged_study(xray_model, f"twoview{seed}", 40 + seed)
+        lateral = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=50 + seed),
+                              f"Test^twoview{seed}", f"I-twoview{seed}", f"ACC-twoview{seed}", patient_age="003Y",
+                              view="LL")
+        lateral.StudyInstanceUID = frontal.StudyInstanceUID
+        pacs.store([lateral, frontal])
+        assert analysis.chest_instance(pacs, frontal.StudyInstanceUID)[1] == frontal.SOPInstanceUID
+        done = analysis.analyse_study(pacs, xray_model, frontal.StudyInstanceUID)
+        assert done.sop_uid == frontal.SOPInstanceUID and done.result.decision == "PNEUMONIA"

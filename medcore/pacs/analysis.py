@@ -36,7 +36,7 @@ from medcore.store import read, schema, write
 STUDIES = schema.pacs_studies
 MAX_ATTEMPTS = 3
 CLAIM_SECONDS = 300  # a claim this old belongs to a watcher that died: it may be taken over
-FRONTAL = ("PA", "AP")
+FRONTAL_FIRST = {"PA": 0, "AP": 1}  # then films without a view (2), then the others (3): refused as not frontal
 
 
 def study_key(study_uid: str) -> str:
@@ -60,14 +60,18 @@ class NotAChestStudy(ValueError):
 
 
 def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
-    """(series, SOP instance) of the study's chest film. MedCore writes no CR/DX series, so every CR/DX series is a
-    candidate, whatever its Manufacturer says (a label anyone can write must not hide a film)."""
-    candidates = [s for s in client.series(study_uid) if s["modality"] in CHEST_MODALITIES]
-    for series in candidates:
-        instances = client.instances(study_uid, series["series_uid"])
-        if instances:
-            return series["series_uid"], instances[0]
-    raise NotAChestStudy("The study holds no chest radiograph (CR or DX image).")
+    """(series, SOP instance) of the study's chest film to read: a frontal one when the study holds several (a PA
+    and a lateral: the order the PACS lists them in must not decide). MedCore writes no CR/DX series, so every
+    CR/DX series is a candidate, whatever its Manufacturer says (a label anyone can write must not hide a film)."""
+    candidates = [(series["series_uid"], sop) for series in client.series(study_uid)
+                  if series["modality"] in CHEST_MODALITIES
+                  for sop in client.instances(study_uid, series["series_uid"])]
+    if not candidates:
+        raise NotAChestStudy("The study holds no chest radiograph (CR or DX image).")
+    if len(candidates) == 1:
+        return candidates[0]
+    views = {film: client.view_position(study_uid, *film) for film in candidates}
+    return min(candidates, key=lambda film: FRONTAL_FIRST.get(views[film], 2 if views[film] == "" else 3))
 
 
 def fetch(client: PacsClient, study_uid: str) -> tuple[str, str, pydicom.Dataset, bytes]:

@@ -216,6 +216,12 @@ class PacsClient:
             raise PacsUnavailable(f"The PACS refused {len(failed)} of {len(datasets)} result objects "
                                   f"(failure reasons {', '.join(reasons)}).")
 
+    def view_position(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """The film's ViewPosition from its metadata (WADO-RS, no pixels): '' when the header has none."""
+        metadata = self._call("read the film's header", self._client.retrieve_instance_metadata,
+                              study_instance_uid=study_uid, series_instance_uid=series_uid, sop_instance_uid=sop_uid)
+        return str(_value(metadata or {}, "00185101")).strip().upper()
+
     def medcore_series(self, study_uid: str) -> list[dict]:
         """The series MedCore wrote into this study (structured reports and overlays)."""
         return [s for s in self.series(study_uid) if s["manufacturer"] == MEDCORE_MANUFACTURER]
