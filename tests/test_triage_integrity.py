@@ -262,3 +262,57 @@ def test_a_study_with_a_lateral_and_a_frontal_film_is_read_on_the_frontal_one(pa
         assert analysis.chest_instance(pacs, frontal.StudyInstanceUID)[1] == frontal.SOPInstanceUID
         done = analysis.analyse_study(pacs, xray_model, frontal.StudyInstanceUID)
         assert done.sop_uid == frontal.SOPInstanceUID and done.result.decision == "PNEUMONIA"
+
+
+def _signed_report(xray_model):
+    source = _flagged_study(xray_model, "tamper", 8)
+    result = analysis.analyse_file(xray_model, results._bytes(source), "film")
+    return source, results._bytes(analysis.result_objects(xray_model, source, result)[0])
+
+
+def _first(dataset, meaning: str):
+    return next(item for item in _items(dataset) if item.ConceptNameCodeSequence[0].CodeMeaning == meaning)
+
+
+def _ds_only(sr):  # the text copy a viewer prints changed, the float copy MedCore reads kept
+    _first(sr, "Probability").MeasuredValueSequence[0].NumericValue = "0.01"
+
+
+def _second_probability(sr):
+    import copy
+
+    parent = next(item for item in _items(sr) if any(
+        child.ConceptNameCodeSequence[0].CodeMeaning == "Probability" for child in item.get("ContentSequence", [])))
+    extra = copy.deepcopy(_first(sr, "Probability"))
+    extra.MeasuredValueSequence[0].NumericValue, extra.MeasuredValueSequence[0].FloatingPointValue = "0.01", 0.01
+    parent.ContentSequence.insert(0, extra)
+
+
+def _impression_code(sr):
+    _first(sr, "Impression").ConceptCodeSequence[0].CodeValue = "17621005"  # Normal's code, "Pneumonia" words kept
+
+
+def _second_comment(sr):
+    import copy
+
+    extra = copy.deepcopy(_first(sr, "Comment"))
+    extra.TextValue = "No pneumonia (1 %)."
+    sr.ContentSequence.insert(0, extra)
+
+
+def _second_signature(sr):
+    import copy
+
+    signature = next(item for item in sr.ContentSequence if results._is_signature(item))
+    sr.ContentSequence.insert(0, copy.deepcopy(signature))
+
+
+@pytest.mark.parametrize("tamper", [_ds_only, _second_probability, _impression_code, _second_comment,
+                                    _second_signature])
+def test_any_edit_of_a_signed_report_breaks_its_signature(xray_model, tamper):
+    source, data = _signed_report(xray_model)
+    assert results.verified_result(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)), source.StudyInstanceUID)
+    edited = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+    tamper(edited)
+    rewritten = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(edited)))
+    assert results.verified_result(rewritten, source.StudyInstanceUID) is None

@@ -11,8 +11,8 @@ MedCore's (Manufacturer "MedCore", "decision support, not a diagnosis" in the se
 Patient and study attributes are copied from the source film by highdicom (never changed); UIDs are new. The
 character set is UTF-8, so non-ASCII names are written declared.
 
-Each SR carries a signature: an HMAC (medcore.keyed, the installation's secret) over the study, the film, the model
-version and what the report says. "Manufacturer MedCore" can be written by anyone; the signature cannot, so a report
+Each SR carries a signature: an HMAC (medcore.keyed, the installation's secret) over the study and the report's
+whole content tree (the film referenced, the model version, both copies of every figure, every code and text). "Manufacturer MedCore" can be written by anyone; the signature cannot, so a report
 copied into another study, or made by another device, or by another MedCore installation, does not verify
 (`verified_result`) and is never taken as this MedCore's result.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 
 import numpy as np
 import pydicom
@@ -33,7 +34,7 @@ PNEUMONIA = ("233604007", "SCT", "Pneumonia")
 NORMAL = ("17621005", "SCT", "Normal")
 PRIVATE_SCHEME = "99MEDCORE"
 SIGNATURE = ("SIGNATURE", PRIVATE_SCHEME, "MedCore signature")
-SIGNED = "medcore-sr-v1"  # the signature's purpose: what is signed, and how
+SIGNED = "medcore-sr-v2"  # the signature's purpose: what is signed, and how (v2: the whole content tree)
 DISCLAIMER = "MedCore result: decision support, not a diagnosis"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 PATIENT_STUDY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
@@ -94,19 +95,13 @@ def structured_report(source: pydicom.Dataset, model_version: str, probability: 
                              f"{threshold:.1%}: {decision}.") + (f" {warning}" if warning else ""))[:1024]
     report[0].ContentSequence.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=comment,
                                                            relationship_type="CONTAINS"))
-    signed = {"probability": None if refusal else round(float(probability), 4),
-              "threshold": None if refusal else round(float(threshold), 4),
-              "impression": ("Not analysed: film refused" if refusal else
-                             (PNEUMONIA if decision == "PNEUMONIA" else NORMAL)[2]),
-              "model_version": model_version, "source_sop_instance_uid": str(source.SOPInstanceUID),
-              "comment": comment}
-    report[0].ContentSequence.append(hd.sr.TextContentItem(
-        name=_code(SIGNATURE), value=signature(str(source.StudyInstanceUID), signed), relationship_type="CONTAINS"))
     sr = hd.sr.Comprehensive3DSR(
         evidence=[evidence], content=report, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MEDCORE_MANUFACTURER,
         series_description=DISCLAIMER[:64], is_complete=True, is_final=False)
     sr.SpecificCharacterSet = "ISO_IR 192"
+    sr.ContentSequence.append(hd.sr.TextContentItem(name=_code(SIGNATURE), value=signature(sr),
+                                                    relationship_type="CONTAINS"))
     _dated(sr)
     return sr
 
@@ -145,29 +140,61 @@ def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_vers
     return capture
 
 
-def signature(study_uid: str, result: dict) -> str:
-    """The installation's signature over one result in one study."""
-    return keyed.sign(SIGNED, study_uid, result["source_sop_instance_uid"], result["model_version"],
-                      _figure(result["probability"]), _figure(result["threshold"]), result["impression"],
-                      result["comment"])
+def signature(sr: pydicom.Dataset) -> str:
+    """The installation's signature over the whole report as a viewer would read it, in its study: every content
+    item (relationship, type, concept, value: both copies of each number, the code and the words of each coded
+    value, every text) in order, at every depth, except the signature itself. A copied, edited, reordered or
+    extended report does not verify."""
+    return keyed.sign(SIGNED, str(sr.get("StudyInstanceUID", "")), json.dumps(_canonical(sr)))
 
 
-def _figure(value: float | None) -> str:
-    return "" if value is None else f"{float(value):.4f}"
+def _canonical(node) -> list:
+    return [[str(item.get("RelationshipType", "")), str(item.get("ValueType", "")),
+             _code_words(item.get("ConceptNameCodeSequence")), _item_value(item), _canonical(item)]
+            for item in getattr(node, "ContentSequence", []) if not _is_signature(item)]
+
+
+def _is_signature(item: pydicom.Dataset) -> bool:
+    names = item.get("ConceptNameCodeSequence")
+    return bool(names) and names[0].get("CodeValue") == SIGNATURE[0] and \
+        names[0].get("CodingSchemeDesignator") == SIGNATURE[1]
+
+
+def _code_words(sequence) -> list[str]:
+    return [f"{code.get('CodeValue', '')}|{code.get('CodingSchemeDesignator', '')}|{code.get('CodeMeaning', '')}"
+            for code in (sequence or [])]
+
+
+def _item_value(item: pydicom.Dataset) -> list:
+    kind = str(item.get("ValueType", ""))
+    if kind == "NUM":
+        return [[repr(float(value.NumericValue)) if "NumericValue" in value else "",
+                 repr(float(value.FloatingPointValue)) if "FloatingPointValue" in value else "",
+                 _code_words(value.get("MeasurementUnitsCodeSequence"))]
+                for value in item.get("MeasuredValueSequence", [])]
+    if kind == "CODE":
+        return _code_words(item.get("ConceptCodeSequence"))
+    if kind == "IMAGE":
+        return [[str(ref.get("ReferencedSOPClassUID", "")), str(ref.get("ReferencedSOPInstanceUID", ""))]
+                for ref in item.get("ReferencedSOPSequence", [])]
+    keywords = ("TextValue", "UID", "DateTime", "Date", "Time", "PersonName", "ContinuityOfContent")
+    return [str(item.get(keyword, "")) for keyword in keywords]
 
 
 def verified_result(dataset: pydicom.Dataset, study_uid: str) -> dict | None:
-    """What a report says, if this installation's MedCore wrote it for this very study; None for anything else (a
-    copy from another study, another device's or installation's report, a junk or unreadable object)."""
+    """What a report says, if this installation's MedCore wrote it for this very study and nobody changed it; None
+    for anything else (a copy from another study, another device's or installation's report, an edited one, a junk
+    or unreadable object)."""
     try:
-        result = read_result(dataset)
+        if str(dataset.get("StudyInstanceUID", "")) != study_uid:
+            return None
+        signatures = [item for item in dataset.get("ContentSequence", []) if _is_signature(item)]
+        if len(signatures) != 1 or not keyed.verify(str(signatures[0].get("TextValue", "")), SIGNED, study_uid,
+                                                     json.dumps(_canonical(dataset))):
+            return None
+        return read_result(dataset)
     except Exception:  # whatever a device wrote: unreadable means unverifiable, never "done"
         return None
-    if str(dataset.get("StudyInstanceUID", "")) != study_uid or not result.get("signature"):
-        return None
-    return result if keyed.verify(result["signature"], SIGNED, study_uid, result["source_sop_instance_uid"],
-                                  result["model_version"], _figure(result["probability"]),
-                                  _figure(result["threshold"]), result["impression"], result["comment"]) else None
 
 
 def read_result(data: bytes | pydicom.Dataset) -> dict:
@@ -183,12 +210,11 @@ def read_result(data: bytes | pydicom.Dataset) -> dict:
                 codes.DCM.AlgorithmVersion.value and "TextValue" in item]
     texts = {code: [str(item.TextValue) for item in report.content[0].ContentSequence
                     if item.ConceptNameCodeSequence[0].CodeValue == code and "TextValue" in item]
-             for code in (codes.DCM.Comment.value, SIGNATURE[0])}
+             for code in (codes.DCM.Comment.value,)}
     return {"probability": values.get("Probability"), "threshold": values.get("Operating threshold"),
             "impression": impression, "model_version": str(versions[0].TextValue) if versions else None,
             "source_sop_instance_uid": group.source_images[0].referenced_sop_instance_uid
-            if group.source_images else None, "comment": (texts[codes.DCM.Comment.value] or [""])[0],
-            "signature": (texts[SIGNATURE[0]] or [None])[0]}
+            if group.source_images else None, "comment": (texts[codes.DCM.Comment.value] or [""])[0]}
 
 
 def _items(node):
