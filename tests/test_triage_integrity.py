@@ -316,3 +316,49 @@ def test_any_edit_of_a_signed_report_breaks_its_signature(xray_model, tamper):
     tamper(edited)
     rewritten = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(edited)))
     assert results.verified_result(rewritten, source.StudyInstanceUID) is None
+
+
+@needs_pacs
+def test_the_pacs_failing_does_not_use_up_a_studys_tries_and_its_own_report_is_found(pacs, xray_model, monkeypatch):
+    """A study whose SR reached the PACS but whose reply was lost, then failed for good, still reads flagged."""
+    from medcore.pacs.client import PacsUnavailable
+
+    study = _flagged_study(xray_model, "outage", 9)
+    pacs.store([study])
+    real_store = pacs.store
+    for _ in range(analysis.MAX_ATTEMPTS + 1):  # the PACS down at fetch time, again and again
+        monkeypatch.setattr(analysis, "fetch", lambda *a: (_ for _ in ()).throw(PacsUnavailable("down")))
+        with pytest.raises(PacsUnavailable):
+            analysis.analyse_study(pacs, xray_model, study.StudyInstanceUID)
+    record = analysis.record(study.StudyInstanceUID, xray_model.version)
+    assert record["status"] == "retry" and record["attempts"] == 0  # the outages used up nothing
+    monkeypatch.undo()
+
+    def stored_but_reply_lost(datasets):
+        real_store(datasets)
+        raise PacsUnavailable("the PACS did not answer")
+
+    monkeypatch.setattr(pacs, "store", stored_but_reply_lost)
+    with pytest.raises(PacsUnavailable):
+        analysis.analyse_study(pacs, xray_model, study.StudyInstanceUID)
+    with write() as db:  # whatever made it fail for good afterwards
+        db.execute(schema.pacs_studies.update().values(status="failed", last_error="KeyError"))
+    row = _row(pacs, xray_model, study.StudyInstanceUID)
+    assert row.state == "flagged" and "signed report" in row.detail
+
+
+@needs_pacs
+def test_a_result_scored_outside_the_validated_ages_keeps_its_warning_on_the_worklist(pacs, xray_model):
+    from medcore import auth, settings
+
+    settings.set_value("xray_allow_outside_age", "on", auth.operator("test"))
+    adult = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=10), "Test^Allowed",
+                        "I-allowed", "ACC-allowed", patient_age="045Y")
+    pacs.store([adult])
+    assert analysis.analyse_study(pacs, xray_model, adult.StudyInstanceUID).result.probability is not None
+    row = _row(pacs, xray_model, adult.StudyInstanceUID)
+    assert row.state == "flagged" and row.detail.startswith("OUTSIDE INTENDED USE: Patient aged 45")
+    with write() as db:  # the store lost the result: the signed SR brings the warning back with the figure
+        db.execute(schema.pacs_studies.delete())
+    row = _row(pacs, xray_model, adult.StudyInstanceUID)
+    assert row.state == "flagged" and row.detail.startswith("OUTSIDE INTENDED USE: Patient aged 45")

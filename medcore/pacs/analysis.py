@@ -121,14 +121,17 @@ def _claim(key: str, version: str) -> bool:
 
 
 def _finish(key: str, version: str, status: str, outcome: str | None = None, probability: float | None = None,
-            error: str | None = None, unverified: int | None = None) -> None:
+            error: str | None = None, unverified: int | None = None, counted: bool = True) -> None:
+    """Record how a try ended. error: why it failed, or what must be said with the result (a warning). counted=False:
+    the try failed for a reason outside the study (the PACS down) and is given back."""
     with write() as db:
         row = db.execute(select(STUDIES.c.attempts).where(STUDIES.c.study_key == key,
                                                           STUDIES.c.model_version == version)).first()
-        if status == "retry" and row is not None and row.attempts >= MAX_ATTEMPTS:
+        if status == "retry" and counted and row is not None and row.attempts >= MAX_ATTEMPTS:
             status = "failed"  # reported on the worklist, never tried again
         values = {"status": status, "outcome": outcome, "probability": probability, "last_error": error,
-                  "finished_at": time.time(), **({"unverified_reports": unverified} if unverified is not None else {})}
+                  "finished_at": time.time(), **({"unverified_reports": unverified} if unverified is not None else {}),
+                  **({} if counted or row is None else {"attempts": max(0, row.attempts - 1)})}
         db.execute(update(STUDIES).where(STUDIES.c.study_key == key, STUDIES.c.model_version == version)
                    .values(**values))
 
@@ -171,7 +174,10 @@ def _recovered(key: str, version: str, own: dict, unverified: int, user: str) ->
         _finish(key, version, "refused", "refused", error=own["comment"][:300], unverified=unverified)
     else:
         decision = "PNEUMONIA" if own["impression"] == results.PNEUMONIA[2] else "NORMAL"
-        _finish(key, version, "done", decision, own["probability"], unverified=unverified)
+        warning = own["comment"][own["comment"].find("OUTSIDE INTENDED USE"):] if "OUTSIDE INTENDED USE" in \
+            own["comment"] else None
+        _finish(key, version, "done", decision, own["probability"], error=warning and warning[:300],
+                unverified=unverified)
     audit.record(user, "pacs_result_recovered", "from MedCore's signed report", version, study=key[:16])
 
 
@@ -208,8 +214,8 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
         _finish(key, model.version, "failed", "film too large", error=str(exc), unverified=unverified)
         audit.record(user, "pacs_analysis", "film too large", model.version, study=key[:16])
         return None
-    except PacsUnavailable as exc:
-        _finish(key, model.version, "retry", error=str(exc))
+    except PacsUnavailable as exc:  # the PACS, not the study: this try does not count towards MAX_ATTEMPTS
+        _finish(key, model.version, "retry", error=str(exc), counted=False)
         raise
     except Exception as exc:  # an unreadable object from the PACS: tried again, then reported
         _finish(key, model.version, "retry", error=f"{type(exc).__name__}")
@@ -218,7 +224,8 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
     status = "done" if result.probability is not None else "refused"
     outcome = result.decision if result.probability is not None else result.refusal_outcome
     _finish(key, model.version, status, outcome, result.probability,
-            error=" ".join(result.refusal_reasons)[:300] or None, unverified=unverified)
+            error=(" ".join(result.refusal_reasons) or result.intended_use_warning or "")[:300] or None,
+            unverified=unverified)
     audit.record(user, "pacs_result_stored" if write_back else "pacs_analysis", status, model.version,
                  study=key[:16], objects=2 if result.probability is not None else 1)
     return StudyAnalysis(study_uid, series_uid, sop_uid, result, write_back)

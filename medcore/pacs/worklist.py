@@ -58,7 +58,7 @@ def state_of(record: dict | None, threshold: float) -> tuple[str, float | None, 
     probability = record.get("probability")
     if probability is None:  # a "done" without a figure proves nothing (rows of older versions): not triaged
         return "not yet analysed", None, "no figure recorded: to be analysed again"
-    return ("flagged" if probability >= threshold else "not flagged"), probability, ""
+    return ("flagged" if probability >= threshold else "not flagged"), probability, record.get("last_error") or ""
 
 
 def check_range(first_day: datetime.date, last_day: datetime.date) -> None:
@@ -79,7 +79,7 @@ def worklist(client: PacsClient, model_version: str, threshold: float, first_day
     for study in client.chest_studies(first_day, last_day):
         record = analysis.record(study.study_uid, model_version)
         state, probability, detail = state_of(record, threshold)
-        if state == "not yet analysed":
+        if state in ("not yet analysed", "could not be analysed"):  # MedCore's own signed report may be there
             found = analysis.reports_in_study(client, study.study_uid, model_version)
             if found.own is not None:
                 state, probability, detail = _from_report(found.own, threshold)
@@ -96,7 +96,9 @@ def _from_report(report: dict, threshold: float) -> tuple[str, float | None, str
     if report["probability"] is None:
         return "refused", None, f"{report['comment']} ({source})"
     flagged = report["impression"] == results.PNEUMONIA[2] or report["probability"] >= threshold
-    return ("flagged" if flagged else "not flagged"), report["probability"], source
+    warning = report["comment"].find("OUTSIDE INTENDED USE")
+    return (("flagged" if flagged else "not flagged"), report["probability"],
+            source if warning < 0 else f"{report['comment'][warning:]} ({source})")
 
 
 def page_count(rows: list[WorklistRow]) -> int:
