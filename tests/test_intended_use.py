@@ -34,10 +34,37 @@ def _film(xray_model, age: str = "", view: str = "PA", birth: str = "", seed: in
 
 @pytest.mark.parametrize("age, birth, study_date, years", [
     ("045Y", "", "", 45.0), ("006M", "", "", 0.5), ("003Y", "", "", 3.0), ("", "19800101", "20250102", 45.0),
-    ("", "20211201", "20261201", 5.0), ("", "", "20250101", None), ("abc", "", "", None), ("", "2021", "2026", None)])
+    ("", "20211201", "20261201", 5.0), ("", "", "20250101", None), (" 045y", "", "", 45.0), ("45Y", "", "", 45.0),
+    ("004Y", "20221201", "20261201", 4.0)])
 def test_the_age_comes_from_patient_age_else_birth_and_study_dates(age, birth, study_date, years):
     found = age_from_header(age, birth, study_date)
     assert (found is None) if years is None else found == pytest.approx(years, abs=0.01)
+
+
+@pytest.mark.parametrize("age, birth, study_date, message", [
+    ("045", "", "", "PatientAge '045' cannot be read"), ("45 YEARS", "", "", "cannot be read"),
+    ("0045Y", "", "", "cannot be read"), ("abc", "", "", "cannot be read"),
+    ("", "1980.01.01", "20260101", "birth date '1980.01.01' cannot be read"), ("", "2021", "2026", "cannot be read"),
+    ("", "20300101", "20260101", "after the study date"), ("003Y", "19800101", "20260101", "disagree")])
+def test_an_age_that_cannot_be_read_or_contradicts_itself_is_no_age_at_all(age, birth, study_date, message):
+    with pytest.raises(intended_use.UnreadableAge, match=message):
+        age_from_header(age, birth, study_date)
+
+
+def test_a_film_whose_age_cannot_be_read_gets_no_decision_whatever_the_setting(xray_model, store):
+    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", ADMIN)
+    for age, birth in (("045", ""), ("003Y", "19800101")):
+        result = analyse_file(xray_model, _film(xray_model, age=age, birth=birth), "odd.dcm")
+        assert result.probability is None and result.outside_intended_use and "no decision" in result.error
+
+
+@pytest.mark.parametrize("body_part", ["CHEST_LATERAL", "ABDOMEN/CHEST", "CSPINE CHEST"])
+def test_a_body_part_that_only_contains_chest_is_not_the_chest(xray_model, store, body_part):
+    study = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512), "Doe^Jane", "P-1", "A-1",
+                        patient_age="004Y")
+    study.BodyPartExamined = body_part
+    result = analyse_file(xray_model, as_bytes(study), "part.dcm")
+    assert result.probability is None and "not the chest" in result.error
 
 
 def test_an_adult_film_gets_no_decision_and_a_refusal_that_names_the_reason(xray_model, store):

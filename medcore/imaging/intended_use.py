@@ -66,8 +66,8 @@ class IntendedUse:
         if modality and modality not in self.modalities:
             reasons.append(f"The DICOM modality is {modality}: this model is validated for "
                            f"{'/'.join(self.modalities)} chest radiographs only.")
-        body_part = technical.get("BodyPartExamined", "").upper()
-        if body_part and not any(part in body_part for part in self.body_parts):
+        body_part = technical.get("BodyPartExamined", "").upper().strip()
+        if body_part and body_part not in self.body_parts:  # the whole value: "CHEST_LATERAL" is not the chest
             reasons.append(f"The DICOM body part is {body_part}, not the chest: this model reads chest films only.")
         view = technical.get("ViewPosition", "").upper()
         if view and view not in self.views:
@@ -91,23 +91,54 @@ def describe_age(age_years: float) -> str:
 
 _AGE = re.compile(r"^(\d{1,3})([DWMY])$")
 _UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+AGES_DISAGREE_YEARS = 1.0
+
+
+class UnreadableAge(ValueError):
+    """The header gives an age that cannot be read, or two that disagree: no decision without knowing the age."""
 
 
 def age_from_header(patient_age: object, birth_date: object, study_date: object) -> float | None:
-    """The patient's age in years at the study: PatientAge (nnnD/W/M/Y), else StudyDate - PatientBirthDate; None
-    when the header says neither (or says nonsense)."""
-    match = _AGE.match(str(patient_age or "").strip().upper())
-    if match:
-        return int(match.group(1)) * _UNIT_YEARS[match.group(2)]
-    born, studied = _date(birth_date), _date(study_date)
-    if born is None or studied is None or studied < born:
-        return None
-    return (studied - born).days / 365.25
+    """The patient's age in years at the study, from PatientAge (nnnD/W/M/Y) and from StudyDate - PatientBirthDate.
+    None when the header says neither; UnreadableAge when it says something that cannot be read (a PatientAge such
+    as "045", a birth date such as "1980.01.01" or after the study) or two ages that disagree."""
+    stated_text, born_text = str(patient_age or "").strip().upper(), str(birth_date or "").strip()
+    stated = _stated_age(stated_text) if stated_text else None
+    from_dates = None
+    if born_text:
+        born, studied = _date(born_text), _date(study_date)
+        if born is None:
+            raise UnreadableAge(f"The DICOM birth date {_plain(born_text)!r} cannot be read, so the patient's age is "
+                                "not known: no decision.")
+        if studied is not None:
+            if studied < born:
+                raise UnreadableAge("The DICOM birth date is after the study date, so the patient's age is not known: "
+                                    "no decision.")
+            from_dates = (studied - born).days / 365.25
+    if stated is not None and from_dates is not None and abs(stated - from_dates) > AGES_DISAGREE_YEARS:
+        raise UnreadableAge(f"The DICOM PatientAge ({describe_age(stated)}) and birth date (age "
+                            f"{describe_age(from_dates)}) disagree: no decision until the header is corrected.")
+    return stated if stated is not None else from_dates
+
+
+def _stated_age(text: str) -> float:
+    match = _AGE.match(text)
+    if not match:
+        raise UnreadableAge(f"The DICOM PatientAge {_plain(text)!r} cannot be read (DICOM writes e.g. 004Y), so the "
+                            "patient's age is not known: no decision.")
+    return int(match.group(1)) * _UNIT_YEARS[match.group(2)]
+
+
+def _plain(text: str) -> str:
+    """Header text quoted in a message: letters, digits, '.', '-' and space only (it is shown on pages)."""
+    return re.sub(r"[^A-Za-z0-9 .-]+", " ", text)[:16].strip()
 
 
 def _date(value: object) -> datetime.date | None:
     text = str(value or "").strip()
+    if not re.fullmatch(r"\d{8}", text):
+        return None
     try:
-        return datetime.datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+        return datetime.datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
         return None

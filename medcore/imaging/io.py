@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcore import config
-from medcore.imaging.intended_use import age_from_header
+from medcore.imaging.intended_use import UnreadableAge, age_from_header
 from medcore.imaging.synthetic import is_marked
 
 # DICOM attributes that describe the acquisition, never the patient. Everything else is dropped.
@@ -43,6 +43,7 @@ class Radiograph:
     colour_saturation: float = 0.0  # mean HSV saturation of the original; 0 for grayscale
     technical: dict[str, str] = field(default_factory=dict)  # non-identifying DICOM attributes
     age_years: float | None = None  # the patient's age at the study (DICOM only): checked, never stored or shown
+    age_problem: str | None = None  # the header's age cannot be read or contradicts itself: no decision
 
 
 def sniff_format(data: bytes, filename: str = "") -> str:
@@ -167,10 +168,13 @@ def _decode_dicom(data: bytes) -> Radiograph:
     if photometric == "MONOCHROME1":  # 0 means white: flip so that air is black as usual
         pixels = 1.0 - pixels
     technical = {tag: _header_text(ds.get(tag)) for tag in TECHNICAL_DICOM_TAGS if ds.get(tag) not in (None, "")}
-    age = age_from_header(ds.get("PatientAge"), ds.get("PatientBirthDate"),
-                          ds.get("StudyDate") or ds.get("AcquisitionDate") or ds.get("ContentDate"))
+    try:
+        age, age_problem = age_from_header(ds.get("PatientAge"), ds.get("PatientBirthDate"),
+                                           ds.get("StudyDate") or ds.get("AcquisitionDate") or ds.get("ContentDate")), None
+    except UnreadableAge as exc:
+        age, age_problem = None, str(exc)
     return Radiograph(pixels=pixels, source_format="DICOM", technical={k: v for k, v in technical.items() if v},
-                      age_years=age)
+                      age_years=age, age_problem=age_problem)
 
 
 def _header_text(value: object) -> str:

@@ -174,7 +174,9 @@ def _intended_use(model: LoadedXrayModel, radiograph, result: StudyResult,
     intended = model.intended_use
     reasons = intended.header_refusals(radiograph.technical)
     age = radiograph.age_years
-    if age is None:
+    if radiograph.age_problem:  # an age that cannot be read is not "no age": no setting relaxes it
+        reasons.insert(0, radiograph.age_problem)
+    elif age is None:
         result.population_note = (f"{intended.statement()} This film carries no age: check that the patient "
                                   "belongs to that population.")
     elif not intended.age_allowed(age):
