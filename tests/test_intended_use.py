@@ -6,6 +6,7 @@ scoring outside the age range, and every such result says so (page, PDF, SR, aud
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -146,3 +147,27 @@ def test_pixels_do_not_matter_to_the_rule(xray_model, store):
     adult = analyse_file(xray_model, _film(xray_model, age="030Y", seed=3), "a.dcm")
     child = analyse_file(xray_model, _film(xray_model, age="003Y", seed=3), "c.dcm")
     assert adult.probability is None and child.probability is not None and np.isfinite(child.probability)
+
+
+def test_an_open_admin_page_never_reverts_another_admins_change(store):
+    """The review's case: admin A's page is drawn with the setting on; admin B turns it off; A's page reruns (any
+    widget) without A touching the toggle: the store must stay off. A's click then changes it, audited as A's."""
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ensure_user
+
+    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "on", ADMIN)
+    ensure_user("test-admin", "admin")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.session_state["auth"] = {"name": "test-admin", "signed_in_at": time.time(), "last_seen": time.time()}
+    at.run()
+    at.switch_page("views/admin.py").run()
+    assert at.toggle(key="allow-outside-age").value is True
+    settings.set_value(intended_use.ALLOW_OUTSIDE_AGE, "off", auth.operator("admin-b"))
+    at.run()
+    assert settings.get(intended_use.ALLOW_OUTSIDE_AGE) == "off" and at.toggle(key="allow-outside-age").value is False
+    at.toggle(key="allow-outside-age").set_value(True).run()
+    assert settings.get(intended_use.ALLOW_OUTSIDE_AGE) == "on"
+    assert audit.recent(1)[0]["user"] == "test-admin" and any("Saved" in s.value for s in at.success)

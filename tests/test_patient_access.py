@@ -126,3 +126,57 @@ def test_a_later_confirmation_supersedes_and_both_are_kept(store):
         stored = [tuple(r) for r in db.execute(select(schema.pacs_feedback))]
     assert "1.2.3" not in repr(stored)  # UIDs only sealed
     assert keyed.unseal(stored[0][2]).count("1.2.3") == 3
+
+
+@needs_pacs
+def test_every_opening_on_the_page_is_recorded_and_header_text_stays_text(pacs, xray_model, monkeypatch):
+    """The worklist page (AppTest): a study opened, closed and opened again from the session's cache is recorded
+    each time it is shown; the prior study's header date is shown as text, never as markdown (an image link would
+    tell a third party who opened the patient)."""
+    import secrets
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ensure_user
+    from tests.test_pacs import PACS
+
+    for key, value in PACS.items():
+        if value:
+            monkeypatch.setenv(f"MEDCORE_PACS_{key.upper()}", value)
+    monkeypatch.setenv("MEDCORE_WORKLIST_PAGE_SIZE", "500")
+    tag = secrets.token_hex(3).upper()
+    now = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=63), f"Reopen^P{tag}",
+                      f"MRN-RE-{tag}", f"ACC-RE-{tag}", patient_age="003Y")
+    old = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=64), f"Reopen^P{tag}",
+                      f"MRN-RE-{tag}", f"ACC-OLD-{tag}", TODAY - datetime.timedelta(days=40), patient_age="002Y")
+    old.StudyDate = "![](http://e.vil/t.png)"
+    pacs.store([now, old])
+    ensure_user("test-clinician", "clinician")
+    at = AppTest.from_file(str(config.REPO_ROOT / "app.py"), default_timeout=300)
+    at.session_state["auth"] = {"name": "test-clinician", "signed_in_at": time.time(), "last_seen": time.time()}
+    at.run()
+    at.switch_page("views/worklist.py").run()
+    opened = lambda: [r["action"] for r in access.accesses(f"MRN-RE-{tag}")].count("opened")  # noqa: E731
+    at.selectbox(key="worklist-study").set_value(str(now.StudyInstanceUID)).run()
+    assert not at.exception, at.exception
+    first = opened()
+    assert first >= 1
+    assert not [m.value for m in at.markdown if "](http" in m.value]
+    at.selectbox(key="worklist-study").set_value(None).run()
+    at.selectbox(key="worklist-study").set_value(str(now.StudyInstanceUID)).run()
+    assert opened() == first + 1
+
+
+@needs_pacs
+def test_the_command_line_analysis_of_one_study_is_recorded_as_a_look(pacs, xray_model):
+    import secrets
+
+    tag = secrets.token_hex(3).upper()
+    study = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=65), f"Cli^P{tag}",
+                        f"MRN-CLI-{tag}", f"ACC-CLI-{tag}", patient_age="003Y")
+    pacs.store([study])
+    out = _cli("pacs", "analyse", study.StudyInstanceUID, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["probability"] is not None
+    assert [r["action"] for r in access.accesses(f"MRN-CLI-{tag}")] == ["opened"]

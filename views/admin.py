@@ -466,19 +466,24 @@ with retrain_tab:
         show_result(finished)
 
 def intended_use_setting() -> None:
-    """The X-ray model's intended use, and the one part of it an administrator may relax (off by default)."""
+    """The X-ray model's intended use, and the one part of it an administrator may relax (off by default). The
+    setting changes only on a click (on_change): a page drawn before another admin's change never reverts it."""
     declared = IntendedUse.from_meta(current.summary if current else {})
     st.markdown(f"**Intended use.** {escape_markdown(declared.statement())} Films outside it are refused.")
-    allowed = settings.allow_outside_age()
-    wanted = st.toggle(f"Score patients outside {declared.population} (each result then carries a warning on the "
-                       "page, the PDF, the SR and the audit log)", value=allowed, key="allow-outside-age")
-    if wanted != allowed:
-        try:
-            settings.set_value(ALLOW_OUTSIDE_AGE, "on" if wanted else "off", admin)
-        except auth.NotAllowed as exc:
-            st.error(escape_markdown(str(exc)))
-        else:
-            st.success("Saved: every server applies it from the next film.")
+    st.session_state["allow-outside-age"] = settings.allow_outside_age()  # what the store says now
+    st.toggle(f"Score patients outside {declared.population} (each result then carries a warning on the page, the "
+              "PDF, the SR and the audit log)", key="allow-outside-age", on_change=change_outside_age)
+    if outcome := st.session_state.pop("allow-outside-age-outcome", None):
+        (st.success if outcome.startswith("Saved") else st.error)(escape_markdown(outcome))
+
+
+def change_outside_age() -> None:
+    wanted = st.session_state["allow-outside-age"]
+    try:
+        settings.set_value(ALLOW_OUTSIDE_AGE, "on" if wanted else "off", admin)
+        st.session_state["allow-outside-age-outcome"] = "Saved: every server applies it from the next film."
+    except auth.NotAllowed as exc:
+        st.session_state["allow-outside-age-outcome"] = str(exc)
 
 
 with versions_tab:

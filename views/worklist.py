@@ -7,7 +7,7 @@ import datetime
 import pandas as pd
 import streamlit as st
 
-from medcore import config
+from medcore import access, config
 from medcore.metrics import format_probability
 from medcore.pacs import analysis, feedback, worklist
 from medcore.pacs.client import FilmTooLarge, PacsClient, PacsUnavailable
@@ -67,10 +67,14 @@ labels = {r.study.study_uid: f"{r.study.patient_name.replace('^', ' ')} ({r.stud
 study_uid = st.selectbox("Open a study", list(labels), format_func=labels.get, index=None,
                          placeholder="Choose a study to see its result", key="worklist-study")
 if study_uid is None:
+    st.session_state.pop("worklist_shown", None)  # the next study chosen, even the same again, is a new look
     st.stop()
 row = next(r for r in rows if r.study.study_uid == study_uid)
 opened = st.session_state.setdefault("worklist_opened", {})
 try:
+    if (study_uid, model.version) in opened and st.session_state.get("worklist_shown") != study_uid:
+        access.record(current_user(), "opened", [(row.study.patient_id, row.study.accession_number)])  # again
+    st.session_state["worklist_shown"] = study_uid
     if (study_uid, model.version) not in opened:
         with st.spinner("Fetching the film from the PACS and analysing it…"):
             opened[(study_uid, model.version)] = analysis.view_study(client, model, row.study, current_user())
@@ -93,7 +97,7 @@ with st.container(border=True):
                model=model)
 if prior is not None and prior_analysis is not None:
     with st.container(border=True):
-        st.markdown(f"**Prior chest film of this patient**, {prior.when} (accession "
+        st.markdown(f"**Prior chest film of this patient**, {escape_markdown(prior.when)} (accession "
                     f"{escape_markdown(prior.accession_number)})")
         show_study(prior_analysis.result, evidence, threshold, model.positive_label, opacity, key="prior")
 

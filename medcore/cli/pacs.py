@@ -20,12 +20,16 @@ def cmd_pacs_watch(args: argparse.Namespace) -> int:
 
 def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     """`medcore pacs analyse STUDY_UID`: one study now (claimed like the watcher's; nothing twice)."""
-    from medcore import production
+    from medcore import access, production
     from medcore.pacs import analysis
     from medcore.pacs.client import PacsClient
 
-    model = production.load("xray").model
-    done = analysis.analyse_study(PacsClient(), model, args.study_uid, user=cli_user())
+    model, client = production.load("xray").model, PacsClient()
+    study = client.study(args.study_uid)
+    if study is None:
+        raise ValueError("The PACS holds no study with that Study Instance UID.")
+    access.record(cli_user(), "opened", [(study.patient_id, study.accession_number)])  # its result is printed
+    done = analysis.analyse_study(client, model, args.study_uid, user=cli_user())
     record = analysis.record(args.study_uid, model.version) or {}
     result = {"study": args.study_uid, "model_version": model.version, "status": record.get("status"),
               "outcome": record.get("outcome"), "probability": record.get("probability"),
