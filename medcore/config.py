@@ -207,10 +207,17 @@ def pacs_watch_in_app() -> bool:
 
 def secret_file() -> Path:
     """MEDCORE_SECRET_FILE: the installation's secret (keyed digests of patient ids, signatures of MedCore's reports),
-    kept outside the database. Default: `installation.key` in the shared folder, which every server of one
-    installation sees."""
+    kept outside the database and outside the store folder. Default: with MEDCORE_SHARED_DIR (several servers on
+    PostgreSQL), `installation.key` in the shared folder, which every server reads and which holds no database;
+    otherwise (one machine, SQLite in the store folder) `<store folder>.key` beside the store folder, so that a copy
+    of the store folder alone holds no key."""
     value = os.environ.get("MEDCORE_SECRET_FILE")
-    return Path(value).expanduser() if value else shared_dir() / "installation.key"
+    if value:
+        return Path(value).expanduser()
+    if os.environ.get("MEDCORE_SHARED_DIR"):
+        return shared_dir() / "installation.key"
+    store = store_dir()
+    return store.with_name(store.name + ".key")
 
 
 def pacs_watcher_stale_seconds() -> float:

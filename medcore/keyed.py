@@ -6,10 +6,12 @@ trying every id a hospital issues; an HMAC with a secret that is *not in the dat
 database alone reveals nothing. The same secret signs MedCore's structured reports, so a copy of one (into another
 study, by any device that can write to the PACS) is recognised as not MedCore's.
 
-The secret is 32 random bytes in a file outside the database: `MEDCORE_SECRET_FILE`, default
-`<shared folder>/installation.key` (every app server, worker and watcher of one installation must read the same
-file: it lies on the shared volume). It is created on first use (owner-only). Losing it means earlier digests can no
-longer be matched and earlier reports no longer verify (they are then analysed again): back it up with the store.
+The secret is 32 random bytes in a file outside the database (config.secret_file: MEDCORE_SECRET_FILE; by default
+beside the store folder, not in it, so a copy of the store folder alone names no one). Every app server, worker and
+watcher of one installation must read the same file. It is created on first use, owner-only, and the store records
+a check value of it: a server that finds no secret file, or another one, on a store that was used with a secret
+refuses to work (SecretUnavailable) instead of silently making a new one, which would leave every earlier digest
+unmatched ("nobody opened this patient") and every earlier report unverified. Back it up apart from the store.
 """
 
 from __future__ import annotations
@@ -20,58 +22,118 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
+
+from sqlalchemy import Connection, insert, select
 
 from medcore import config
 
 SECRET_BYTES = 32
+CHECK_KEY = "installation_secret_check"  # the settings table's row: which secret this store was used with
 _lock = threading.Lock()
-_cache: dict[Path, bytes] = {}
+_cache: dict[tuple[Path, str], bytes] = {}
 
 
 class SecretUnavailable(RuntimeError):
-    """The installation secret file exists but cannot be used."""
+    """The installation secret is missing, weak, readable by others, or not the one this store was used with."""
 
 
 def secret_path() -> Path:
     return config.secret_file()
 
 
-def secret() -> bytes:
-    """The installation secret (created once, atomically, owner-only; read once per process and path)."""
-    path = secret_path()
+def secret(connection: Connection | None = None) -> bytes:
+    """The installation secret, checked against the store (read once per process, path and store).
+    connection: the store's, when the caller holds one (a migration); otherwise a read of its own."""
+    from medcore import store
+
+    path, where = secret_path(), store.database_url()
     with _lock:
-        if path not in _cache:
-            _cache[path] = _read_or_create(path)
-        return _cache[path]
-
-
-def _read_or_create(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(SECRET_BYTES))
-        try:
-            os.link(tmp, path)  # fails if another process made it first: theirs wins, everyone reads one secret
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    value = path.read_bytes()
-    if len(value) < SECRET_BYTES:
-        raise SecretUnavailable(f"The installation secret {path.name} is shorter than {SECRET_BYTES} bytes: it was "
-                                "truncated or replaced. Restore it from the backup.")
+        if (path, where) in _cache:
+            return _cache[(path, where)]
+    value = _load(path, connection)
+    with _lock:
+        _cache[(path, where)] = value
     return value
 
 
-def digest(purpose: str, value: str) -> str:
+def _load(path: Path, connection: Connection | None) -> bytes:
+    recorded = _recorded_check(connection)
+    if not path.exists():
+        if recorded is not None:
+            raise SecretUnavailable(
+                f"The installation secret {path} is missing, but this store was used with one. Restore it from the "
+                "backup (or set MEDCORE_SECRET_FILE to where it is); MedCore does not make a new one, which would "
+                "leave every earlier access record unmatched and every earlier report unverified.")
+        _create(path)
+    value = _checked(path)
+    check = hmac.new(value, b"medcore-installation-check", hashlib.sha256).hexdigest()[:32]
+    if recorded is None:
+        _record_check(check, connection)
+    elif not hmac.compare_digest(recorded, check):
+        raise SecretUnavailable(f"The installation secret {path} is not the one this store was used with: set "
+                                "MEDCORE_SECRET_FILE to this installation's secret (every server must read the same).")
+    return value
+
+
+def _create(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(SECRET_BYTES))
+    try:
+        os.link(tmp, path)  # fails if another process made it first: theirs wins, everyone reads one secret
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def _checked(path: Path) -> bytes:
+    """The file's bytes, if it is fit to be the secret: owner-only, long enough, not one byte repeated."""
+    if path.stat().st_mode & 0o077:
+        raise SecretUnavailable(f"The installation secret {path} is readable by others: `chmod 600` it (and check "
+                                "who may have read it).")
+    value = path.read_bytes()
+    if len(value) < SECRET_BYTES or len(set(value)) < 8:
+        raise SecretUnavailable(f"The installation secret {path} is shorter than {SECRET_BYTES} bytes or not random: "
+                                "it was truncated or replaced. Restore it from the backup.")
+    return value
+
+
+def _recorded_check(connection: Connection | None) -> str | None:
+    from medcore.store import read, schema
+
+    query = select(schema.settings.c.value).where(schema.settings.c.key == CHECK_KEY)
+    if connection is not None:
+        return connection.execute(query).scalar()
+    with read() as db:
+        return db.execute(query).scalar()
+
+
+def _record_check(check: str, connection: Connection | None) -> None:
+    from medcore.store import schema, write
+
+    row = {"key": CHECK_KEY, "value": check, "changed_at": time.time(), "changed_by": "medcore"}
+    if connection is not None:
+        connection.execute(insert(schema.settings).values(**row))
+        return
+    with write() as db:
+        if db.execute(select(schema.settings.c.value).where(schema.settings.c.key == CHECK_KEY)).scalar() is None:
+            db.execute(insert(schema.settings).values(**row))
+    if _recorded_check(None) != check:  # another server recorded another secret at the same moment
+        raise SecretUnavailable("Two servers made different installation secrets at once: give them the same "
+                                "MEDCORE_SECRET_FILE.")
+
+
+def digest(purpose: str, value: str, connection: Connection | None = None) -> str:
     """HMAC-SHA256 of one value under the installation secret, for one purpose (hex, 64 characters).
 
     The purpose separates uses ("patient", "accession", "film"...): the same id never gives the same digest in two
     columns, so one digest cannot be joined to another kind of record."""
-    return hmac.new(secret(), f"{purpose}\x00{value.strip()}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret(connection), f"{purpose}\x00{value.strip()}".encode(), hashlib.sha256).hexdigest()
 
 
 def sign(purpose: str, *fields: object) -> str:
@@ -83,17 +145,17 @@ def verify(signature: str | None, purpose: str, *fields: object) -> bool:
     return bool(signature) and hmac.compare_digest(str(signature), sign(purpose, *fields))
 
 
-def _fernet():
+def _fernet(connection: Connection | None = None):
     from cryptography.fernet import Fernet
 
-    key = hmac.new(secret(), b"medcore-sealing-key", hashlib.sha256).digest()
+    key = hmac.new(secret(connection), b"medcore-sealing-key", hashlib.sha256).digest()
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal(text: str) -> str:
+def seal(text: str, connection: Connection | None = None) -> str:
     """Authenticated encryption (Fernet) under a key derived from the secret: for values MedCore must use again
     (a confirmed film's UIDs, to fetch it for local validation) but must not keep in clear."""
-    return _fernet().encrypt(text.encode()).decode()
+    return _fernet(connection).encrypt(text.encode()).decode()
 
 
 def unseal(token: str) -> str:

@@ -6,7 +6,9 @@ or UIDs in clear (confirmations included, kept as history); the worklist's range
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -40,9 +42,10 @@ def _all_stored_text() -> str:
 
 
 @needs_pacs
-def test_who_listed_and_opened_a_patient_is_answered_and_nothing_names_the_patient(pacs, xray_model):
+def test_who_listed_and_opened_a_patient_is_answered_and_nothing_names_the_patient(pacs, xray_model, monkeypatch):
     import secrets
 
+    monkeypatch.setenv("MEDCORE_WORKLIST_PAGE_SIZE", "500")  # the PACS holds other tests' studies too
     tag = secrets.token_hex(3).upper()  # the PACS may hold earlier runs' studies: this patient is new
     patient, accession = f"MRN-PRIV-{tag}", f"ACC-PRIV-{tag}"
     source = chest_study(chest_like(xray_model.artifact.quality_reference, 512, 512, seed=31), f"Privacy^P{tag}",
@@ -74,22 +77,51 @@ def test_who_listed_and_opened_a_patient_is_answered_and_nothing_names_the_patie
     assert access.patient_key(patient) in stored  # only its keyed digest
 
 
-def test_a_digest_needs_the_installation_secret(store, tmp_path, monkeypatch):
-    """A copy of the database alone cannot be matched against a list of ids: the key is not in it."""
+def test_the_installation_secret_is_kept_apart_and_never_silently_replaced(store, tmp_path, monkeypatch):
+    """The key is beside the store folder, owner-only; a store that was used with one refuses a missing, another,
+    weak or world-readable key instead of making a new one (which would make "nobody opened this patient" the answer
+    for every earlier look)."""
     first = access.patient_key("MRN-1")
+    path = keyed.secret_path()
+    assert path.exists() and path.parent != config.store_dir() and (path.stat().st_mode & 0o077) == 0
     assert first == access.patient_key(" MRN-1 ") and first != access.accession_key("MRN-1")
-    monkeypatch.setenv("MEDCORE_SECRET_FILE", str(tmp_path / "another.key"))
-    assert access.patient_key("MRN-1") != first
-    assert (tmp_path / "another.key").stat().st_mode & 0o077 == 0  # owner-only
+    assert first != hashlib.sha256(b"MRN-1").hexdigest()  # not a plain hash: the key is needed to match an id
+    original = path.read_bytes()
+    cases = [("missing", lambda: path.unlink(), "is missing"),
+             ("another", lambda: path.write_bytes(os.urandom(32)), "not the one this store was used with"),
+             ("weak", lambda: path.write_bytes(bytes(40)), "not random"),
+             ("readable", lambda: path.chmod(0o644), "readable by others")]
+    for name, damage, message in cases:
+        keyed._cache.clear()
+        damage()
+        if path.exists() and name != "readable":
+            path.chmod(0o600)
+        with pytest.raises(keyed.SecretUnavailable, match=message):
+            access.patient_key("MRN-1")
+        path.write_bytes(original)
+        path.chmod(0o600)
+    keyed._cache.clear()
+    assert access.patient_key("MRN-1") == first
 
 
-def test_the_access_log_is_append_only(store):
+@pytest.mark.both_engines
+def test_the_access_log_and_the_confirmations_are_append_only(store):
+    from sqlalchemy import text
+
     access.record("dr.a", "listed", [("MRN-2", "ACC-2")])
-    for statement in (schema.access_log.update().values(user="someone else"), schema.access_log.delete()):
+    feedback.confirm("1.2.9", "1.2.8", "1.2.7", "NORMAL", "v1", 0.1, "NORMAL", "dr.a")
+    replace = ("INSERT OR REPLACE INTO access_log (id, at, \"user\", action, patient_key, accession_key) "
+               "VALUES (1, 0, 'nobody', 'opened', 'x', 'x')" if engine().dialect.name == "sqlite" else
+               "INSERT INTO access_log (id, at, \"user\", action, patient_key, accession_key) VALUES "
+               "(1, 0, 'nobody', 'opened', 'x', 'x') ON CONFLICT (id) DO UPDATE SET \"user\" = 'nobody'")
+    for statement in (schema.access_log.update().values(user="someone else"), schema.access_log.delete(),
+                      text(replace), schema.pacs_feedback.update().values(label="PNEUMONIA"),
+                      schema.pacs_feedback.delete()):
         with pytest.raises(DBAPIError):
             with write() as db:
                 db.execute(statement)
     assert [r["user"] for r in access.accesses("MRN-2")] == ["dr.a"]
+    assert [h["label"] for h in feedback.history("1.2.9")] == ["NORMAL"]
 
 
 def _study(n: int) -> Study:

@@ -62,7 +62,9 @@ def _sqlite_engine(url: str) -> Engine:
     def prepare(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # transactions are begun below, as asked
         cursor = dbapi_connection.cursor()
-        for pragma in ("busy_timeout=30000", "journal_mode=WAL", "foreign_keys=ON"):
+        # recursive_triggers: the row an INSERT OR REPLACE removes fires its DELETE trigger, so an append-only
+        # table cannot be rewritten that way either
+        for pragma in ("busy_timeout=30000", "journal_mode=WAL", "foreign_keys=ON", "recursive_triggers=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

@@ -1,5 +1,5 @@
-"""Every look at a patient recorded (access_log, append-only), confirmations kept as history without UIDs in clear,
-administrators' settings, and MedCore's own results told from copies (pacs_studies.unverified_reports).
+"""Every look at a patient recorded (access_log, append-only), confirmations kept as history (append-only) without
+UIDs in clear, administrators' settings, and MedCore's own results told from copies (unverified_reports).
 
 Existing confirmations are carried over: their UIDs become a keyed digest and a sealed copy (medcore.keyed), the
 rows in clear are dropped. Studies recorded as "reported before" without a figure (the old rule took any "MedCore"
@@ -19,10 +19,15 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-APPEND_ONLY = "access_log is append-only"
 
 
 def upgrade() -> None:
+    op.create_table(
+        "settings",
+        sa.Column("key", sa.String(64), nullable=False), sa.Column("value", sa.Text, nullable=False),
+        sa.Column("changed_at", sa.Float, nullable=False), sa.Column("changed_by", sa.String(128), nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_settings"))
+
     with op.batch_alter_table("pacs_studies") as batch:
         batch.add_column(sa.Column("unverified_reports", sa.Integer, nullable=False, server_default="0"))
     op.execute("UPDATE pacs_studies SET status = 'retry', attempts = 0 "
@@ -38,17 +43,12 @@ def upgrade() -> None:
     op.create_index("ix_access_log_patient_key_at", "access_log", ["patient_key", "at"])
     op.create_index("ix_access_log_accession_key", "access_log", ["accession_key"])
     _append_only("access_log")
-    op.create_table(
-        "settings",
-        sa.Column("key", sa.String(64), nullable=False), sa.Column("value", sa.Text, nullable=False),
-        sa.Column("changed_at", sa.Float, nullable=False), sa.Column("changed_by", sa.String(128), nullable=False),
-        sa.PrimaryKeyConstraint("key", name="pk_settings"))
 
 
 def _feedback_as_history() -> None:
     from medcore import keyed
 
-    bind = op.get_bind()
+    bind = op.get_bind()  # the installation secret is checked against this store through the same connection
     old = bind.execute(sa.text("SELECT sop_instance_uid, study_uid, series_uid, label, model_version, probability, "
                                "decision, actor, at FROM pacs_feedback ORDER BY at")).mappings().all()
     op.drop_table("pacs_feedback")
@@ -62,10 +62,12 @@ def _feedback_as_history() -> None:
         sa.Column("supersedes", sa.Integer),
         sa.PrimaryKeyConstraint("id", name="pk_pacs_feedback"))
     op.create_index("ix_pacs_feedback_film_key_id", "pacs_feedback", ["film_key", "id"])
+    _append_only("pacs_feedback")  # a later confirmation supersedes; none is changed or erased
     if old:
         op.bulk_insert(table, [{
-            "film_key": keyed.digest("film", row["sop_instance_uid"]),
-            "sealed_uids": keyed.seal(json.dumps([row["study_uid"], row["series_uid"], row["sop_instance_uid"]])),
+            "film_key": keyed.digest("film", row["sop_instance_uid"], connection=bind),
+            "sealed_uids": keyed.seal(json.dumps([row["study_uid"], row["series_uid"], row["sop_instance_uid"]]),
+                                      connection=bind),
             **{key: row[key] for key in ("label", "model_version", "probability", "decision", "actor", "at")},
             "supersedes": None} for row in old])
 
@@ -75,10 +77,10 @@ def _append_only(table: str) -> None:
     if op.get_bind().dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
             op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END")
+                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
         return
     op.execute(f"CREATE FUNCTION medcore_{table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-               f"$$ BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$")
+               f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$")
     op.execute(f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
                f"FOR EACH ROW EXECUTE FUNCTION medcore_{table}_append_only()")
     op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
