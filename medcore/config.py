@@ -200,6 +200,12 @@ def pacs_poll_seconds() -> float:
     return _float("MEDCORE_PACS_POLL_SECONDS", 2.0)
 
 
+def pacs_lookback_days() -> int:
+    """MEDCORE_PACS_LOOKBACK_DAYS: the watcher lists this many days before its cursor too (default 7), so a study
+    that reaches the PACS days after its StudyDate (a late send, a transfer) is still triaged."""
+    return max(0, int(os.environ.get("MEDCORE_PACS_LOOKBACK_DAYS", "7")))
+
+
 def pacs_watch_in_app() -> bool:
     """MEDCORE_PACS_WATCH=1: the app server also runs the PACS watcher (one machine, no separate process)."""
     return os.environ.get("MEDCORE_PACS_WATCH", "").strip().lower() in ("1", "true", "yes")

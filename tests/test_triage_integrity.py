@@ -362,3 +362,24 @@ def test_a_result_scored_outside_the_validated_ages_keeps_its_warning_on_the_wor
         db.execute(schema.pacs_studies.delete())
     row = _row(pacs, xray_model, adult.StudyInstanceUID)
     assert row.state == "flagged" and row.detail.startswith("OUTSIDE INTENDED USE: Patient aged 45")
+
+
+def test_a_study_dated_before_the_cursor_that_arrives_late_is_still_triaged(store, xray_model, monkeypatch):
+    listed = []
+
+    class Client:
+        def chest_studies(self, first, last):
+            listed.append(first)
+            return []
+
+    watcher.set_cursor(TODAY)
+    watcher.poll_once(Client(), xray_model, today=TODAY)
+    assert listed[-1] <= TODAY - datetime.timedelta(days=7)  # yesterday's study that reached the PACS today
+
+
+def test_the_store_keys_a_study_by_a_keyed_digest_not_a_plain_hash(store):
+    import hashlib
+
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    assert analysis.study_key(uid) != hashlib.sha256(uid.encode()).hexdigest()[:32]
+    assert analysis.study_key(uid) == analysis.study_key(uid) and len(analysis.study_key(uid)) == 32

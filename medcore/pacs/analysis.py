@@ -17,7 +17,6 @@ patient's age, a non-frontal view, another modality or body part) is refused, an
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import pydicom
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from medcore import access, audit, config
+from medcore import access, audit, config, keyed
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_file, audit_study
 from medcore.pacs import results
@@ -40,8 +39,9 @@ FRONTAL_FIRST = {"PA": 0, "AP": 1}  # then films without a view (2), then the ot
 
 
 def study_key(study_uid: str) -> str:
-    """How the store refers to a study: a digest, so that no patient's UID sits in MedCore's tables."""
-    return hashlib.sha256(study_uid.encode()).hexdigest()[:32]
+    """How the store refers to a study: a keyed digest (medcore.keyed), so that no patient's UID sits in MedCore's
+    tables and nobody holding a UID can find its result there without the installation's secret."""
+    return keyed.digest("study", study_uid)[:32]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`medcore pacs watch`: analyse each new chest study in the PACS once, and write the result back.
 
 Every few seconds it lists the chest studies from its durable cursor (the first day not yet fully seen, kept in the
-store) to today, and hands each one the store has no final record of to pacs.analysis (which claims it, so a second
+store; less a look-back of a few days, since a study dated yesterday can reach the PACS today) to today, and hands each one the store has no final record of to pacs.analysis (which claims it, so a second
 watcher or a restart never repeats one). Studies are analysed two at a time. When the PACS is down it says so and
 backs off (2 s doubling to a minute), never crashes; when production changes it loads the new model.
 
@@ -79,7 +79,7 @@ def _analyse_safely(client: PacsClient, model, study) -> str:
 def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date | None = None) -> dict:
     """One pass: the studies from the cursor to today that have no final record for this model version."""
     today = today or datetime.date.today()
-    first = cursor(today)
+    first = cursor(today) - datetime.timedelta(days=config.pacs_lookback_days())  # studies that arrive late
     studies = client.chest_studies(first, today)
     _beat()
     pending = [s for s in studies if (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]
