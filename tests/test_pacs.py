@@ -163,3 +163,25 @@ def test_wrong_credentials_are_named_without_showing_them(store):
     with pytest.raises(PacsUnavailable, match="refused MedCore's credentials") as refused:
         client.chest_studies(datetime.date.today(), datetime.date.today())
     assert "not the password" not in str(refused.value)
+
+
+def test_the_overlay_carries_its_legend_below_the_film_and_the_report_says_one_view(xray_model):
+    """Viewers that do not render SR still show the finding, the figure, the decision, the model and the disclaimer
+    (burned in below the film, never over the lungs); the SR's procedure is a single frontal view."""
+    source = chest_study(_film(xray_model, 41, 600), "Legend^Test", "L-1", "ACC-L1")
+    result = analysis.analyse_file(xray_model, as_bytes(source), "film")
+    sr, capture = analysis.result_objects(xray_model, source, result)
+    lines = results.legend_lines(result.probability, xray_model.threshold, result.decision, xray_model.version)
+    assert lines[0] == f"MedCore decision: {result.decision}" and f"{result.probability:.1%}" in lines[1]
+    assert xray_model.version in lines[2] and lines[3] == "Decision support, not a diagnosis"
+    pixels = capture.pixel_array
+    height = result.display.shape[0]
+    assert pixels.shape[0] > height and pixels.shape[1] == result.display.shape[1]
+    plain = results.overlay_capture(source, __import__("medcore.imaging.gradcam", fromlist=["overlay"]).overlay(
+        result.display, result.heatmap, 0.5), xray_model.version).pixel_array
+    assert np.array_equal(pixels[:height], plain)  # the film itself untouched
+    band = pixels[height:]
+    assert (band > 200).any(axis=-1).mean() > 0.01  # words written in the band
+    warned = results.legend_lines(0.9, 0.3, "PNEUMONIA", "v", warning="OUTSIDE INTENDED USE: ...")
+    assert warned[0] == "OUTSIDE INTENDED USE"
+    assert sr.ConceptNameCodeSequence and "36554-4" in str(sr) and "36643-5" not in str(sr)

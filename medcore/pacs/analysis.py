@@ -97,7 +97,10 @@ def result_objects(model: LoadedXrayModel, source: pydicom.Dataset, result: Stud
     objects = [results.structured_report(source, model.version, result.probability, model.threshold,
                                          result.decision, refusal, result.intended_use_warning)]
     if result.probability is not None and result.display is not None and result.heatmap is not None:
-        objects.append(results.overlay_capture(source, overlay(result.display, result.heatmap, 0.5), model.version))
+        legend = results.legend_lines(result.probability, model.threshold, result.decision, model.version,
+                                      result.intended_use_warning)
+        objects.append(results.overlay_capture(source, overlay(result.display, result.heatmap, 0.5), model.version,
+                                               legend))
     return objects
 
 

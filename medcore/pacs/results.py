@@ -37,6 +37,7 @@ SIGNATURE = ("SIGNATURE", PRIVATE_SCHEME, "MedCore signature")
 SIGNED = "medcore-sr-v2"  # the signature's purpose: what is signed, and how (v2: the whole content tree)
 DISCLAIMER = "MedCore result: decision support, not a diagnosis"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
+SINGLE_VIEW = ("36554-4", "LN", "XR Chest Single view")  # MedCore reads one frontal film of the study
 PATIENT_STUDY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
                           "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
 
@@ -88,7 +89,7 @@ def structured_report(source: pydicom.Dataset, model_version: str, probability: 
             uid=device_uid(model_version), name="MedCore", manufacturer_name=MEDCORE_MANUFACTURER,
             model_name=model_version))
     report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-                                     procedure_reported=hd.sr.CodedConcept("36643-5", "LN", "XR Chest 2V"),
+                                     procedure_reported=hd.sr.CodedConcept(*SINGLE_VIEW),
                                      imaging_measurements=[group], title=codes.DCM.ImagingMeasurementReport)
     comment = (DISCLAIMER + (f". Refused: {refusal}" if refusal else
                              f". Calibrated probability of pneumonia {probability:.1%}, operating threshold "
@@ -119,11 +120,38 @@ def device_uid(model_version: str) -> str:
     return pydicom.uid.generate_uid(prefix="1.2.826.0.1.3680043.10.1193.", entropy_srcs=["medcore", model_version])
 
 
-def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_version: str) -> pydicom.Dataset:
-    """The film with its Grad-CAM overlay as a Secondary Capture in a new series of the same study."""
+def legend_lines(probability: float, threshold: float, decision: str, model_version: str,
+                 warning: str | None = None) -> list[str]:
+    """What the overlay says in words, for viewers that show the image but not the SR."""
+    lines = [f"MedCore decision: {decision}",
+             f"Calibrated probability of pneumonia {probability:.1%} (operating threshold {threshold:.1%})",
+             f"Model {model_version}", "Decision support, not a diagnosis"]
+    return (["OUTSIDE INTENDED USE"] if warning else []) + lines
+
+
+def with_legend(overlay_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
+    """The overlay with a black band below the film holding the legend: outside the lungs, never over the film."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = overlay_rgb.shape[:2]
+    size = max(10, width // 45)
+    band = int(size * 1.35 * len(lines) + size)
+    canvas = Image.new("RGB", (width, height + band), (0, 0, 0))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(overlay_rgb.astype(np.uint8))), (0, 0))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=size)
+    for index, line in enumerate(lines):
+        colour = (255, 80, 80) if line == "OUTSIDE INTENDED USE" else (255, 255, 255)
+        draw.text((size // 2, height + size // 2 + int(index * size * 1.35)), line, fill=colour, font=font)
+    return np.asarray(canvas)
+
+
+def overlay_capture(source: pydicom.Dataset, overlay_rgb: np.ndarray, model_version: str,
+                    legend: list[str] | None = None) -> pydicom.Dataset:
+    """The film with its Grad-CAM overlay as a Secondary Capture in a new series of the same study, with the legend
+    burned in below the film when given."""
     import highdicom as hd
 
-    pixels = np.ascontiguousarray(overlay_rgb.astype(np.uint8))
+    pixels = np.ascontiguousarray((with_legend(overlay_rgb, legend) if legend else overlay_rgb).astype(np.uint8))
     capture = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=_evidence(source), pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(),
