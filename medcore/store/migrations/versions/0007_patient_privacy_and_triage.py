@@ -14,6 +14,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
+from medcore.store.migrations.append_only import append_only
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -42,7 +44,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_access_log"))
     op.create_index("ix_access_log_patient_key_at", "access_log", ["patient_key", "at"])
     op.create_index("ix_access_log_accession_key", "access_log", ["accession_key"])
-    _append_only("access_log")
+    append_only("access_log")
 
 
 def _feedback_as_history() -> None:
@@ -62,7 +64,7 @@ def _feedback_as_history() -> None:
         sa.Column("supersedes", sa.Integer),
         sa.PrimaryKeyConstraint("id", name="pk_pacs_feedback"))
     op.create_index("ix_pacs_feedback_film_key_id", "pacs_feedback", ["film_key", "id"])
-    _append_only("pacs_feedback")  # a later confirmation supersedes; none is changed or erased
+    append_only("pacs_feedback")  # a later confirmation supersedes; none is changed or erased
     if old:
         op.bulk_insert(table, [{
             "film_key": keyed.digest("film", row["sop_instance_uid"], connection=bind),
@@ -71,17 +73,3 @@ def _feedback_as_history() -> None:
             **{key: row[key] for key in ("label", "model_version", "probability", "decision", "actor", "at")},
             "supersedes": None} for row in old])
 
-
-def _append_only(table: str) -> None:
-    """UPDATE and DELETE (and TRUNCATE) abort in the database itself, as for the audit log."""
-    if op.get_bind().dialect.name == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END")
-        return
-    op.execute(f"CREATE FUNCTION medcore_{table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-               f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$")
-    op.execute(f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-               f"FOR EACH ROW EXECUTE FUNCTION medcore_{table}_append_only()")
-    op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-               f"FOR EACH STATEMENT EXECUTE FUNCTION medcore_{table}_append_only()")
