@@ -383,3 +383,30 @@ def test_the_store_keys_a_study_by_a_keyed_digest_not_a_plain_hash(store):
     uid = "1.2.826.0.1.3680043.8.498.1"
     assert analysis.study_key(uid) != hashlib.sha256(uid.encode()).hexdigest()[:32]
     assert analysis.study_key(uid) == analysis.study_key(uid) and len(analysis.study_key(uid)) == 32
+
+
+@needs_pacs
+def test_an_oversized_medcore_labelled_object_counts_as_another_source_and_the_study_is_read(pacs, xray_model,
+                                                                                           monkeypatch):
+    from medcore import config
+
+    study = _flagged_study(xray_model, "bigsr", 11)
+    pacs.store([study])
+    other = _flagged_study(xray_model, "bigsr-origin", 12)
+    pacs.store([other])
+    assert analysis.analyse_study(pacs, xray_model, other.StudyInstanceUID) is not None
+    _copy_of_sr_into(pacs, other, study)
+    real_instance = pacs.instance
+
+    def limited(study_uid, series_uid, sop_uid):  # every report over the limit; the film itself under it
+        if series_uid != study.SeriesInstanceUID:
+            monkeypatch.setattr(config, "MAX_UPLOAD_BYTES", 1024)
+        try:
+            return real_instance(study_uid, series_uid, sop_uid)
+        finally:
+            monkeypatch.setattr(config, "MAX_UPLOAD_BYTES", 64 * 2**20)
+
+    monkeypatch.setattr(pacs, "instance", limited)
+    done = analysis.analyse_study(pacs, xray_model, study.StudyInstanceUID)
+    assert done is not None and done.result.decision == "PNEUMONIA"
+    assert analysis.record(study.StudyInstanceUID, xray_model.version)["unverified_reports"] == 1
