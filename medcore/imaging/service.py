@@ -292,7 +292,8 @@ def score_files(model: LoadedXrayModel, files: list[Path], workers: int = 4) -> 
             radiograph = read_radiograph(path.read_bytes(), path.name)
         except (UnreadableImage, OSError):
             return None, False
-        return to_model_input(radiograph.pixels, artifact.image_size), bool(quality.rule_reasons(radiograph, model.intended_use))
+        refused = bool(quality.rule_reasons(radiograph, model.intended_use))
+        return to_model_input(radiograph.pixels, artifact.image_size), refused
 
     with ThreadPoolExecutor(workers) as pool:
         prepared = list(pool.map(prepare, files))

@@ -12,7 +12,8 @@ Patient and study attributes are copied from the source film by highdicom (never
 character set is UTF-8, so non-ASCII names are written declared.
 
 Each SR carries a signature: an HMAC (medcore.keyed, the installation's secret) over the study and the report's
-whole content tree (the film referenced, the model version, both copies of every figure, every code and text). "Manufacturer MedCore" can be written by anyone; the signature cannot, so a report
+whole content tree (the film referenced, the model version, both copies of every figure, every code and text).
+"Manufacturer MedCore" can be written by anyone; the signature cannot, so a report
 copied into another study, or made by another device, or by another MedCore installation, does not verify
 (`verified_result`) and is never taken as this MedCore's result.
 """

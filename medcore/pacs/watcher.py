@@ -1,8 +1,9 @@
 """`medcore pacs watch`: analyse each new chest study in the PACS once, and write the result back.
 
 Every few seconds it lists the chest studies from its durable cursor (the first day not yet fully seen, kept in the
-store; less a look-back of a few days, since a study dated yesterday can reach the PACS today) to today, and hands each one the store has no final record of to pacs.analysis (which claims it, so a second
-watcher or a restart never repeats one). Studies are analysed two at a time. When the PACS is down it says so and
+store, less a look-back of a few days: a study dated yesterday can reach the PACS today) to today, and hands each
+one the store has no final record of to pacs.analysis (which claims it, so a second watcher or a restart never
+repeats one). Studies are analysed two at a time. When the PACS is down it says so and
 backs off (2 s doubling to a minute), never crashes; when production changes it loads the new model.
 
 Left unattended it must keep going: an error in one study (or one odd row of the PACS's answer) is counted, logged
