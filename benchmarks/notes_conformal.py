@@ -5,8 +5,8 @@
 For each task, the notes the model's calibration and sets were fitted on (out-of-fold calibrated probabilities,
 `fit_prob` in the model's validation.npz) are split 20 times in stratified halves: the quantiles (sets) and the
 confidence threshold ("uncertain" rule) are fitted on one half and measured on the other. Reported: per-class
-coverage of the sets (goal: every class within 2 points of 90 %), mean set size (goals: <= 2.2 on medical_abstracts,
-<= 1.05 on symptom2disease), the share of notes that get one class and how often that class is right, for both
+coverage of the sets (goal: every class at least 0.88), mean set size (goals: <= 2.3 on medical_abstracts,
+<= 1.1 on symptom2disease), the share of notes that get one class and how often that class is right, for both
 rules. Medians over the splits. Writes benchmarks/results/notes_conformal.json; `--write-readme` renders the README's
 table and its figures from that file.
 """
@@ -27,7 +27,7 @@ from medcore.metrics import confidence_threshold  # noqa: E402
 from readme_blocks import replace_block  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "notes_conformal.json"
-GOALS = {"medical_abstracts": 2.2, "symptom2disease": 1.05}
+GOALS = {"medical_abstracts": 2.3, "symptom2disease": 1.1}  # issue 32
 BEGIN, END = "<!-- prediction-sets: begin -->", "<!-- prediction-sets: end -->"
 LABELS = {"medical_abstracts": "medical_abstracts (5 categories)", "symptom2disease": "symptom2disease (24 diseases)"}
 
@@ -112,12 +112,14 @@ def main() -> int:
         stored = np.load(folder / "validation.npz")
         if "fit_prob" not in stored:
             raise SystemExit(f"{folder} has no out-of-fold probabilities; retrain it (medcore train notes).")
-        seed = json.loads((folder / "meta.json").read_text())["options"]["seed"]
-        result = compare(stored["fit_prob"], stored["fit_y"].astype(int), model.labels, seed=seed)
+        meta = json.loads((folder / "meta.json").read_text())
+        seed = meta["options"]["seed"]
+        result = compare(stored["fit_prob"], stored["fit_y"].astype(int), model.labels, seed=seed,
+                         level=meta["conformal"]["level"])  # the model's own level (conformal.choose_level)
         result["seed"] = seed
         result.update({"model_version": model.version, "set_size_goal": goal,
                        "meets_goals": result["mean_set_size"] <= goal
-                       and min(result["per_class"].values()) >= result["level"] - 0.02})
+                       and min(result["per_class"].values()) >= 0.88})
         results[task] = result
         coverage = result["per_class"].values()
         print(f"{task}: per-class coverage {min(coverage):.3f}..{max(coverage):.3f} (goal >= 0.88), mean set "

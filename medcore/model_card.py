@@ -496,13 +496,20 @@ def _confidence_note(meta: dict[str, Any]) -> str:
     if sets:
         check = sets["held_out_check"]
         per_class = ", ".join(f"{label} {coverage:.0%}" for label, coverage in check["coverage_per_class"].items())
+        level = (f"at level {sets['level']:.2f}, chosen as {sets['level_rule']} (target {sets['target']:.2f}; a level "
+                 f"equal to the target fell short of it on notes no model had seen)" if "level_rule" in sets
+                 else f"for {sets['level']:.0%} coverage per class")
+        spread = (f" (10th to 90th percentile {check['coverage_range'][0]:.1%} to {check['coverage_range'][1]:.1%})"
+                  if "coverage_range" in check else "")
+        refit = (f" Refitted with `{sets['refit']['command']}` on {sets['refit']['at']} (level before: "
+                 f"{sets['refit']['previous_level']:.2f}); weights and calibration unchanged." if sets.get("refit") else "")
         return (f"- Prediction sets (split conformal, class-conditional): the page names every class whose score is "
-                f"within that class's quantile, fitted on {sets['fitted_on']} for {sets['level']:.0%} coverage per "
-                f"class; one class reads \"most likely A\", more \"one of A, B\" (this replaces the \"uncertain\" "
-                f"rule). Measured on held-out halves of those notes (median of {check['repeats']} stratified "
-                f"half-splits): coverage {check['coverage']:.1%}, the least-covered class {check['lowest_class_coverage']:.1%}, "
-                f"mean set size {check['mean_set_size']:.2f}, one class for {check['singletons']:.0%} of notes. "
-                f"Per class: {per_class}.")
+                f"within that class's quantile, fitted on {sets['fitted_on']} {level}; one class reads \"most likely "
+                f"A\", more \"one of A, B\" (this replaces the \"uncertain\" rule). Measured on held-out halves of "
+                f"those notes (median of {check['repeats']} stratified half-splits): coverage {check['coverage']:.1%}"
+                f"{spread}, the least-covered class {check['lowest_class_coverage']:.1%}, mean set size "
+                f"{check['mean_set_size']:.2f}, one class for {check['singletons']:.0%} of notes. Per class: "
+                f"{per_class}.{refit}")
     if not confidence:
         return ""
     return (f"- \"Uncertain\": when the top class's calibrated probability is below {confidence['threshold']:.3f}, the "

@@ -207,8 +207,7 @@ def note_report_pdf(prediction: NotePrediction, attribution: Attribution, class_
     if prediction.certain:
         finding = f"most likely {top[0][0]}"
     elif prediction.quantiles is not None:
-        finding = (f"{prediction.finding}: together these hold the true class with at least {prediction.level:.0%} "
-                   "coverage for notes of each class (split conformal prediction on held-out notes)")
+        finding = f"{prediction.finding}: sets like these {prediction.coverage}"
     else:
         finding = (f"uncertain: no class reaches {prediction.confidence_threshold:.0%}, the confidence at which at "
                    "least 90 % of the model's findings were correct on validation")

@@ -71,3 +71,52 @@ def test_the_note_prediction_names_its_set(notes_models, quantiles, finding):
     assert prediction.certain == (finding == "most likely")
     assert len(prediction.prediction_set) == (1 if quantiles == 0.0 else len(model.labels))
     assert prediction.prediction_set[0] == prediction.ranked(1)[0][0]
+
+
+def test_the_level_rule_adds_a_margin_where_calibration_notes_are_few_and_none_where_they_are_many():
+    """Issue 32: at level 0.90 the sets held 0.874 of new notes. The rule raises the level until coverage in the worst
+    tenth of half-splits reaches the target, from the out-of-fold notes alone."""
+    few_p, few_y = synthetic_scores(300, seed=5)
+    level, tried = conformal.choose_level(few_p, few_y, ["a", "b", "c"])
+    assert level > conformal.TARGET and tried[-1]["coverage_p10"] >= conformal.TARGET
+    assert all(row["coverage_p10"] < conformal.TARGET for row in tried[:-1])
+    many_p, many_y = synthetic_scores(20000, seed=6)
+    assert conformal.choose_level(many_p, many_y, ["a", "b", "c"])[0] == conformal.LEVELS[0]
+    new_p, new_y = synthetic_scores(20000, seed=7)  # and the margin is what keeps the target on new notes
+    kept = conformal.evaluate(new_p, new_y, conformal.class_quantiles(few_p, few_y, 3, level), ["a", "b", "c"])
+    assert kept["set_coverage"] >= conformal.TARGET
+
+
+def test_pages_state_the_measured_coverage_with_its_spread_never_at_least(notes_models):
+    from medcore.notes.service import predict_note
+
+    model = notes_models["medical_abstracts"]
+    sentence = conformal.coverage_sentence(model.meta["conformal"])
+    check = model.meta["conformal"]["held_out_check"]
+    assert f"{check['coverage']:.0%} of held-out notes" in sentence and "10th to 90th percentile" in sentence
+    assert "at least" not in sentence
+    prediction = predict_note(model, "Patients with chronic heart failure and reduced ejection fraction were "
+                                     "followed for two years after the infarction.")
+    assert prediction.coverage == sentence
+
+
+def test_refitting_a_models_sets_uses_the_rule_and_makes_a_new_version(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from medcore.training.train_notes import refit_prediction_sets
+
+    folder = tmp_path / "model"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "assets" / "models" / "notes_medical_abstracts", folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    stored = np.load(folder / "validation.npz")
+    meta["conformal"] = {**meta["conformal"], "level": 0.9, "quantiles": conformal.class_quantiles(
+        stored["fit_prob"], stored["fit_y"].astype(int), len(meta["labels"]), 0.9).round(6).tolist()}
+    meta["version"] = meta["version"].split("-sets")[0]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    record = refit_prediction_sets(folder, "medcore prediction-sets-refit notes --model X")
+    refitted = json.loads((folder / "meta.json").read_text())
+    assert record["level"] > 0.9 and record["refit"]["previous_level"] == 0.9
+    assert refitted["version"] == meta["version"] + f"-sets{round(record['level'] * 100)}"
+    assert f"at level {record['level']:.2f}" in (folder / "model_card.md").read_text()

@@ -114,6 +114,15 @@ def test_the_stored_federated_card_is_the_one_its_generator_writes():
     assert len(rounds) >= results["rounds"], history
 
 
+def test_the_readme_prediction_set_holdout_table_is_its_result_file():
+    import notes_conformal_holdout
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "notes_conformal_holdout.json").read_text())
+    assert notes_conformal_holdout.readme_block(results) in (ROOT / "README.md").read_text()
+    shipped = json.loads((ROOT / "assets" / "models" / "notes_medical_abstracts" / "meta.json").read_text())
+    assert results["tasks"]["medical_abstracts"]["rows"]["level by the rule"]["level"] == shipped["conformal"]["level"]
+
+
 def test_the_readme_prediction_set_table_is_its_result_file():
     import notes_conformal
 

@@ -16,8 +16,8 @@ from medcore.cli import admin, calibrate, explanations, federated, gan, modellin
 GROUPS = (modelling, calibrate, monitoring, explanations, federated, gan, admin, service, pacs)
 
 # commands that neither read nor serve registered models
-WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "check-explanations", "users", "worker", "db", "audit",
-                    "settings"}
+WITHOUT_REGISTRY = {"train", "quality-refit", "calibration-refit", "prediction-sets-refit", "check-explanations",
+                    "users", "worker", "db", "audit", "settings"}
 from medcore.pacs.client import PacsUnavailable  # noqa: E402 - a clear message for the PACS being down
 
 

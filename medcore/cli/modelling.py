@@ -130,6 +130,15 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prediction_sets_refit(args: argparse.Namespace) -> int:
+    from medcore.training.train_notes import refit_prediction_sets
+
+    record = refit_prediction_sets(Path(args.model), " ".join(["medcore"] + sys.argv[1:]))
+    emit({"model": args.model, "level": record["level"], "previous_level": record["refit"]["previous_level"],
+          "held_out_check": record["held_out_check"]})
+    return 0
+
+
 def cmd_quality_refit_xray(args: argparse.Namespace) -> int:
     from medcore.training.train_xray import refit_quality_reference
 
@@ -187,6 +196,12 @@ def register(commands) -> None:
     xray.add_argument("--data", required=True, help="the folder the model was trained on")
     xray.add_argument("--model", required=True)
     xray.set_defaults(func=cmd_quality_refit_xray)
+
+    refit = commands.add_parser("prediction-sets-refit", help="fit an unregistered case-note model's prediction sets "
+                                "again by the current level rule, from its stored out-of-fold notes")
+    notes = refit.add_subparsers(dest="task", required=True).add_parser("notes")
+    notes.add_argument("--model", required=True)
+    notes.set_defaults(func=cmd_prediction_sets_refit)
 
     refit = commands.add_parser("calibration-refit", help="refit an unregistered model's calibration and threshold "
                                 "on its own validation films by the current rule, weights untouched (a new version)")

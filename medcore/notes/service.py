@@ -23,7 +23,8 @@ class NotePrediction:
     model_version: str
     confidence_threshold: float = 0.0  # models without prediction sets: below it the finding is "uncertain"
     quantiles: np.ndarray | None = None  # the model's conformal quantiles per class (medcore.conformal)
-    level: float | None = None  # their coverage level
+    level: float | None = None  # their conformal level
+    coverage: str | None = None  # what the sets' coverage was, measured (conformal.coverage_sentence)
 
     def ranked(self, k: int | None = None) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]
@@ -68,7 +69,8 @@ def predict_note(model: NotesModel, text: str) -> NotePrediction:
     probabilities = model.predict_words([[t.text for t in note.tokens]])[0]
     sets = model.meta.get("conformal")
     return NotePrediction(note, probabilities, model.labels, model.version, model.confidence_threshold,
-                          np.asarray(sets["quantiles"]) if sets else None, sets["level"] if sets else None)
+                          np.asarray(sets["quantiles"]) if sets else None, sets["level"] if sets else None,
+                          conformal.coverage_sentence(sets) if sets else None)
 
 
 def analyse_note(model: NotesModel, text: str, cache: ExplanationCache, user: str

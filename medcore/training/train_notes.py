@@ -9,6 +9,7 @@ calibration map chosen by cross-validation within validation -> the confidence b
 
 from __future__ import annotations
 
+import json
 import platform
 import secrets
 import sys
@@ -220,6 +221,38 @@ LINEAR_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)
 LINEAR_VOCABULARIES = (20_000, 150_000)
 
 
+def prediction_set_record(fit_prob: np.ndarray, fit_y: np.ndarray, label_names: list[str], seed: int,
+                          fitted_on: str) -> dict:
+    """The model's prediction sets: the level chosen by conformal.LEVEL_RULE on the held-out notes alone, each
+    class's quantile at it, and the half-split check at that level."""
+    level, tried = conformal.choose_level(fit_prob, fit_y, label_names, seed=seed)
+    return {"level": level, "target": conformal.TARGET, "level_rule": conformal.LEVEL_RULE, "levels_tried": tried,
+            "method": "split conformal, class-conditional (Mondrian), score 1 - p",
+            "quantiles": conformal.class_quantiles(fit_prob, fit_y, len(label_names), level).round(6).tolist(),
+            "fitted_on": fitted_on, "n_per_class": np.bincount(fit_y, minlength=len(label_names)).tolist(),
+            "held_out_check": conformal.split_check(fit_prob, fit_y, label_names, level, seed=seed)}
+
+
+def refit_prediction_sets(model_dir: Path, command: str) -> dict:
+    """A notes model's prediction sets fitted again by today's rule from its stored out-of-fold notes (weights and
+    calibration untouched); the model card is rewritten. Returns the new record."""
+    from medcore.training.external import add_to_card
+
+    meta = json.loads((Path(model_dir) / "meta.json").read_text())
+    stored = np.load(Path(model_dir) / "validation.npz")
+    if "fit_prob" not in stored:
+        raise ValueError(f"{model_dir} keeps no out-of-fold probabilities: retrain it (medcore train notes).")
+    previous = meta.get("conformal", {})
+    record = prediction_set_record(stored["fit_prob"], stored["fit_y"].astype(int), meta["labels"],
+                                   meta["options"]["seed"], previous.get("fitted_on", "the held-out notes"))
+    record["refit"] = {"command": command, "at": time.strftime("%Y-%m-%d %H:%M"),
+                       "previous_level": previous.get("level")}
+    if record["quantiles"] != previous.get("quantiles"):  # other sets: another version (versions never change)
+        meta["version"] = f"{meta['version'].split('-sets')[0]}-sets{round(record['level'] * 100)}"
+        (Path(model_dir) / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return add_to_card(Path(model_dir), "conformal", record)["conformal"]
+
+
 def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | None = None, *, task: str,
                 progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Train and write a model folder to out_dir; return its metadata (`task` is what it records)."""
@@ -285,13 +318,10 @@ def train_notes(csv_path: Path, out_dir: Path, options: NotesTrainingOptions | N
     fit_prob = calibrate_logits(fit_logits, calibration)
     confidence = {**confidence_threshold(fit_y, fit_prob, options.min_precision),
                   "min_precision": options.min_precision}
-    conformal_record = {
-        "level": conformal.DEFAULT_LEVEL, "method": "split conformal, class-conditional (Mondrian), score 1 - p",
-        "quantiles": conformal.class_quantiles(fit_prob, fit_y, len(data.label_names)).round(6).tolist(),
-        "fitted_on": ("every note's out-of-fold calibrated probabilities" if linear and linear.get("refit_on_all")
-                      else "the validation notes' calibrated probabilities"),
-        "n_per_class": np.bincount(fit_y, minlength=len(data.label_names)).tolist(),
-        "held_out_check": conformal.split_check(fit_prob, fit_y, data.label_names, seed=options.seed)}
+    conformal_record = prediction_set_record(
+        fit_prob, fit_y, data.label_names, options.seed,
+        "every note's out-of-fold calibrated probabilities" if linear and linear.get("refit_on_all")
+        else "the validation notes' calibrated probabilities")
     texts = [" ".join(words) for words in data.words]
     baseline_predict, baseline_description = fit_baseline([texts[i] for i in train_idx], y_train,
                                                           len(data.label_names), options.seed)
