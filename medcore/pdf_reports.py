@@ -207,7 +207,7 @@ def note_report_pdf(prediction: NotePrediction, attribution: Attribution, class_
     if prediction.certain:
         finding = f"most likely {top[0][0]}"
     elif prediction.quantiles is not None:
-        finding = f"{prediction.finding}: sets like these {prediction.coverage}"
+        finding = f"{prediction.finding}: sets like this one {prediction.coverage}"
     else:
         finding = (f"uncertain: no class reaches {prediction.confidence_threshold:.0%}, the confidence at which at "
                    "least 90 % of the model's findings were correct on validation")

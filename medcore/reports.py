@@ -11,6 +11,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from medcore import conformal
 from medcore.artifacts import ModelInfo
 from medcore.imaging.gradcam import overlay
 from medcore.imaging.intended_use import IntendedUse
@@ -52,10 +53,9 @@ def notes_summary(model: ModelInfo) -> str:
     confidence, sets = model.meta.get("confidence"), model.meta.get("conformal")
     if sets and "held_out_check" in sets:
         check = sets["held_out_check"]
-        text += (f". When one category is not enough it names a set meant to hold the true category for at least "
-                 f"{sets['level']:.0%} of notes of each category; on held-out notes (median of {check['repeats']} "
-                 f"half-splits) the least-covered category was covered {check['lowest_class_coverage']:.0%}, sets "
-                 f"averaged {check['mean_set_size']:.2f} categories and {check['singletons']:.0%} named one")
+        text += (f". When one category is not enough it names a set of categories; such sets "
+                 f"{escape_markdown(conformal.coverage_sentence(sets))}, averaged {check['mean_set_size']:.2f} "
+                 f"categories and {check['singletons']:.0%} named one")
     elif confidence:
         text += (f". Below a top probability of {confidence['threshold']:.0%} it says \"uncertain\": "
                  f"{confidence['coverage']:.0%} of validation notes got a finding, {confidence['precision']:.0%} "

@@ -57,8 +57,9 @@ if prediction.certain:
     st.subheader(f"Most likely: {escape_markdown(top3[0][0])} ({format_probability(top3[0][1])})")
 elif candidates is not None:
     st.subheader("One of: " + ", ".join(escape_markdown(label) for label in candidates))
-    st.warning(f"The model cannot narrow this note to one category. Sets like these {escape_markdown(prediction.coverage)}"
-               ": read the categories named as the possibilities to weigh, not a finding.", icon=":material/help:")
+    st.warning(f"The model cannot narrow this note to one category. Sets like this one "
+               f"{escape_markdown(prediction.coverage)}: read them as the possibilities to weigh, not a finding.",
+               icon=":material/help:")
 else:
     st.subheader("Uncertain: no category is probable enough")
     st.warning(f"The highest probability, {format_probability(top3[0][1])} for {escape_markdown(top3[0][0])}, is below "
