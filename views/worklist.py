@@ -102,8 +102,8 @@ if prior is not None and prior_analysis is not None:
         show_study(prior_analysis.result, evidence, threshold, model.positive_label, opacity, key="prior")
 
 with st.form("worklist-feedback"):
-    st.markdown("**Confirm or correct the finding** (stored against this film's DICOM instance, without names or "
-                "pixels; the performance page counts MedCore's agreement).")
+    st.markdown("**Confirm or correct the finding** (kept as history against a keyed digest of this film, without "
+                "names or pixels; a later confirmation supersedes; the performance page counts MedCore's agreement).")
     label = st.radio("The film shows", feedback.LABELS, horizontal=True, index=None, key="worklist-label")
     if st.form_submit_button("Save the finding", icon=":material/task_alt:"):
         if label is None:
