@@ -27,7 +27,7 @@ def test_a_nan_model_gives_no_decision_on_a_film(store, broken_xray_model, tmp_p
     (result,) = analyse_uploads(broken_xray_model, [("film.png", film)], {}, "dr.nan")
     assert result.probability is None and result.decision is None and not result.flagged
     assert "no valid output" in result.error and "Incident" in result.error
-    assert result.as_dict() == {"error": result.error}
+    assert result.as_dict() == {"error": result.error, "decision": None}
     rows = audit.recent(5)
     assert [r["outcome"] for r in rows if r["action"] == "predict_xray"] == ["invalid model output"]
     assert any(r["action"] == "incident" for r in rows)

@@ -1,6 +1,7 @@
 """The notes command line and service on the shipped models."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,9 @@ def test_predict_notes_json_says_which_finding_applies():
     done = medcore("predict", "notes", "--task", "medical_abstracts", "--text",
                    "Patient reports tiredness and some pain for two weeks.", "--json")
     result = json.loads(done.stdout)
-    assert result["coverage"] == 0.9 and result["prediction_set"][0] == result["prediction"]
+    sets = json.loads((Path(__file__).resolve().parents[1] / "assets" / "models" / "notes_medical_abstracts" / "meta.json").read_text())["conformal"]
+    assert result["level"] == sets["level"] == 0.92 and result["prediction_set"][0] == result["prediction"]
+    assert result["coverage"] == sets["held_out_check"]["coverage"] and len(result["coverage_range"]) == 2
     expected = (f"most likely {result['prediction']}" if len(result["prediction_set"]) == 1
                 else "one of " + ", ".join(result["prediction_set"]))
     assert result["finding"] == expected

@@ -115,10 +115,14 @@ def cmd_predict_notes(args: argparse.Namespace) -> int:
         return 0
     top = prediction.ranked(3)
     best = model.labels.index(top[0][0])
+    check = (model.meta.get("conformal") or {}).get("held_out_check", {})  # the sets' measured coverage
     words = attribution.top(best, args.top_words) if attribution is not None else []
     result = {"task": model.task, "model_version": model.version, "prediction": top[0][0],
               "finding": prediction.finding, "confidence_threshold": round(prediction.confidence_threshold, 4),
-              "prediction_set": prediction.prediction_set, "coverage": prediction.level,
+              "prediction_set": prediction.prediction_set,
+              "coverage": check.get("coverage", prediction.level),  # measured on held-out notes, not promised
+              "level": prediction.level, **({"coverage_range": check["coverage_range"]} if "coverage_range" in check
+                                            else {}),
               "top": [{"label": label, "probability": round(p, 4)} for label, p in top],
               "attributions": [{"word": w, "shap": round(v, 4)} for w, v in words],
               **({"explanation_error": error} if error else {}),
