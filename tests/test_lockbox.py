@@ -10,7 +10,7 @@ import shutil
 import sys
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from medcore import store as database
 from medcore import tasks
@@ -172,13 +172,8 @@ def test_plain_evaluate_says_how_many_films_were_scored_in_a_reporting_part(samp
 
 @pytest.mark.both_engines
 def test_the_film_log_is_append_only_in_the_database_itself(store):
+    from tests.test_store import assert_append_only
+
     lockbox.record_scoring(["a" * 64], "xray-test", "reporting", "tests", False, "tests")
-    for statement in ("UPDATE lockbox_films SET forced = NOT forced", "DELETE FROM lockbox_films"):
-        with pytest.raises(Exception, match="append-only"):
-            with database.write() as connection:
-                connection.execute(text(statement))
-    if database.dialect() == "postgresql":
-        with pytest.raises(Exception, match="append-only"):
-            with database.write() as connection:
-                connection.execute(text("TRUNCATE lockbox_films"))
+    assert_append_only("lockbox_films", "forced = NOT forced")
     assert [(r["film"], r["forced"]) for r in _logged()] == [("a" * 64, False)]

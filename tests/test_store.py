@@ -83,16 +83,20 @@ def test_two_admins_promoting_at_once_cannot_both_win(store, tmp_path):
     assert len(promotions) == 1 and promotions[0]["previous"] == shipped  # one history row: no half state
 
 
-def test_the_audit_log_is_append_only_in_the_database_itself(store):
-    audit.record("someone", "test", "ok")
-    for statement in ("UPDATE audit SET outcome = 'changed'", "DELETE FROM audit"):
+def assert_append_only(table: str, change: str) -> None:
+    """UPDATE (`change`, a SET clause), DELETE, and on PostgreSQL TRUNCATE of `table` are refused by the database
+    itself: one check for every append-only table (audit, lockbox_films, access_log, pacs_feedback)."""
+    statements = [f"UPDATE {table} SET {change}", f"DELETE FROM {table}"]
+    statements += [f"TRUNCATE {table}"] if database.dialect() == "postgresql" else []
+    for statement in statements:
         with pytest.raises(Exception, match="append-only"):
             with database.write() as connection:
                 connection.execute(text(statement))
-    if database.dialect() == "postgresql":
-        with pytest.raises(Exception, match="append-only"):
-            with database.write() as connection:
-                connection.execute(text("TRUNCATE audit"))
+
+
+def test_the_audit_log_is_append_only_in_the_database_itself(store):
+    audit.record("someone", "test", "ok")
+    assert_append_only("audit", "outcome = 'changed'")
     assert audit.recent(1)[0]["outcome"] == "ok"
 
 
