@@ -50,9 +50,8 @@ page = st.number_input(f"Page (of {pages}; {config.worklist_page_size()} studies
                        1, pages, 1, key="worklist-page") if pages > 1 else 1
 flagged = sum(r.state == "flagged" for r in rows)
 rows = worklist.shown_page(rows, int(page), current_user())
-if flagged > sum(r.state == "flagged" for r in rows):
-    st.warning(f"{flagged - sum(r.state == 'flagged' for r in rows)} flagged studies are on other pages "
-               "(page 1 lists them first).")
+if elsewhere := flagged - sum(r.state == "flagged" for r in rows):
+    st.warning(f"{elsewhere} flagged studies are on other pages (page 1 lists them first).")
 table = pd.DataFrame([{"": "🔴" if r.state == "flagged" else "", "state": r.state,
                        f"{model.positive_label.lower()} probability": r.probability,
                        "patient": r.study.patient_name.replace("^", " "), "patient id": r.study.patient_id,

@@ -180,8 +180,7 @@ def _recovered(key: str, version: str, own: dict, unverified: int, user: str) ->
         _finish(key, version, "refused", "refused", error=own["comment"][:300], unverified=unverified)
     else:
         decision = "PNEUMONIA" if own["impression"] == results.PNEUMONIA[2] else "NORMAL"
-        warning = own["comment"][own["comment"].find("OUTSIDE INTENDED USE"):] if "OUTSIDE INTENDED USE" in \
-            own["comment"] else None
+        warning = results.report_warning(own)
         _finish(key, version, "done", decision, own["probability"], error=warning and warning[:300],
                 unverified=unverified)
     audit.record(user, "pacs_result_recovered", "from MedCore's signed report", version, study=key[:16])

@@ -121,13 +121,22 @@ def device_uid(model_version: str) -> str:
     return pydicom.uid.generate_uid(prefix="1.2.826.0.1.3680043.10.1193.", entropy_srcs=["medcore", model_version])
 
 
+OUTSIDE_INTENDED_USE_MARK = "OUTSIDE INTENDED USE"  # how a warning starts (service.intended_use_warning)
+
+
+def report_warning(result: dict) -> str | None:
+    """The intended-use warning a report's comment carries (a film scored outside the validated ages), or None."""
+    start = result["comment"].find(OUTSIDE_INTENDED_USE_MARK)
+    return result["comment"][start:] if start >= 0 else None
+
+
 def legend_lines(probability: float, threshold: float, decision: str, model_version: str,
                  warning: str | None = None) -> list[str]:
     """What the overlay says in words, for viewers that show the image but not the SR."""
     lines = [f"MedCore decision: {decision}",
              f"Calibrated probability of pneumonia {probability:.1%} (operating threshold {threshold:.1%})",
              f"Model {model_version}", "Decision support, not a diagnosis"]
-    return (["OUTSIDE INTENDED USE"] if warning else []) + lines
+    return ([OUTSIDE_INTENDED_USE_MARK] if warning else []) + lines
 
 
 def with_legend(overlay_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -141,7 +150,7 @@ def with_legend(overlay_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     canvas.paste(Image.fromarray(np.ascontiguousarray(overlay_rgb.astype(np.uint8))), (0, 0))
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=size)
     for index, line in enumerate(lines):
-        colour = (255, 80, 80) if line == "OUTSIDE INTENDED USE" else (255, 255, 255)
+        colour = (255, 80, 80) if line == OUTSIDE_INTENDED_USE_MARK else (255, 255, 255)
         draw.text((size // 2, height + size // 2 + int(index * size * 1.35)), line, fill=colour, font=font)
     return np.asarray(canvas)
 

@@ -79,13 +79,13 @@ def worklist(client: PacsClient, model_version: str, threshold: float, first_day
     for study in client.chest_studies(first_day, last_day):
         record = analysis.record(study.study_uid, model_version)
         state, probability, detail = state_of(record, threshold)
+        unverified = bool(record and record.get("unverified_reports"))
         if state in ("not yet analysed", "could not be analysed"):  # MedCore's own signed report may be there
             found = analysis.reports_in_study(client, study.study_uid, model_version)
             if found.own is not None:
                 state, probability, detail = _from_report(found.own, threshold)
-            if found.unverified:
-                detail = "; ".join(part for part in (detail, ANOTHER_SOURCE) if part)
-        elif record and record.get("unverified_reports"):
+            unverified = found.unverified > 0
+        if unverified:
             detail = "; ".join(part for part in (detail, ANOTHER_SOURCE) if part)
         rows.append(WorklistRow(study, state, probability, detail))
     return sorted(rows, key=lambda row: row.rank)
@@ -96,9 +96,9 @@ def _from_report(report: dict, threshold: float) -> tuple[str, float | None, str
     if report["probability"] is None:
         return "refused", None, f"{report['comment']} ({source})"
     flagged = report["impression"] == results.PNEUMONIA[2] or report["probability"] >= threshold
-    warning = report["comment"].find("OUTSIDE INTENDED USE")
-    return (("flagged" if flagged else "not flagged"), report["probability"],
-            source if warning < 0 else f"{report['comment'][warning:]} ({source})")
+    warning = results.report_warning(report)
+    return ("flagged" if flagged else "not flagged"), report["probability"], f"{warning} ({source})" if warning \
+        else source
 
 
 def page_count(rows: list[WorklistRow]) -> int:
