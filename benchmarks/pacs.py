@@ -1,20 +1,27 @@
-"""Studies per second from arrival in the PACS to MedCore's report stored, and the delay of a new study's result.
+"""The PACS path's speed (issue 32): per-stage costs, backlog throughput with 1 and 2 processes, arrival-to-result.
 
     eval "$(.ci/orthanc start)"
-    python benchmarks/pacs.py [--studies 40] [--size 2000] [--arrivals 10]
+    python benchmarks/pacs.py [--studies 200] [--size 2000] [--stage-studies 10] [--processes 1 2] [--workers 2]
+                              [--arrivals 30] [--interval 2] [--write-readme]
 
-Throughput: `--studies` one-film studies of SIZE x SIZE 12-bit films are stored in Orthanc, then one watcher pass
-analyses them all (two at a time, as `medcore pacs watch` does) and writes an SR and an overlay back into each;
-studies per second = studies / time from the pass's start to the last result stored (goal: >= 10 on 2 cores).
-Delay: with the watcher running (polling every second), `--arrivals` studies arrive one at a time; each delay is
-from the moment the PACS acknowledged the study to the moment MedCore's SR is found in it (goal: within 5 s).
-Writes benchmarks/results/pacs.json with the stage times of the pass (fetch, analysis, report, store).
+Films are SIZE x SIZE 12-bit DX studies (one film each) stored in a real Orthanc.
+(a) Stages: `--stage-studies` studies, one at a time through analysis.analyse_study, each stage timed (median ms):
+    fetch (QIDO for the film + WADO-RS + parse), decode (pixels from the dataset), reduce, synthetic-mark check,
+    network + Grad-CAM, quality check, SR, overlay blend, Secondary Capture, STOW-RS, and the whole study.
+(b) Backlog: `--studies` studies preloaded on a past day of their own; P processes (each having loaded the model,
+    then started together) run the backfill over that day, `--workers` studies at a time each; studies per second =
+    studies / time from the start to the last result stored.
+(c) Arrivals: one watcher process (polling every second); a study arrives every `--interval` s; each delay is from
+    the PACS acknowledging the study to MedCore's SR being found in it (p50, p95).
+Writes benchmarks/results/pacs.json; --write-readme renders the README's PACS block from that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -26,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "pacs.json"
+STAGES = ("fetch", "decode", "reduce", "synthetic_check", "network_gradcam", "quality", "sr", "overlay", "capture",
+          "stow")
 
 
 def _settings() -> None:
@@ -37,87 +46,224 @@ def _settings() -> None:
     os.environ.setdefault("MEDCORE_STORE_DIR", tempfile.mkdtemp(prefix="medcore-pacs-bench-"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=40)
-    parser.add_argument("--size", type=int, default=2000)
-    parser.add_argument("--arrivals", type=int, default=10)
-    args = parser.parse_args()
-    _settings()
-    import datetime
-
+def _model():
     from medcore import registry
     from medcore.imaging.service import load_xray_model
-    from medcore.pacs import analysis, watcher
-    from medcore.pacs.client import PacsClient
-    from medcore.pacs.demo import chest_study
-    from tests.synthetic import chest_like
 
     registry.ensure_defaults()
-    model = load_xray_model(registry.production("xray").path)
-    client = PacsClient()
-    reference = model.artifact.quality_reference
-    stamp = time.strftime("%H%M%S")
-    films = [chest_like(reference, args.size, args.size, seed=500 + i) for i in range(8)]
-    studies = [chest_study(films[i % len(films)], f"Bench{stamp}^{i}", f"B{stamp}-{i}", f"B{stamp}{i:04d}")
-               for i in range(args.studies)]
-    for start in range(0, len(studies), 10):
+    return load_xray_model(registry.production("xray").path)
+
+
+def _films(model, size: int, count: int = 8) -> list:
+    from tests.synthetic import chest_like
+
+    return [chest_like(model.artifact.quality_reference, size, size, seed=500 + i) for i in range(count)]
+
+
+def _load(client, films, n: int, day: datetime.date, tag: str) -> list[str]:
+    from medcore.pacs.demo import chest_study
+
+    studies = [chest_study(films[i % len(films)], f"Bench^{tag}{i}", f"{tag}-{i}", f"{tag}{i:05d}", study_date=day)
+               for i in range(n)]
+    for start in range(0, n, 10):
         client.store(studies[start:start + 10])
+    return [s.StudyInstanceUID for s in studies]
 
-    stages: dict[str, list[float]] = {"fetch": [], "analysis": [], "report": [], "store": []}
-    originals = {"fetch": analysis.fetch, "analyse_dataset": analysis.analyse_dataset,
-                 "result_objects": analysis.result_objects, "store": PacsClient.store}
 
-    def timed(name, function):
-        def run(*a, **k):
+def _bench_day(tag: str) -> datetime.date:
+    """A past day of this run's own, outside the watcher's look-back: the backlog never mixes with other studies."""
+    return datetime.date(2000, 1, 1) + datetime.timedelta(days=int(tag) % 7000)
+
+
+def stage_costs(model, client, films, n: int) -> dict:
+    """(a) Each stage of one study at a time, through the real path, timed by wrapping the functions it calls."""
+    from medcore.imaging import io as imaging_io
+    from medcore.imaging import quality
+    from medcore.pacs import analysis, results
+    from medcore.pacs.client import PacsClient
+
+    stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "study")}
+    wrapped = [(analysis, "fetch", "fetch"), (imaging_io, "_radiograph_from_dataset", "decode"),
+               (imaging_io, "reduce_film", "reduce"), (imaging_io, "is_marked", "synthetic_check"),
+               (type(model), "predict_inputs", "network_gradcam"), (quality, "check", "quality"),
+               (results, "structured_report", "sr"), (analysis, "overlay", "overlay"),
+               (results, "overlay_capture", "capture"), (PacsClient, "store", "stow")]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in wrapped]
+
+    def timed(stage, function):
+        def run(*args, **kwargs):
             started = time.perf_counter()
             try:
-                return function(*a, **k)
+                return function(*args, **kwargs)
             finally:
-                stages[name].append(time.perf_counter() - started)
+                stages[stage].append(time.perf_counter() - started)
         return run
 
-    analysis.fetch = timed("fetch", originals["fetch"])
-    analysis.analyse_dataset = timed("analysis", originals["analyse_dataset"])
-    analysis.result_objects = timed("report", originals["result_objects"])
-    PacsClient.store = timed("store", originals["store"])
-    watcher.set_cursor(datetime.date.today())
-    started = time.perf_counter()
-    outcome = watcher.poll_once(client, model)
-    pass_seconds = time.perf_counter() - started
-    analysis.fetch, analysis.analyse_dataset = originals["fetch"], originals["analyse_dataset"]
-    analysis.result_objects, PacsClient.store = originals["result_objects"], originals["store"]
-    ours = [s for s in studies if analysis.record(s.StudyInstanceUID, model.version)]
-    throughput = len(ours) / pass_seconds
+    uids = _load(client, films, n + 1, datetime.date.today() - datetime.timedelta(days=400), "S" + _tag())
+    analysis.analyse_study(client, model, uids[0])  # warm: the first study pays for lazy imports
+    for owner, name, stage in wrapped:
+        setattr(owner, name, timed(stage, getattr(owner, name)))
+    try:
+        for uid in uids[1:]:
+            started = time.perf_counter()
+            analysis.analyse_study(client, model, uid)
+            stages["study"].append(time.perf_counter() - started)
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+    return {"n": n, "median_ms": {name: _ms(values) for name, values in stages.items()}}
 
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.watch, kwargs={"should_stop": stop.is_set, "poll_seconds": 1.0},
-                              daemon=True)
-    thread.start()
+
+def _ms(values: list[float]) -> float | None:
+    return round(1000 * statistics.median(values), 1) if values else None
+
+
+def _tag() -> str:
+    return time.strftime("%H%M%S")
+
+
+def _backfill_worker(day: str, workers: int, ready, go, out) -> None:
+    """One backfill process: load the model, say ready, wait for the start, run the day, report when it ended."""
+    _quiet()
+    from medcore.pacs import backfill
+    from medcore.pacs.client import PacsClient
+
+    model, client = _model(), PacsClient()
+    ready.put(os.getpid())
+    go.wait()
+    summary = backfill.backfill(client, model, datetime.date.fromisoformat(day), datetime.date.fromisoformat(day),
+                                workers=workers)
+    out.put({"ended": time.time(), "analysed": summary.analysed, "skipped": summary.skipped,
+             "errors": summary.errors, "held": summary.held})
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def backlog(model, client, films, n: int, processes: int, workers: int) -> dict:
+    """(b) n studies preloaded on a day of their own, then `processes` backfills started together."""
+    from medcore.pacs import analysis
+
+    tag = _tag()
+    day = _bench_day(f"{processes}{tag}")
+    uids = _load(client, films, n, day, f"B{processes}x{tag}")
+    context = multiprocessing.get_context("spawn")
+    ready, out, go = context.Queue(), context.Queue(), context.Event()
+    procs = [context.Process(target=_backfill_worker, args=(day.isoformat(), workers, ready, go, out))
+             for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    started = time.time()
+    go.set()
+    reports = [out.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    seconds = max(r["ended"] for r in reports) - started
+    records = [analysis.record(uid, model.version) or {} for uid in uids]
+    analysed = sum(r["analysed"] for r in reports)
+    return {"processes": processes, "workers_per_process": workers, "studies": n, "analysed": analysed,
+            "repeats": analysed - len({uid for uid, r in zip(uids, records) if r.get("status")}),
+            "not_done": sum(r.get("status") != "done" for r in records), "errors": sum(r["errors"] for r in reports),
+            "seconds": round(seconds, 2), "studies_per_second": round(n / seconds, 2)}
+
+
+def _watch_worker(stop) -> None:
+    _quiet()
+    from medcore.pacs import watcher
+
+    watcher.watch(should_stop=stop.is_set, poll_seconds=1.0)
+
+
+def arrivals(client, films, count: int, interval: float) -> dict:
+    """(c) A watcher process polling every second; a study arrives every `interval` s; delay to its SR stored."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    proc = context.Process(target=_watch_worker, args=(stop,))
+    proc.start()
+    warm = _load(client, films, 1, datetime.date.today(), "W" + _tag())[0]  # the watcher is up when this is done
+    _wait_for_result(client, warm, 300)
     delays = []
-    for i in range(args.arrivals):
-        study = chest_study(films[i % len(films)], f"Arrive{stamp}^{i}", f"A{stamp}-{i}", f"A{stamp}{i:04d}")
-        client.store([study])
+    tag = _tag()
+    for i in range(count):
+        next_at = time.perf_counter() + interval
+        uid = _load(client, films, 1, datetime.date.today(), f"A{tag}x{i}")[0]
         arrived = time.perf_counter()
-        while not client.medcore_series(study.StudyInstanceUID):
-            if time.perf_counter() - arrived > 120:
-                break
-            time.sleep(0.1)
-        delays.append(time.perf_counter() - arrived)
-        time.sleep(1.0)
+        delays.append(_wait_for_result(client, uid, 60) - arrived)
+        time.sleep(max(0.0, next_at - time.perf_counter()))
     stop.set()
-    thread.join(timeout=30)
+    proc.join(timeout=60)
+    ordered = sorted(delays)
+    return {"n": count, "interval_s": interval, "watcher_poll_s": 1.0, "p50_s": round(statistics.median(delays), 2),
+            "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+            "max_s": round(max(delays), 2), "all": [round(d, 2) for d in delays]}
 
-    def median_ms(values):
-        return round(1000 * statistics.median(values), 1) if values else None
 
+def _wait_for_result(client, uid: str, limit: float) -> float:
+    started = time.perf_counter()
+    while not client.medcore_series(uid) and time.perf_counter() - started < limit:
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def readme_block(results: dict) -> str:
+    """The README's PACS figures, rendered from the result file (tests/test_figures.py checks they match)."""
+    stages = results["stages"]["median_ms"]
+    names = {"fetch": "fetch (QIDO for the film, WADO-RS, parse)", "decode": "decode the pixels",
+             "reduce": "reduce to 1,024 px (area average)", "synthetic_check": "synthetic-mark check",
+             "network_gradcam": "network + Grad-CAM (128 px)", "quality": "quality check",
+             "sr": "SR (TID 1500, signed)", "overlay": "Grad-CAM overlay (blend)",
+             "capture": "overlay as a Secondary Capture",
+             "stow": "STOW-RS (SR + overlay)", "study": "whole study, one at a time"}
+    lines = ["<!-- pacs-speed:start -->", f"Per-stage cost of one {results['film']} study, one at a time (median of "
+             f"{results['stages']['n']}, ms):", "", "| stage | ms |", "|---|---|"]
+    lines += [f"| {names[name]} | {value} |" for name, value in stages.items()]
+    lines += ["", "| backlog | studies | seconds | studies per second | repeats |", "|---|---|---|---|---|"]
+    lines += [f"| {b['processes']} process{'es' if b['processes'] > 1 else ''} x {b['workers_per_process']} "
+              f"at a time | {b['studies']} | {b['seconds']} | **{b['studies_per_second']}** | {b['repeats']} |"
+              for b in results["backlog"]]
+    a = results["arrivals"]
+    lines += ["", f"Arrival to result stored, a study every {a['interval_s']} s, one watcher polling every "
+              f"{a['watcher_poll_s']} s: median {a['p50_s']} s, 95th percentile **{a['p95_s']} s**, at most "
+              f"{a['max_s']} s (n = {a['n']}). {results['cpu_threads']} CPU threads, Orthanc on the same machine.",
+              "<!-- pacs-speed:end -->"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--size", type=int, default=2000)
+    parser.add_argument("--stage-studies", type=int, default=10)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--arrivals", type=int, default=30)
+    parser.add_argument("--interval", type=float, default=2.0)
+    parser.add_argument("--write-readme", action="store_true", help="only render the README block from the file")
+    args = parser.parse_args()
+    if args.write_readme:
+        from readme_blocks import replace_block
+
+        replace_block(readme_block(json.loads(RESULTS.read_text())))
+        return
+    _settings()
+    _quiet()
+    from medcore.pacs.client import PacsClient
+
+    model, client = _model(), PacsClient()
+    films = _films(model, args.size)
     results = {"command": "python " + " ".join(sys.argv), "film": f"{args.size} x {args.size}, 12-bit DX",
-               "cpu_threads": os.cpu_count(), "studies": args.studies, "analysed": len(ours),
-               "pass": outcome, "pass_seconds": round(pass_seconds, 2),
-               "studies_per_second": round(throughput, 2),
-               "stage_ms_median": {name: median_ms(values) for name, values in stages.items()},
-               "arrival_to_result_s": {"n": len(delays), "median": round(statistics.median(delays), 2),
-                                       "max": round(max(delays), 2), "all": [round(d, 2) for d in delays]}}
+               "cpu_threads": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    results["stages"] = stage_costs(model, client, films, args.stage_studies)
+    print(json.dumps(results["stages"]), file=sys.stderr, flush=True)
+    results["backlog"] = []
+    for processes in args.processes:
+        results["backlog"].append(backlog(model, client, films, args.studies, processes, args.workers))
+        print(json.dumps(results["backlog"][-1]), file=sys.stderr, flush=True)
+    results["arrivals"] = arrivals(client, films, args.arrivals, args.interval)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

@@ -1,12 +1,13 @@
-"""`medcore pacs watch | analyse | load-demo`: chest studies from the hospital's PACS, results back as DICOM."""
+"""`medcore pacs watch | analyse | backfill | load-demo`: chest studies from the hospital's PACS, results back as DICOM."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
-from medcore.cli.common import cli_user, configure_logging, emit
+from medcore.cli.common import cli_user, configure_logging, emit, progress_to_stderr
 
 
 def cmd_pacs_watch(args: argparse.Namespace) -> int:
@@ -40,6 +41,43 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pacs_backfill(args: argparse.Namespace) -> int:
+    """`medcore pacs backfill --from DATE --to DATE`: each chest study of the range analysed once (claimed like the
+    watcher's), progress on stderr, a JSON summary on stdout; Ctrl-C stops after the studies in flight, and the same
+    command resumes. Exit 1 when it stopped before the end."""
+    import signal
+
+    from medcore import production
+    from medcore.pacs.backfill import backfill, date_range
+    from medcore.pacs.client import PacsClient
+
+    start, end = date_range(args.first, args.last)  # refused before anything is loaded or listed
+    configure_logging()
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():  # a second Ctrl-C: leave now (claims in flight are taken over once stale)
+            raise KeyboardInterrupt
+        print("medcore: stopping after the studies in flight; run the same command again to resume",
+              file=sys.stderr, flush=True)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    model, client = production.load("xray").model, PacsClient()
+    summary = backfill(client, model, start, end, workers=args.workers, should_stop=stop.is_set,
+                       progress=None if args.quiet else progress_to_stderr)
+    emit({**summary.as_dict(), "model_version": model.version})
+    return 1 if summary.stopped else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError("between 1 and 16")
+    return value
+
+
 def cmd_pacs_load_demo(args: argparse.Namespace) -> int:
     """`medcore pacs load-demo --data DIR`: every film as a study of a made-up patient, stored in the PACS."""
     from medcore.pacs.client import PacsClient
@@ -63,6 +101,13 @@ def register(commands) -> None:
     analyse.add_argument("study_uid")
     analyse.add_argument("--json", action="store_true", help="print one JSON object (always JSON)")
     analyse.set_defaults(func=cmd_pacs_analyse)
+    backfill = pacs.add_parser("backfill", help="analyse every chest study of a date range once (resumable)")
+    backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD", help="first study date")
+    backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD", help="last study date (inclusive)")
+    backfill.add_argument("--workers", type=_positive, default=2,
+                          help="studies at a time in this process (default 2); run several processes for more")
+    backfill.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    backfill.set_defaults(func=cmd_pacs_backfill)
     demo = pacs.add_parser("load-demo", help="demo PACS: each film of DIR as a study of a made-up patient")
     demo.add_argument("--data", required=True, help="a NORMAL/ PNEUMONIA/ folder (e.g. the external sample)")
     demo.set_defaults(func=cmd_pacs_load_demo)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcore import config
 from medcore.imaging.intended_use import UnreadableAge, age_from_header
+from medcore.imaging.preprocess import reduce_film
 from medcore.imaging.synthetic import is_marked
 
 # DICOM attributes that describe the acquisition, never the patient. Everything else is dropped.
@@ -60,9 +61,32 @@ def sniff_format(data: bytes, filename: str = "") -> str:
                           "whatever its name).")
 
 
-def read_radiograph(data: bytes, filename: str = "") -> Radiograph:
-    """Validate and decode one upload, and refuse a synthetic film. Raises UnreadableImage with a clear reason."""
-    radiograph = decode_image(data, filename)
+def read_radiograph(data: bytes, filename: str = "", max_side: int | None = None) -> Radiograph:
+    """Validate and decode one upload, and refuse a synthetic film. Raises UnreadableImage with a clear reason.
+
+    max_side: the film is reduced once, right after decoding (preprocess.reduce_film), and everything after works
+    on the reduced film; None keeps it full size."""
+    return _refuse_synthetic(_reduced(decode_image(data, filename), max_side))
+
+
+def read_dataset(dataset, max_side: int | None = None) -> Radiograph:
+    """read_radiograph for a DICOM dataset already parsed (a film fetched from the PACS): the same checks and
+    decoding, without writing the film back to bytes and parsing it again."""
+    try:
+        radiograph = _radiograph_from_dataset(dataset)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # as _read_dicom: a crafted header never escapes as a crash
+        raise UnreadableImage(BAD_HEADER) from exc
+    return _refuse_synthetic(_reduced(radiograph, max_side))
+
+
+def _reduced(radiograph: Radiograph, max_side: int | None) -> Radiograph:
+    pixels = reduce_film(radiograph.pixels, max_side)
+    return radiograph if pixels is radiograph.pixels else replace(radiograph, pixels=pixels)
+
+
+def _refuse_synthetic(radiograph: Radiograph) -> Radiograph:
     if is_marked(radiograph.pixels):  # on the pixels, whatever the format or how often the film was re-saved
         raise SyntheticFilm("This is a synthetic film made by MedCore's generator (it carries the SYNTHETIC mark), "
                             "not a patient's radiograph: it is not read or recorded as a study.")
@@ -131,19 +155,27 @@ def _read_dicom(data: bytes) -> Radiograph:
     except UnreadableImage:
         raise
     except Exception as exc:  # non-numeric NumberOfFrames / WindowWidth / RescaleSlope, odd VRs, broken LUTs
-        raise UnreadableImage("MedCore cannot read this DICOM file's header values (for example a non-numeric "
-                              "frame count, window or rescale value), so it cannot be used.") from exc
+        raise UnreadableImage(BAD_HEADER) from exc
+
+
+BAD_HEADER = ("MedCore cannot read this DICOM file's header values (for example a non-numeric frame count, window or "
+              "rescale value), so it cannot be used.")
 
 
 def _decode_dicom(data: bytes) -> Radiograph:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableImage("The DICOM file is corrupt and cannot be read.") from exc
+    return _radiograph_from_dataset(ds)
+
+
+def _radiograph_from_dataset(ds) -> Radiograph:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in ds:
         raise UnreadableImage("The DICOM file holds no image (no PixelData).")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)

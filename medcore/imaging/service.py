@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-from PIL import Image
 
 from medcore import audit, incidents, tasks
 from medcore.artifacts import ModelInfo
@@ -25,13 +24,17 @@ from medcore.imaging import quality
 from medcore.imaging.folders import list_image_folder
 from medcore.imaging.gradcam import GradCam, normalise
 from medcore.imaging.intended_use import OUTSIDE_INTENDED_USE, IntendedUse
-from medcore.imaging.io import SyntheticFilm, UnreadableImage, read_radiograph
+from medcore.imaging.io import Radiograph, SyntheticFilm, UnreadableImage, read_dataset, read_radiograph
 from medcore.imaging.model import XrayArtifact, load_artifact
 from medcore.imaging.occlusion import Occlusion
-from medcore.imaging.preprocess import to_model_input
+from medcore.imaging.preprocess import reduce_film, to_model_input
 from medcore.metrics import binary_figures
 
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
+# A film is reduced once, right after decoding, to at most this (a whole-factor area average): the quality rules,
+# the network's 128-px input, Grad-CAM and the display copy all come from it, never from the full-size film again.
+# Their decisions agree with the full-size path (tests/test_film_reduction.py, on real films and upscaled copies).
+FILM_MAX_SIDE = DISPLAY_MAX_SIDE
 
 
 class InvalidModelOutput(RuntimeError):
@@ -140,16 +143,32 @@ def load_xray_model(path: Path | None = None) -> LoadedXrayModel:
 
 
 def analyse_file(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool = True,
-                 user: str = "system", allow_outside_age: Callable[[], bool] | None = None) -> StudyResult:
+                 user: str = "system", allow_outside_age: Callable[[], bool] | None = None,
+                 max_side: int | None = FILM_MAX_SIDE) -> StudyResult:
     """Validate, check and predict one upload. Never raises: a bad file, or a fault of ours while reading it,
     becomes a result with an error, so one file cannot stop a batch (the fault is recorded as an incident).
 
     allow_outside_age: asked only for a film whose header gives an age outside the model's intended use (the
-    administrators' setting, read from the store by default); False refuses it, True scores it with a warning."""
+    administrators' setting, read from the store by default); False refuses it, True scores it with a warning.
+    max_side: the film is reduced to this once after decoding (None: full size, the reference it is checked on)."""
+    return _analysed(model, lambda: read_radiograph(data, filename, max_side), filename, with_heatmap, user,
+                     allow_outside_age)
+
+
+def analyse_dicom(model: LoadedXrayModel, dataset, filename: str, with_heatmap: bool = True, user: str = "system",
+                  allow_outside_age: Callable[[], bool] | None = None,
+                  max_side: int | None = FILM_MAX_SIDE) -> StudyResult:
+    """analyse_file for a DICOM dataset already parsed (a film from the PACS): decoded from it directly, never
+    written back to bytes and parsed again."""
+    return _analysed(model, lambda: read_dataset(dataset, max_side), filename, with_heatmap, user, allow_outside_age)
+
+
+def _analysed(model: LoadedXrayModel, read: Callable[[], Radiograph], filename: str, with_heatmap: bool, user: str,
+              allow_outside_age: Callable[[], bool] | None) -> StudyResult:
     result = StudyResult(filename=filename, model_version=model.version, threshold=model.threshold,
                          labels=(model.negative_label, model.positive_label))
     try:
-        _analyse(model, data, filename, with_heatmap, result, allow_outside_age or _allowed_by_setting)
+        _analyse(model, read, with_heatmap, result, allow_outside_age or _allowed_by_setting)
     except UnreadableImage as exc:
         result.error, result.synthetic = str(exc), isinstance(exc, SyntheticFilm)
     except InvalidModelOutput as exc:
@@ -189,10 +208,10 @@ def _intended_use(model: LoadedXrayModel, radiograph, result: StudyResult,
     return reasons
 
 
-def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: bool, result: StudyResult,
+def _analyse(model: LoadedXrayModel, read: Callable[[], Radiograph], with_heatmap: bool, result: StudyResult,
              allow_outside_age: Callable[[], bool]) -> None:
     artifact = model.artifact
-    radiograph = read_radiograph(data, filename)
+    radiograph = read()
     outside = _intended_use(model, radiograph, result, allow_outside_age)
     model_input = to_model_input(radiograph.pixels, artifact.image_size)
     probability, heatmap, features = model.predict_inputs(model_input[np.newaxis])
@@ -219,13 +238,8 @@ def _analyse(model: LoadedXrayModel, data: bytes, filename: str, with_heatmap: b
 
 
 def _display_copy(pixels: np.ndarray) -> np.ndarray:
-    height, width = pixels.shape
-    scale = DISPLAY_MAX_SIDE / max(height, width)
-    if scale >= 1.0:
-        return pixels
-    image = Image.fromarray(pixels, mode="F").resize((round(width * scale), round(height * scale)),
-                                                     Image.Resampling.BOX)
-    return np.asarray(image, dtype=np.float32)
+    """The film at most DISPLAY_MAX_SIDE a side: the reduced film itself on the served path (already that size)."""
+    return reduce_film(pixels, DISPLAY_MAX_SIDE)
 
 
 def analyse_uploads(model: LoadedXrayModel, uploads: Iterable[tuple[str, bytes]], cache: dict, user: str,

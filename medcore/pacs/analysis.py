@@ -17,7 +17,6 @@ patient's age, a non-frontal view, another modality or body part) is refused, an
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from medcore import access, audit, config, keyed
 from medcore.imaging.gradcam import overlay
-from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_file, audit_study
+from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_dicom, analyse_file, audit_study  # noqa: F401
 from medcore.pacs import results
 from medcore.pacs.client import CHEST_MODALITIES, FilmTooLarge, PacsClient, PacsUnavailable, Study
 from medcore.store import read, schema, write
@@ -75,18 +74,18 @@ def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
 
 
 def fetch(client: PacsClient, study_uid: str) -> tuple[str, str, pydicom.Dataset, bytes]:
+    """(series, SOP instance, the film parsed once, the bytes the PACS sent: what its digest is taken of)."""
     series_uid, sop_uid = chest_instance(client, study_uid)
-    dataset = client.instance(study_uid, series_uid, sop_uid)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return series_uid, sop_uid, dataset, buffer.getvalue()
+    dataset, data = client.instance_and_bytes(study_uid, series_uid, sop_uid)
+    return series_uid, sop_uid, dataset, data
 
 
-def analyse_dataset(model: LoadedXrayModel, dataset_bytes: bytes, user: str) -> StudyResult:
-    """The upload's analysis of one film's bytes, audited as a study from the PACS (digest and outcome only)."""
+def analyse_dataset(model: LoadedXrayModel, dataset: pydicom.Dataset, data: bytes, user: str) -> StudyResult:
+    """The upload's analysis of one film (decoded from the parsed dataset, reduced once), audited as a study from
+    the PACS (the digest of the bytes as fetched, and the outcome only)."""
     started = time.perf_counter()
-    result = analyse_file(model, dataset_bytes, "study from the PACS", user=user)
-    audit_study(user, result, audit.content_digest(dataset_bytes), "pacs",
+    result = analyse_dicom(model, dataset, "study from the PACS", user=user)
+    audit_study(user, result, audit.content_digest(data), "pacs",
                 server_ms=round(1000 * (time.perf_counter() - started), 1))
     return result
 
@@ -145,6 +144,21 @@ def record(study_uid: str, version: str) -> dict | None:
         row = db.execute(select(STUDIES).where(STUDIES.c.study_key == study_key(study_uid),
                                                STUDIES.c.model_version == version)).first()
     return dict(row._mapping) if row else None
+
+
+def final_uids(study_uids: list[str], version: str, final: tuple[str, ...]) -> set[str]:
+    """Which of these studies have a final record for the model version: one query per 500 studies, not one per
+    study (a poll over a week of a busy PACS, or a day of a backlog, lists thousands)."""
+    keys = {study_key(uid): uid for uid in study_uids}
+    found: set[str] = set()
+    listed = list(keys)
+    with read() as db:
+        for start in range(0, len(listed), 500):
+            rows = db.execute(select(STUDIES.c.study_key).where(
+                STUDIES.c.model_version == version, STUDIES.c.status.in_(final),
+                STUDIES.c.study_key.in_(listed[start:start + 500]))).scalars()
+            found.update(keys[key] for key in rows)
+    return found
 
 
 @dataclass(frozen=True)
@@ -208,7 +222,7 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
                 audit.record(user, "pacs_unverified_report", "result from another source", model.version,
                              study=key[:16], reports=unverified)
         series_uid, sop_uid, dataset, data = fetch(client, study_uid)
-        result = analyse_dataset(model, data, user)
+        result = analyse_dataset(model, dataset, data, user)
         if write_back:
             client.store(result_objects(model, dataset, result))
     except NotAChestStudy as exc:
@@ -240,6 +254,7 @@ def view_study(client: PacsClient, model: LoadedXrayModel, study: Study, user: s
     """A study opened on the worklist: recorded as a look at the patient (access log), then its film analysed for
     the page (the same result view as an upload), without writing anything back (the watcher does that once)."""
     access.record(user, "opened", [(study.patient_id, study.accession_number)])
-    series_uid, sop_uid, _, data = fetch(client, study.study_uid)
-    return StudyAnalysis(study.study_uid, series_uid, sop_uid, analyse_dataset(model, data, user), stored=False)
+    series_uid, sop_uid, dataset, data = fetch(client, study.study_uid)
+    return StudyAnalysis(study.study_uid, series_uid, sop_uid, analyse_dataset(model, dataset, data, user),
+                         stored=False)
 

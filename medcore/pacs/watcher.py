@@ -77,17 +77,22 @@ def _analyse_safely(client: PacsClient, model, study) -> str:
         _beat()
 
 
+def not_final(studies: list, version: str) -> list:
+    """The studies with no final record for this model version, in their order (one query per 500 studies)."""
+    done = analysis.final_uids([s.study_uid for s in studies], version, FINAL)
+    return [s for s in studies if s.study_uid not in done]
+
+
 def poll_once(client: PacsClient, model, workers: int = 2, today: datetime.date | None = None) -> dict:
     """One pass: the studies from the cursor to today that have no final record for this model version."""
     today = today or datetime.date.today()
     first = cursor(today) - datetime.timedelta(days=config.pacs_lookback_days())  # studies that arrive late
     studies = client.chest_studies(first, today)
     _beat()
-    pending = [s for s in studies if (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]
+    pending = not_final(studies, model.version)
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda s: _analyse_safely(client, model, s), pending))
-    if not [s for s in pending if s.study_date < today.strftime("%Y%m%d")
-            and (analysis.record(s.study_uid, model.version) or {}).get("status") not in FINAL]:
+    if not [s for s in not_final(pending, model.version) if s.study_date < today.strftime("%Y%m%d")]:
         set_cursor(today)  # every earlier day is settled: start there next time
     return {"listed": len(studies), "pending": len(pending), "analysed": outcomes.count("analysed"),
             "errors": outcomes.count("error")}
