@@ -14,6 +14,11 @@ Films are SIZE x SIZE 12-bit DX studies (one film each) stored in a real Orthanc
 (c) Arrivals: one watcher process (polling every second); a study arrives every `--interval` s; each delay is from
     the PACS acknowledging the study to MedCore's SR being found in it (p50, p95).
 Writes benchmarks/results/pacs.json; --write-readme renders the README's PACS block from that file.
+
+    python benchmarks/pacs.py --check-reduction [--data ../shared/data/chest_xray/external_sample]
+
+checks that reducing the film changes no decision: every real film, as it is (224 px) and as a 2,000 px 12-bit DICOM
+copy, analysed full size and reduced (-> benchmarks/results/pacs_reduction.json).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "pacs.json"
+REDUCTION = ROOT / "benchmarks" / "results" / "pacs_reduction.json"
 STAGES = ("fetch", "decode", "reduce", "synthetic_check", "network_gradcam", "quality", "sr", "overlay", "capture",
           "stow")
 
@@ -208,6 +214,38 @@ def _wait_for_result(client, uid: str, limit: float) -> float:
     return time.perf_counter()
 
 
+def check_reduction(model, data_dir: Path) -> dict:
+    """Full-size and reduced analyses of every film of a labelled folder, and of its 2,000 px DICOM copy."""
+    import io
+
+    import pydicom
+
+    from medcore.imaging.folders import list_image_folder
+    from medcore.imaging.io import read_radiograph
+    from medcore.imaging.service import analyse_dicom, analyse_file
+    from tests.test_film_reduction import upscaled_dicom
+
+    rows = {"as_is": [], "upscaled_2000": []}
+    for path in list_image_folder(data_dir).files:
+        data = path.read_bytes()
+        rows["as_is"].append((analyse_file(model, data, path.name, max_side=None), analyse_file(model, data, path.name)))
+        dicom = upscaled_dicom(read_radiograph(data, path.name).pixels)
+        rows["upscaled_2000"].append((analyse_file(model, dicom, "film.dcm", max_side=None),
+                                      analyse_dicom(model, pydicom.dcmread(io.BytesIO(dicom)), "film.dcm")))
+
+    def summary(pairs) -> dict:
+        scored = [abs(a.probability - b.probability) for a, b in pairs
+                  if a.probability is not None and b.probability is not None]
+        return {"films": len(pairs), "same_decision": sum(a.decision == b.decision for a, b in pairs),
+                "same_refusal": sum(a.refusal_reasons == b.refusal_reasons and (a.error is None) == (b.error is None)
+                                    for a, b in pairs),
+                "refused_full": sum(a.error is not None for a, _ in pairs),
+                "max_abs_probability_difference": round(max(scored), 5) if scored else None,
+                "median_abs_probability_difference": round(statistics.median(scored), 5) if scored else None}
+
+    return {"data": str(data_dir), "model_version": model.version, **{k: summary(v) for k, v in rows.items()}}
+
+
 def readme_block(results: dict) -> str:
     """The README's PACS figures, rendered from the result file (tests/test_figures.py checks they match)."""
     stages = results["stages"]["median_ms"]
@@ -242,11 +280,19 @@ def main() -> None:
     parser.add_argument("--arrivals", type=int, default=30)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--write-readme", action="store_true", help="only render the README block from the file")
+    parser.add_argument("--check-reduction", action="store_true", help="only check full vs reduced decisions")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chest_xray" / "external_sample")
     args = parser.parse_args()
     if args.write_readme:
         from readme_blocks import replace_block
 
         replace_block(readme_block(json.loads(RESULTS.read_text())))
+        return
+    if args.check_reduction:
+        os.environ.setdefault("MEDCORE_STORE_DIR", tempfile.mkdtemp(prefix="medcore-pacs-bench-"))
+        checked = check_reduction(_model(), args.data)
+        REDUCTION.write_text(json.dumps(checked, indent=2) + "\n")
+        print(json.dumps(checked, indent=2))
         return
     _settings()
     _quiet()

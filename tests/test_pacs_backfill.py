@@ -87,6 +87,20 @@ def test_a_study_another_process_holds_is_left_to_it_and_a_dead_claim_is_taken_o
     assert _objects(pacs, [held, dead, free]) == [0, 2, 2]
 
 
+@needs_pacs
+def test_the_command_prints_progress_on_stderr_and_a_json_summary_on_stdout(pacs, xray_model, capsys):  # noqa: F811
+    first, last = _days()
+    uids = _load(pacs, xray_model, (first,), 2)
+    assert cli.main(["pacs", "backfill", "--from", first.isoformat(), "--to", last.isoformat()]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["listed"], summary["analysed"], summary["days"], summary["stopped"]) == (2, 2, 2, False)
+    progress = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    assert [row["day"] for row in progress] == [first.isoformat(), last.isoformat()]
+    assert not any(uid in captured.out + captured.err for uid in uids) and "Backfill^" not in captured.err
+    assert _objects(pacs, uids) == [2, 2]
+
+
 @pytest.mark.parametrize("first, last, message", [
     ("2024-02-30", "2024-03-01", "not a date"), ("01/03/2024", "2024-03-02", "YYYY-MM-DD"),
     ("2024-03-05", "2024-03-01", "is after --to"), ("2024-03-01", "2999-01-01", "in the future")])

@@ -62,11 +62,14 @@ def cmd_pacs_backfill(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
-    model, client = production.load("xray").model, PacsClient()
-    summary = backfill(client, model, start, end, workers=args.workers, should_stop=stop.is_set,
-                       progress=None if args.quiet else progress_to_stderr)
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model, client = production.load("xray").model, PacsClient()
+        summary = backfill(client, model, start, end, workers=args.workers, should_stop=stop.is_set,
+                           progress=None if args.quiet else progress_to_stderr)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     emit({**summary.as_dict(), "model_version": model.version})
     return 1 if summary.stopped else 0
 

@@ -82,11 +82,11 @@ def bounded(items: Iterable, handle: Callable, workers: int, should_stop: Callab
         running: set[Future] = set()
         try:
             for item in items:
-                if should_stop():
-                    break
-                if len(running) >= workers:
+                if len(running) >= workers:  # a free slot first, then the stop is asked: a stop seen late costs one
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     yield from (future.result() for future in done)
+                if should_stop():
+                    break
                 running.add(pool.submit(handle, item))
         finally:
             done, _ = wait(running)
