@@ -29,7 +29,7 @@ RULES = ROOT / "deploy" / "prometheus" / "medcore-rules.yml"
 def _scrape() -> tuple[CollectorRegistry, str]:
     drift_state.forget()
     metrics = CollectorRegistry()
-    metrics.register(StoreCollector(cache_seconds=0))
+    metrics.register(StoreCollector(cache_seconds=0, wait_for_drift=True))
     return metrics, generate_latest(metrics).decode()
 
 

@@ -14,6 +14,7 @@ def cmd_metrics_serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from medcore import store
+    from medcore.observability import drift_state
     from medcore.observability.exposition import serve
     from medcore.observability.store_collector import StoreCollector
 
@@ -21,6 +22,7 @@ def cmd_metrics_serve(args: argparse.Namespace) -> int:
     store.engine()  # a store that cannot be opened (or is newer than this code) is said now, not at each scrape
     registry = CollectorRegistry()
     registry.register(StoreCollector())
+    list(drift_state.families())  # starts the drift checks now, in the background, for the first scrapes
     url = serve(args.port, args.address, registry)
     emit({"metrics": url, "store": store.describe()})
     stopped = threading.Event()

@@ -49,17 +49,33 @@ def _compute() -> drift.DriftReport | None:
     return drift.report(_Reference(version.path), drift.recent_studies(DAYS))
 
 
-def families() -> Iterable:
-    """`medcore_drift_warning{check}` (1: the check warns) and how many recent studies it looked at."""
-    now = time.time()
+def _refresh() -> None:
+    try:
+        report = _compute()
+    except Exception as exc:  # a model folder that cannot be read: no drift figures, the rest stands
+        log.warning("metrics: the drift checks could not run (%s)", type(exc).__name__)
+        report = None
     with _lock:
-        if not _cached or now - float(_cached["at"]) >= config.metrics_drift_seconds():
-            try:
-                _cached.update(at=now, report=_compute())
-            except Exception as exc:  # a model folder that cannot be read: no drift figures, the rest stands
-                log.warning("metrics: the drift checks could not run (%s)", type(exc).__name__)
-                _cached.update(at=now, report=None)
-        report = _cached["report"]
+        _cached.update(at=time.time(), report=report, running=False)
+
+
+def families(wait: bool = False) -> Iterable:
+    """`medcore_drift_warning{check}` (1: the check warns) and how many recent studies it looked at.
+
+    The checks read weeks of the audit log (seconds on a busy store), longer than a scrape may take: a stale
+    result is recomputed in the background and the last one is served meanwhile (none before the first).
+    wait=True computes in the caller (tests)."""
+    with _lock:
+        stale = not _cached.get("at") or time.time() - float(_cached["at"]) >= config.metrics_drift_seconds()
+        start = stale and not _cached.get("running")
+        if start:
+            _cached["running"] = True
+    if start and wait:
+        _refresh()
+    elif start:
+        threading.Thread(target=_refresh, name="medcore-drift-metrics", daemon=True).start()
+    with _lock:
+        report = _cached.get("report")
     if report is None:
         return
     warning = GaugeMetricFamily("medcore_drift_warning", f"1 when a drift check on the last {DAYS} days of X-ray "

@@ -143,8 +143,9 @@ def _histogram(name: str, documentation: str, values: list[float], buckets: tupl
 class StoreCollector(Collector):
     """Reads the store at most once per cache period, whoever scrapes; a failed read is `medcore_store_up 0`."""
 
-    def __init__(self, cache_seconds: float | None = None) -> None:
+    def __init__(self, cache_seconds: float | None = None, wait_for_drift: bool = False) -> None:
         self._cache_seconds = config.metrics_cache_seconds() if cache_seconds is None else cache_seconds
+        self._wait_for_drift = wait_for_drift
         self._lock = threading.Lock()
         self._cached: tuple[float, Readings] | None = None
 
@@ -164,4 +165,4 @@ class StoreCollector(Collector):
             return
         yield GaugeMetricFamily("medcore_store_up", "1 when the store could be read", value=1)
         yield from families(found, now)
-        yield from drift_state.families()
+        yield from drift_state.families(wait=self._wait_for_drift)
