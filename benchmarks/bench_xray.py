@@ -1,9 +1,12 @@
 """Chest X-ray speed: one study (predict + Grad-CAM) and batch throughput, on this machine.
 
-Usage: python benchmarks/bench_xray.py [--rounds 5] [--calls 30] [--model DIR --model DIR2 ...] [--out FILE]
+Usage: python benchmarks/bench_xray.py [--rounds 5] [--calls 30] [--model DIR --model DIR2 ...] [--real DIR] [--out FILE]
 Prints medians over rounds (each round's figure is itself a median of --calls timed calls) and the
 ratio against a Keras DenseNet121 (random weights, 224 px) predict-only, measured in the same run,
-so figures from noisy machines stay comparable. Several --model folders (e.g. the ensemble and a distilled
+so figures from noisy machines stay comparable. Real films (--real, default the shared external sample when present):
+every film analysed end to end (decode, synthetic-mark and quality checks, network, Grad-CAM) once a round, its
+median and 90th percentile over the films; and batches of real films end to end (decode and checks on 2 threads,
+then the network with Grad-CAM), images per second. Several --model folders (e.g. the ensemble and a distilled
 student) are timed in the same run, round by round in turn, so their ratios share one DenseNet121 figure.
 """
 
@@ -29,6 +32,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 from timing import median_ms  # noqa: E402
 
+from medcore.imaging import quality  # noqa: E402
+from medcore.imaging.io import read_radiograph  # noqa: E402
 from medcore.imaging.preprocess import to_model_input  # noqa: E402
 from medcore.imaging.service import analyse_file, load_xray_model  # noqa: E402
 
@@ -53,6 +58,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--model", action="append", help="a model folder (default: the shipped model); repeatable")
     parser.add_argument("--out", help="also write the result to this JSON file")
+    parser.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray"
+                                              / "external_sample"), help="a folder of real films ('' for none)")
     args = parser.parse_args()
     models = [load_xray_model(Path(m)) for m in args.model] if args.model else [load_xray_model()]
     results = {model.artifact.version: timed(model, args) for model in models} if len(models) == 1 else \
@@ -60,7 +67,8 @@ def main() -> None:
     densenet_ms = statistics.median(r.pop("_densenet") for r in results.values())
     for result in results.values():
         result["densenet121_predict_ms"] = round(densenet_ms, 2)
-        result["study_vs_densenet121_ratio"] = round(result["study_ms"] / densenet_ms, 3)
+        for key in [k for k in result if k.endswith("_ms") and k.startswith(("study", "real_study"))]:
+            result[key.removesuffix("_ms") + "_vs_densenet121_ratio"] = round(result[key] / densenet_ms, 3)
     output = next(iter(results.values())) if len(results) == 1 else {"models": results}
     print(json.dumps(output, indent=2))
     if args.out:
@@ -100,6 +108,20 @@ def timed(model, args) -> dict:
                 np.asarray(Image.open(io.BytesIO(b)).convert("L"), np.float32) / 255, size), batch_jpegs))
         model.predict_inputs(np.stack(inputs), batch_size=128)
 
+    real = _real_films(args.real)
+    real_batch = (real * (args.batch // max(len(real), 1) + 1))[:args.batch] if real else []
+
+    def real_batch_end_to_end() -> None:
+        """Decode, refuse synthetic films, quality rules, then the network with Grad-CAM: what a backlog costs."""
+        def prepare(data: bytes) -> np.ndarray:
+            radiograph = read_radiograph(data)
+            quality.rule_reasons(radiograph, model.intended_use)
+            return to_model_input(radiograph.pixels, size)
+
+        with ThreadPoolExecutor(2) as pool:
+            inputs = list(pool.map(prepare, real_batch))
+        model.predict_inputs(np.stack(inputs), batch_size=128)
+
     batch_inputs = np.repeat(one_input, args.batch, axis=0)
     tasks = {
         "study_ms": lambda: analyse_file(model, jpeg, "bench.jpeg"),  # decode+quality+predict+Grad-CAM
@@ -114,9 +136,26 @@ def timed(model, args) -> dict:
 
     rounds: dict[str, list[float]] = {name: [] for name in tasks}
     rounds["batch_images_per_s"], rounds["batch_network_images_per_s"] = [], []
+    if real:
+        for data in real[:5]:
+            analyse_file(model, data, "real.jpeg")
+        real_batch_end_to_end()
+        for key in ("real_study_median_ms", "real_study_p90_ms", "real_batch_images_per_s"):
+            rounds[key] = []
     for _ in range(args.rounds):
         for name, fn in tasks.items():
             rounds[name].append(median_ms(fn, args.calls))
+        if real:
+            per_film = []
+            for data in real:
+                start = time.perf_counter()
+                analyse_file(model, data, "real.jpeg")
+                per_film.append(1000 * (time.perf_counter() - start))
+            rounds["real_study_median_ms"].append(float(np.median(per_film)))
+            rounds["real_study_p90_ms"].append(float(np.percentile(per_film, 90)))
+            start = time.perf_counter()
+            real_batch_end_to_end()
+            rounds["real_batch_images_per_s"].append(len(real_batch) / (time.perf_counter() - start))
         start = time.perf_counter()
         end_to_end_batch()
         rounds["batch_images_per_s"].append(args.batch / (time.perf_counter() - start))
@@ -127,8 +166,16 @@ def timed(model, args) -> dict:
     result = {name: round(statistics.median(values), 2) for name, values in rounds.items()}
     result["_densenet"] = result.pop("densenet121_predict_ms")
     result.update(model_version=model.artifact.version, image_size=size, rounds=args.rounds, calls=args.calls,
-                  batch=args.batch, cpu_threads=os.cpu_count())
+                  batch=args.batch, cpu_threads=os.cpu_count(), real_films=len(real),
+                  real_source=Path(args.real).name if real else None)
     return result
+
+
+def _real_films(folder: str) -> list[bytes]:
+    """Every image of a folder (NORMAL/ and PNEUMONIA/), as bytes; none when the folder is absent."""
+    if not folder or not Path(folder).is_dir():
+        return []
+    return [p.read_bytes() for p in sorted(Path(folder).glob("*/*")) if p.suffix.lower() in (".jpeg", ".jpg", ".png")]
 
 
 if __name__ == "__main__":

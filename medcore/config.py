@@ -244,3 +244,22 @@ def worklist_page_size() -> int:
 def tf_config() -> str:
     """TF_CONFIG: TensorFlow's cluster description for training across worker processes or machines ('' if unset)."""
     return os.environ.get("TF_CONFIG", "")
+
+
+def postgres_bin_dir() -> Path | None:
+    """MEDCORE_PG_BIN_DIR: where `pg_dump` and `pg_restore` are for `medcore backup` on PostgreSQL. Default: the
+    newest /usr/lib/postgresql/*/bin at least as new as the server (Debian's layout), else the PATH."""
+    value = os.environ.get("MEDCORE_PG_BIN_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def metrics_cache_seconds() -> float:
+    """MEDCORE_METRICS_CACHE_SECONDS: how long `medcore metrics serve` reuses what it read from the store (default
+    10), so that several Prometheus servers scraping it do not multiply the store's work."""
+    return _float("MEDCORE_METRICS_CACHE_SECONDS", 10.0)
+
+
+def metrics_drift_seconds() -> float:
+    """MEDCORE_METRICS_DRIFT_SECONDS: how long the drift checks' result is reused by the metrics (default 300): they
+    read 30 days of the audit log."""
+    return _float("MEDCORE_METRICS_DRIFT_SECONDS", 300.0)

@@ -68,13 +68,24 @@ def _load(path: Path, connection: Connection | None) -> bytes:
                 "leave every earlier access record unmatched and every earlier report unverified.")
         _create(path)
     value = _checked(path)
-    check = hmac.new(value, b"medcore-installation-check", hashlib.sha256).hexdigest()[:32]
+    check = check_value(value)
     if recorded is None:
         _record_check(check, connection)
     elif not hmac.compare_digest(recorded, check):
         raise SecretUnavailable(f"The installation secret {path} is not the one this store was used with: set "
                                 "MEDCORE_SECRET_FILE to this installation's secret (every server must read the same).")
     return value
+
+
+def check_value(value: bytes) -> str:
+    """What the store records of a secret (settings, CHECK_KEY): enough to tell two secrets apart, nothing of it."""
+    return hmac.new(value, b"medcore-installation-check", hashlib.sha256).hexdigest()[:32]
+
+
+def checked_file(path: Path) -> bytes:
+    """The bytes of a secret file, if fit to be one (owner-only, long enough, random-looking); else
+    SecretUnavailable. For a backup, which copies or requires it without opening the store's engine."""
+    return _checked(path)
 
 
 def _create(path: Path) -> None:

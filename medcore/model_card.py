@@ -229,7 +229,7 @@ expect lower specificity there. The same validation set chose the checkpoint, th
 threshold, so these figures are slightly optimistic.
 
 {_history_section(meta)}
-{external_section(meta)}{release_comparison_section(meta.get('release_comparison'))}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
+{release_section(meta.get('release'))}{external_section(meta)}{release_comparison_section(meta.get('release_comparison'))}{ideas_section(ideas or meta.get('ideas'))}{usefulness_section(meta.get('synthetic_usefulness'))}{_ablation_section(ablation)}{federated_comparison_section(federated_comparison)}{explanation_checks_section(meta.get('explanation_checks'))}
 ## Quality gate
 {meta.get('quality', {}).get('method', 'PCA residual of thumbnails')}.{_refit_note(meta)}
 
@@ -637,6 +637,44 @@ the same source, so expect somewhat lower figures on patients held back elsewher
 proportions, bias-corrected class-stratified bootstrap for AUC and ECE.
 {uses}
 {FIGURES_HEADER}
+{chr(10).join(rows)}
+"""
+
+
+def release_section(release: dict[str, Any] | None) -> str:
+    """Why this version ships in place of the previous release, and what it costs: figures on the parts no choice
+    was made on, speed measured in one run beside the previous release (benchmarks/xray_release_table.py)."""
+    if not release:
+        return ""
+    previous, speed = release["previous"], release.get("speed")
+    mine, theirs = release["figures"], previous["figures"]
+    earlier = f"release {release['number'] - 1} (`{previous['version']}`)"
+    rows = [figures_row(f"{label}: this release", mine[part]) + "\n" + figures_row(f"{label}: {earlier}", theirs[part])
+            for part, label in (("reporting", "**reporting part**"), ("choosing", "choosing part"),
+                            ("internal", "internal validation")) if part in mine and part in theirs]
+    faster = ""
+    if speed:
+        study, batch = speed["network_gradcam_ms"], speed["batch_network_images_per_s"]
+        faster = (f" It is faster: network and Grad-CAM on one film {study['this']:.2f} ms against "
+                  f"{study['previous']:.2f} ms, batches {batch['this']:,.0f} against {batch['previous']:,.0f} images/s, "
+                  f"in the same run (`{speed['command']}`, {speed['device']}).")
+    ece = {part: (mine[part]["ece"], theirs[part]["ece"]) for part in mine if part in theirs}
+    worse = [part for part, (a, b) in ece.items() if a > b]
+    costs = (f"ECE is higher on the {' and '.join(worse)} part(s) "
+             + ", ".join(f"{ece[p][0]:.3f} against {ece[p][1]:.3f}" for p in worse) if worse else
+             "ECE is no higher on any part (" + ", ".join(f"{p} {a:.3f} against {b:.3f}" for p, (a, b) in ece.items())
+             + ")")
+    sensitivity = mine["internal"]["sensitivity"], theirs["internal"]["sensitivity"]
+    return f"""
+## Release {release['number']}: why this version ships
+It replaces release {release['number'] - 1}, `{previous['version']}` ({previous['description']}), which stays registered
+for rollback (`medcore models rollback xray`). It was chosen on the choosing part by the rule stated before it was
+trained: {release['rule']}. The reporting part was scored after that choice.{faster}
+What it costs: {costs}; internal sensitivity {sensitivity[0]:.3f} against {sensitivity[1]:.3f} at each one's own
+threshold; and one network varies more from one training to the next than the mean of three (release 1's notes).
+
+| | films | AUC | accuracy | sensitivity | specificity | ECE |
+|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 

@@ -146,27 +146,60 @@ def _place(folder: Path, destination: Path, move: bool) -> None:
 
 
 def ensure_defaults() -> None:
-    """Register and promote the shipped model of every task that has no production version yet.
+    """Install each task's shipped model, and follow a new release where the installation kept the shipped one.
 
-    Called once when the app or the CLI starts, never on a page run: serving does not write. A shipped
-    model that cannot be read is skipped with a warning in the server log; serving then reports it.
+    Called once when the app or the CLI starts, never on a page run: serving does not write.
+    - Earlier shipped defaults (assets/models/earlier/<task>/*) are registered, so a release can be rolled back.
+    - A task with no production version gets the earliest shipped default, then follows the releases as below, so
+      a new installation has the same history as an upgraded one (and rollback works the same in both).
+    - A task whose production is an earlier shipped default that the system put there (nobody promoted or rolled
+      back since) moves to the new shipped default, as "install shipped model"; a rollback returns to the earlier
+      one. A version an admin chose stays: the new default is registered beside it as a candidate.
+    A shipped model that cannot be read is skipped with a warning in the server log; serving then reports it.
     """
     for task in tasks.KEYS:
-        with read() as db:
-            if db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).first():
-                continue
-        source = tasks.get(task).shipped_dir
         try:
-            version = str(json.loads((source / "meta.json").read_text())["version"])
+            _install_shipped(task)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("%s: the shipped model in %s cannot be installed (%s: %s)", task, source,
-                        type(exc).__name__, exc)
-            continue
+            log.warning("%s: the shipped models cannot be installed (%s: %s)", task, type(exc).__name__, exc)
+
+
+def _shipped_version(folder: Path) -> str:
+    return str(json.loads((folder / "meta.json").read_text())["version"])
+
+
+def _register_shipped(task: str, folder: Path) -> str:
+    version = _shipped_version(folder)
+    with read() as db:
+        known = db.execute(select(VERSIONS.c.version).where(VERSIONS.c.task == task,
+                                                            VERSIONS.c.version == version)).first()
+    if known is None:
         try:
-            register(task, source, "system", origin="shipped")
+            register(task, folder, "system", origin="shipped")
         except RegistryError:
-            pass  # registered by a concurrent process, or earlier without promotion
-        _set_production(task, version, "system", "install shipped model", only_if_unset=True)
+            pass  # registered by a concurrent process
+    return version
+
+
+def _install_shipped(task: str) -> None:
+    entry = tasks.get(task)
+    earlier = [_register_shipped(task, folder) for folder in entry.earlier_shipped_dirs]
+    version = _register_shipped(task, entry.shipped_dir)
+    fresh = _set_production(task, (earlier or [version])[0], "system", "install shipped model",
+                            only_if_unset=True) is None
+    with read() as db:
+        current = db.execute(select(PRODUCTION.c.version).where(PRODUCTION.c.task == task)).scalar()
+        last = db.execute(select(PROMOTIONS.c.action, PROMOTIONS.c.actor).where(PROMOTIONS.c.task == task)
+                          .order_by(PROMOTIONS.c.id.desc()).limit(1)).first()
+    kept_by_system = last is not None and tuple(last) == ("install shipped model", "system")
+    if current != version and current in earlier and kept_by_system:
+        try:
+            _set_production(task, version, "system", "install shipped model", expected_production=current)
+        except RegistryError:
+            return  # another server moved it first
+        (log.info if fresh else log.warning)(
+            "%s: production moved from %s to the new shipped default %s (rollback returns to it)",
+            task, current, version)
 
 
 def _row_to_version(row, production: str | None, promoted: set[str]) -> ModelVersion:

@@ -126,6 +126,15 @@ class Task:
         return config.model_pin(self.key) or config.assets_dir() / "models" / self.key
 
     @property
+    def earlier_shipped_dirs(self) -> list[Path]:
+        """Earlier releases' shipped defaults (assets/models/earlier/<key>/<version>/), kept for rollback; none
+        when MEDCORE_<KEY>_MODEL pins a folder."""
+        if config.model_pin(self.key):
+            return []
+        return sorted(p for p in (config.assets_dir() / "models" / "earlier" / self.key).glob("*")
+                      if (p / "meta.json").is_file())
+
+    @property
     def is_notes(self) -> bool:
         return self.family is NOTES
 

@@ -313,3 +313,36 @@ def test_the_readme_note_architecture_figures_are_their_result_files():
         quoted = ", ".join(f"{names[key]} {rows[key]['macro_f1']['mean']:.3f} ± {rows[key]['macro_f1']['sd']:.3f}"
                            for key in sorted(names, key=lambda k: -rows[k]["macro_f1"]["mean"]))
         assert f"{task}: {quoted}" in text or f"{task}, macro-F1 mean ± SD over folds: {quoted}" in text, quoted
+
+
+def test_the_readme_local_validation_prose_is_its_result_files():
+    """Issue 34: the local-recalibration figures in the prose are the files' medians, for both releases."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    results = ROOT / "benchmarks" / "results"
+    shipped = json.loads((results / "local_calibration.json").read_text())
+    assert shipped["model_version"] == json.loads((ROOT / "assets" / "models" / "xray" / "meta.json").read_text())[
+        "version"]
+    before, after = shipped["before"], shipped["after"]
+    moves = ", ".join(f"{name} {before[key]['median']:.3f} -> {after[key]['median']:.3f}" for key, name in
+                      (("accuracy", "accuracy"), ("sensitivity", "sensitivity")))
+    assert f"moves {moves}, specificity {before['specificity']['median']:.3f} -> " in readme
+    assert f"and ECE {before['ece']['median']:.3f} -> {after['ece']['median']:.3f}, with AUC" in readme
+    assert f"is {shipped['ece_floor']['median']:.3f} (a perfectly calibrated" in readme
+    assert f"{round(shipped['after_targets_met'] * shipped['repeats'])} of {shipped['repeats']} splits met" in readme
+    earlier = json.loads((results / "local_calibration_release1.json").read_text())
+    b, a = earlier["before"], earlier["after"]
+    assert (f"accuracy {b['accuracy']['median']:.3f} -> {a['accuracy']['median']:.3f}, specificity "
+            f"{b['specificity']['median']:.3f} -> {a['specificity']['median']:.3f}, ECE {b['ece']['median']:.3f} -> "
+            f"{a['ece']['median']:.3f}") in readme
+
+
+def test_the_readme_release_2_adaptation_figures_are_its_result_file():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    adaptation = json.loads((ROOT / "benchmarks" / "results" / "xray_adaptation.json").read_text())
+    reporting = adaptation["reporting_part_once"]["rows"]
+    both, plain = reporting["AdaBN + prevalence"], reporting["production as it is"]
+    choosing = adaptation["whole_choosing_part"]["AdaBN + prevalence"]
+    assert (f"keeps the reporting part's sensitivity {both['sensitivity']:.3f} and specificity "
+            f"{both['specificity']:.3f} (ECE {plain['ece']:.3f} -> {both['ece']:.3f})") in readme
+    assert (f"specificity {choosing['specificity']:.3f} at sensitivity {choosing['sensitivity']:.3f}") in readme
+    assert both["specificity"] == plain["specificity"] >= 0.88

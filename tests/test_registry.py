@@ -23,14 +23,55 @@ def retrained_copy(task: str, tmp_path, version: str) -> registry.ModelVersion:
     return registry.register(task, folder, "tester")
 
 
+def _version(folder) -> str:
+    return json.loads((folder / "meta.json").read_text())["version"]
+
+
 def test_shipped_models_are_installed_once_as_production(store):
     registry.ensure_defaults()  # a second call changes nothing
     for task in tasks.KEYS:
         versions = registry.list_versions(task)
-        shipped = json.loads((tasks.get(task).shipped_dir / "meta.json").read_text())["version"]
-        assert [(v.version, v.status, v.origin) for v in versions] == [(shipped, "production", "shipped")]
-        assert versions[0].path.is_relative_to(store)  # a copy: the repo's assets are never served from the store
-        registry.verify(versions[0])
+        entry = tasks.get(task)
+        earlier = [(_version(f), "previous production", "shipped") for f in entry.earlier_shipped_dirs]
+        assert [(v.version, v.status, v.origin) for v in versions] == [
+            (_version(entry.shipped_dir), "production", "shipped")] + earlier[::-1]
+        for version in versions:
+            assert version.path.is_relative_to(store)  # a copy: the repo's assets are never served from the store
+            registry.verify(version)
+
+
+def test_release_2_keeps_release_1_for_rollback(store):
+    """A new installation replays the releases: the ensemble, then the single network; one rollback returns to
+    the ensemble (issue 32)."""
+    entry = tasks.get("xray")
+    assert [_version(f) for f in entry.earlier_shipped_dirs] == ["xray-20261126-203636-176f"]
+    assert registry.production("xray").version == _version(entry.shipped_dir) != "xray-20261126-203636-176f"
+    assert [(h["action"], h["by"]) for h in registry.history("xray")] == [("install shipped model", "system")] * 2
+    assert registry.rollback("xray", ADMIN) == "xray-20261126-203636-176f"
+    assert production.load("xray").version == "xray-20261126-203636-176f"
+    registry.ensure_defaults()  # a restart does not undo an admin's rollback
+    assert registry.production("xray").version == "xray-20261126-203636-176f"
+
+
+def test_an_upgraded_installation_follows_the_release_unless_an_admin_chose(tmp_path, monkeypatch):
+    """An installation of release 1 (production: the ensemble, put there by the system) moves to release 2 at its
+    next start; one whose admin promoted a retrained model keeps it, with release 2 beside it as a candidate."""
+    entry = tasks.get("xray")
+    release_1, release_2 = entry.earlier_shipped_dirs[0], entry.shipped_dir
+    for case in ("kept the shipped model", "promoted its own"):
+        monkeypatch.setenv("MEDCORE_STORE_DIR", str(tmp_path / case))
+        monkeypatch.setenv("MEDCORE_XRAY_MODEL", str(release_1))  # release 1's layout: one shipped folder
+        registry.ensure_defaults()
+        assert registry.production("xray").version == _version(release_1)
+        if case == "promoted its own":
+            monkeypatch.delenv("MEDCORE_XRAY_MODEL")
+            own = retrained_copy("xray", tmp_path / case, "xray-hospital-1")
+            registry.promote("xray", own.version, ADMIN)
+        monkeypatch.delenv("MEDCORE_XRAY_MODEL", raising=False)
+        registry.ensure_defaults()  # release 2 starts
+        expected = _version(release_2) if case == "kept the shipped model" else "xray-hospital-1"
+        assert registry.production("xray").version == expected, case
+        assert registry.get("xray", _version(release_2)).status in ("production", "candidate")
 
 
 def test_promote_and_rollback_move_the_production_pointer(store, tmp_path):
@@ -43,8 +84,6 @@ def test_promote_and_rollback_move_the_production_pointer(store, tmp_path):
     assert registry.rollback("xray", ADMIN) == shipped
     assert registry.production("xray").version == shipped
     assert registry.get("xray", candidate.version).status == "previous production"
-    with pytest.raises(registry.RegistryError, match="no earlier production version"):
-        registry.rollback("xray", ADMIN)
     assert registry.rollback("xray", ADMIN, to=candidate.version) == candidate.version  # any earlier version
     actions = [(h["action"], h["version"]) for h in registry.history("xray")]
     assert actions[:3] == [("rollback", candidate.version), ("rollback", shipped), ("promote", candidate.version)]

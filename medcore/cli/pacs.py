@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from medcore.cli.common import cli_user, configure_logging, emit, progress_to_stderr
+from medcore.cli.metrics import add_process_metrics, start_process_metrics
 
 
 def cmd_pacs_watch(args: argparse.Namespace) -> int:
@@ -15,6 +16,7 @@ def cmd_pacs_watch(args: argparse.Namespace) -> int:
     from medcore.pacs.watcher import watch
 
     configure_logging()
+    start_process_metrics(args)
     watch(report=(lambda row: print(row, file=sys.stderr, flush=True)) if args.verbose else None)
     return 0
 
@@ -99,6 +101,7 @@ def register(commands) -> None:
                                ).add_subparsers(dest="action", required=True)
     watch = pacs.add_parser("watch", help="analyse each new chest study once, write an SR and an overlay back")
     watch.add_argument("--verbose", action="store_true", help="one line per poll on stderr")
+    add_process_metrics(watch)
     watch.set_defaults(func=cmd_pacs_watch)
     analyse = pacs.add_parser("analyse", help="analyse one study now and write its result back")
     analyse.add_argument("study_uid")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medcore.cli.common import configure_logging, emit
+from medcore.cli.metrics import add_process_metrics, start_process_metrics
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -16,6 +17,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ValueError("No queue is configured: set MEDCORE_JOB_QUEUE=procrastinate and MEDCORE_DATABASE_URL "
                          "(PostgreSQL) on the app servers and on this worker.")
     configure_logging()
+    start_process_metrics(args)
     queue.work(once=args.once)
     return 0
 
@@ -36,6 +38,7 @@ def register(commands) -> None:
     worker = commands.add_parser("worker", help="run training jobs from the queue on this machine (PostgreSQL "
                                                 "store, MEDCORE_JOB_QUEUE=procrastinate)")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty (tests, cron)")
+    add_process_metrics(worker)
     worker.set_defaults(func=cmd_worker)
     db = commands.add_parser("db", help="the store's schema").add_subparsers(dest="action", required=True)
     for action in ("upgrade", "current"):

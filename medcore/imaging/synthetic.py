@@ -1,19 +1,27 @@
-"""Synthetic films are never mistaken for a patient: a visible mark on the pixels, recognised in the pixels.
+"""Synthetic films are never mistaken for a patient: two marks on the pixels, recognised in the pixels.
 
 Every film MedCore generates (for augmentation or demonstration) goes through `mark_synthetic`: it is enlarged to
-at least MARK_MIN_SIDE px and the word SYNTHETIC, in a white box, is burnt into the top-left corner, so a printout
-or a screenshot still says it. The file also carries a tag (a PNG text chunk, or a JPEG comment) naming the
-generator for people and tools that read it, but a tag is easy to lose (re-saving, wrapping in DICOM) and easy to
-add to a real film, so it decides nothing: the decision is made on the pixels. `mark_score` compares the top-left corner, scaled to the
-image's width, with the mark as it is drawn. `imaging.io` refuses every decoded image (PNG, JPEG or DICOM) that carries the mark, so a synthetic
-film is never read, scored, trained on or logged as a study. What it cannot catch: a film whose corner was cropped
-or painted over (benchmarks/synthetic_marks.py measures detection and false positives).
+at least MARK_MIN_SIDE px and gets two marks.
+- A fine cross-hatch over the whole film: four gratings at 22.5, 67.5, 112.5 and 157.5 degrees, PATTERN_CYCLES
+  periods across the long side. It is what the pixels are judged by: it lives in every part of the film, so a crop
+  (up to a quarter of a side), a painted-over corner, a small rotation, JPEG re-encoding, DICOM wrapping,
+  inversion, a mirror or a resize leave it in place, and it shows in the film's spectrum as four sharp peaks that
+  a real film does not have (`pattern_score`, one small FFT of the film reduced to ANALYSIS_SIDE px).
+- The word SYNTHETIC in a white box in the top-left corner, so a printout or a screenshot says it to a person.
+  Films marked before release 2 carry only this box: `box_score` still recognises it where it was written (not
+  after a crop).
+The file also carries a tag (a PNG text chunk, or a JPEG comment) naming the generator, but a tag is easy to lose
+and easy to add to a real film, so it decides nothing. `imaging.io` refuses every decoded image (PNG, JPEG or
+DICOM) that carries a mark, so a synthetic film is never read, scored, trained on or logged as a study.
+benchmarks/synthetic_marks.py measures detection under each change and false alarms on every real film of the
+shared data; what it cannot catch is said there.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, PngImagePlugin
@@ -21,11 +29,37 @@ from PIL import Image, ImageDraw, PngImagePlugin
 TAG_KEY = "MedCore-Synthetic"
 JPEG_COMMENT_PREFIX = TAG_KEY.encode() + b":"
 MARK_MIN_SIDE = 512  # films are enlarged to this before marking, so a 50 % copy is still a readable film
-FONT_FRACTION = 1 / 16  # the mark's letter size, as a share of the film's width
+FONT_FRACTION = 1 / 16  # the box's letter size, as a share of the film's width
 BOX = (6.2, 1.6)  # the white box, in letter sizes (width, height)
-TEMPLATE_WIDTH = MARK_MIN_SIDE  # the mark is drawn once at this width, then scaled to each film's
-MARK_THRESHOLD = 0.7  # |correlation| with the drawn mark; real films stay below (benchmarks/synthetic_marks.py)
+TEMPLATE_WIDTH = MARK_MIN_SIDE  # the box is drawn once at this width, then scaled to each film's
 
+PATTERN_ANGLES = (22.5, 67.5, 112.5, 157.5)  # degrees: off the axes, where film borders and grid lines put energy
+PATTERN_CYCLES = 44  # periods across the long side: above what a 64 px generator film holds (32), 11.6 px at 512
+PATTERN_AMPLITUDE = 0.08  # the four gratings' sum at most, on the [0, 1] film (each grating a quarter of it)
+ANALYSIS_SIDE = 160  # the film is reduced to this long side before its spectrum is taken
+PATTERN_THRESHOLD = 1.5  # log contrast of the weakest peak; real films stay below 0.9 (benchmarks/synthetic_marks.py)
+BOX_THRESHOLD = 0.7  # correlation with the box where it is written; real films stay below (same benchmark)
+
+# What the spectral search allows: the pattern's period against the long side (a crop shortens the side, a frame
+# lengthens it), one axis stretched against the other (a film resized to a square), and a small rotation.
+# Steps of half a frequency bin or less at the peaks' radius (a peak's main lobe is about 2 bins wide).
+_SCALES = np.arange(0.75, 1.34, 0.5 / PATTERN_CYCLES)
+_STRETCHES = np.array([0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.11, 1.18, 1.25, 1.33])
+_TURNS = np.deg2rad(np.arange(-4.0, 4.01, 1.0))
+_BACKGROUND, _CORE = 9, 3  # the spectrum's local level: a 9 x 9 neighbourhood without its 3 x 3 centre
+
+
+@dataclass(frozen=True)
+class MarkScores:
+    pattern: float  # log contrast of the weakest of the four grating peaks over its neighbourhood (nats)
+    box: float  # |correlation| of the top-left box (any corner, mirrored) with the drawn box, 0 to 1
+
+    @property
+    def marked(self) -> bool:
+        return self.pattern >= PATTERN_THRESHOLD or self.box >= BOX_THRESHOLD
+
+
+# --- writing the marks -------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
 def _mark_patch() -> Image.Image:
@@ -43,24 +77,30 @@ def _box(width: float) -> tuple[int, int]:
     return round(size * BOX[1]), round(size * BOX[0])
 
 
-def _draw_mark(image: Image.Image) -> None:
+def cross_hatch(height: int, width: int) -> np.ndarray:
+    """The four gratings, summed (amplitude PATTERN_AMPLITUDE at most), for a film of this shape."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    frequency = 2 * np.pi * PATTERN_CYCLES / max(height, width)
+    return sum(np.cos(frequency * (cols * np.cos(a) + rows * np.sin(a)) + phase)
+               for phase, a in enumerate(np.deg2rad(PATTERN_ANGLES))) * PATTERN_AMPLITUDE / len(PATTERN_ANGLES)
+
+
+def _marked_image(pixels: np.ndarray) -> Image.Image:
+    film = Image.fromarray(np.asarray(np.clip(pixels, 0, 1), np.float32), mode="F")
+    scale = MARK_MIN_SIDE / max(film.size)
+    if scale > 1:
+        film = film.resize((round(film.width * scale), round(film.height * scale)), Image.Resampling.BICUBIC)
+    hatched = np.clip(np.asarray(film, np.float64) + cross_hatch(film.height, film.width), 0, 1)
+    image = Image.fromarray(np.round(hatched * 255).astype(np.uint8), mode="L")
     rows, cols = _box(image.width)
     image.paste(_mark_patch().resize((cols, rows), Image.Resampling.LANCZOS), (0, 0))
-
-
-def _enlarged(pixels: np.ndarray) -> Image.Image:
-    image = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="L")
-    scale = MARK_MIN_SIDE / max(image.size)
-    if scale > 1:
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
     return image
 
 
 def mark_synthetic(pixels: np.ndarray, generator: str, fmt: str = "PNG") -> bytes:
-    """A film (2-D, values in [0, 1]) as PNG or JPEG bytes, enlarged, with the visible mark and the tag naming
+    """A film (2-D, values in [0, 1]) as PNG or JPEG bytes, enlarged, with both marks and the tag naming
     `generator`."""
-    image = _enlarged(pixels)
-    _draw_mark(image)
+    image = _marked_image(pixels)
     buffer = io.BytesIO()
     if fmt == "PNG":
         info = PngImagePlugin.PngInfo()
@@ -71,70 +111,97 @@ def mark_synthetic(pixels: np.ndarray, generator: str, fmt: str = "PNG") -> byte
     return buffer.getvalue()
 
 
-SCALES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.06, 1.12)  # the mark's width against the film's width, as written = 1.0 (frames, padding)
-WHITE = 0.85  # a near-white pixel, on the film's own range
-WHITE_SHARE = 0.25  # a corner with fewer near-white pixels than this cannot hold the white box: not searched
-ASPECTS = (0.8, 1.0, 1.25)  # its height against its width (a stretched film)
-MARGIN = (1.6, 1.35)  # the corner searched, in box heights and widths (a border or shift moves the mark)
+# --- reading them ------------------------------------------------------------------------------------------------
+
+def _reduced(pixels: np.ndarray, side: int) -> np.ndarray:
+    """The film with its long side at most `side` px, by area averaging (one cheap pass, no aliasing)."""
+    height, width = pixels.shape
+    scale = side / max(height, width)
+    image = Image.fromarray(np.asarray(pixels, np.float32), mode="F")
+    if scale < 1:
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+    return np.asarray(image, np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _window(height: int, width: int) -> np.ndarray:
+    return np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _peak_offsets(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the four peaks may lie, for every allowed scale, stretch and turn: (rows, cols) relative to the
+    spectrum's centre, shape (scales, stretches, turns, 4). Peaks in the left half are mirrored through the centre
+    (a real film's spectrum is symmetric), so every lookup falls in the half a real FFT computes."""
+    radius = PATTERN_CYCLES * _SCALES[:, None, None, None] * side / ANALYSIS_SIDE
+    angle = np.deg2rad(PATTERN_ANGLES)[None, None, None, :] + _TURNS[None, None, :, None]
+    cols = radius * np.cos(angle) * np.ones((1, len(_STRETCHES), 1, 1))
+    rows = radius * np.sin(angle) * _STRETCHES[None, :, None, None]
+    flip = cols < 0
+    return np.rint(np.where(flip, -rows, rows)).astype(int), np.rint(np.where(flip, -cols, cols)).astype(int)
+
+
+def pattern_score(pixels: np.ndarray) -> float:
+    """How strongly the film's spectrum holds the cross-hatch: the log contrast (nats) of the weakest of its four
+    peaks over that peak's neighbourhood, at the best scale, stretch and turn. About 0 to 0.9 on real films,
+    2 and more on a marked one."""
+    from scipy.fft import rfft2
+    from scipy.ndimage import uniform_filter
+
+    film = _reduced(pixels, ANALYSIS_SIDE)
+    height, width = film.shape
+    if min(height, width) < 32 or float(film.max() - film.min()) < 1e-6:
+        return 0.0
+    side = max(height, width)
+    padded = np.zeros((side, side), np.float32)
+    padded[:height, :width] = (film - film.mean()) * _window(height, width)
+    level = np.log(np.abs(rfft2(padded)) + 1e-6)
+    level = np.fft.fftshift(level, axes=0)  # rows centred; columns start at frequency 0
+    area, core = _BACKGROUND ** 2, _CORE ** 2
+    neighbourhood = (uniform_filter(level, _BACKGROUND, mode="nearest") * area
+                     - uniform_filter(level, _CORE, mode="nearest") * core) / (area - core)
+    contrast = level - neighbourhood
+    rows, cols = _peak_offsets(side)
+    values = contrast[np.clip(rows + side // 2, 0, side - 1), np.clip(cols, 0, contrast.shape[1] - 1)]
+    return float(values.min(axis=-1).max())
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> np.ndarray:
-    """The mark's box as drawn at TEMPLATE_WIDTH, with zero mean and unit norm (for correlation)."""
-    box = np.asarray(_mark_patch(), np.float64)
+def _box_template() -> np.ndarray:
+    """The box at a quarter of its drawn size, zero mean and unit norm: enough to tell the word from a film."""
+    rows, cols = _box(TEMPLATE_WIDTH / 4)
+    box = np.asarray(_mark_patch().resize((cols, rows), Image.Resampling.BOX), np.float64)
     box -= box.mean()
     return box / np.sqrt((box ** 2).sum())
 
 
-def _best_match(region: np.ndarray, template: np.ndarray) -> float:
-    """The highest |normalised cross-correlation| of the template anywhere inside the region (0 to 1)."""
-    from scipy.signal import fftconvolve
-
-    h, w = template.shape
-    if region.shape[0] < h or region.shape[1] < w:
-        return 0.0
-    numerator = fftconvolve(region, template[::-1, ::-1], mode="valid")
-    window = np.ones((h, w))
-    sums = fftconvolve(region, window, mode="valid")
-    spread = np.sqrt(np.maximum(fftconvolve(region ** 2, window, mode="valid") - sums ** 2 / window.size, 0.0))
-    valid = spread > 1e-3 * np.sqrt(window.size)
-    return float(np.max(np.abs(numerator[valid]) / spread[valid])) if valid.any() else 0.0
-
-
-def mark_score(pixels: np.ndarray) -> float:
-    """How closely the film carries the SYNTHETIC mark (|normalised correlation|, 0 to 1), on the decoded pixels
-    (2-D, any size), whatever the file format or how often it was re-encoded: the mark is looked for in each corner
-    (a mirrored, flipped or half-turned film carries it in another corner, reversed), a little way in (a frame or a
-    shift), a little larger or smaller, and stretched."""
-    template = _template()
-    t_rows, t_cols = template.shape
+def box_score(pixels: np.ndarray) -> float:
+    """|correlation| of the white SYNTHETIC box with each corner where `mark_synthetic` writes it (a mirrored,
+    flipped or half-turned film carries it in another corner, reversed). No search: a film that was cropped,
+    framed or turned is the pattern's to catch."""
+    template = _box_template()
     height, width = pixels.shape
-    if min(height, width) < 32:
+    rows, cols = _box(width)
+    if rows < 4 or cols < 8 or rows >= height or cols >= width:
         return 0.0
-    low, high = float(pixels.min()), float(pixels.max())
-    if high - low < 1e-6:
-        return 0.0
-    white = low + WHITE * (high - low)
     best = 0.0
-    for scale in SCALES:
-        for aspect in ASPECTS:
-            # the film resized so that a mark drawn at this scale and aspect is exactly the template's size
-            fx = TEMPLATE_WIDTH / (width * scale)
-            fy = fx / aspect
-            rows, cols = round(t_rows * MARGIN[0] / fy), round(t_cols * MARGIN[1] / fx)
-            if rows >= height or cols >= width:
-                continue
-            for corner in (pixels[:rows, :cols], pixels[:rows, -cols:][:, ::-1], pixels[-rows:, :cols][::-1, :],
-                           pixels[-rows:, -cols:][::-1, ::-1]):  # each turned so that its corner is top-left
-                if np.mean(corner[::2, ::2] >= white) < WHITE_SHARE:  # no white box there: nothing to compare
-                    continue
-                region = Image.fromarray(np.ascontiguousarray(corner, dtype=np.float32), mode="F").resize(
-                    (round(cols * fx), round(rows * fy)), Image.Resampling.BILINEAR)
-                best = max(best, _best_match(np.asarray(region, np.float64), template))
-                if best >= 0.9:
-                    return best
+    for corner in (pixels[:rows, :cols], pixels[:rows, -cols:][:, ::-1], pixels[-rows:, :cols][::-1, :],
+                   pixels[-rows:, -cols:][::-1, ::-1]):  # each turned so that its corner is top-left
+        region = np.asarray(Image.fromarray(np.ascontiguousarray(corner, np.float32), mode="F").resize(
+            template.shape[::-1], Image.Resampling.BOX), np.float64)
+        region -= region.mean()
+        spread = np.sqrt((region ** 2).sum())
+        if spread > 1e-6:
+            best = max(best, abs(float((region * template).sum())) / spread)
     return best
 
 
+def mark_scores(pixels: np.ndarray) -> MarkScores:
+    """Both marks' scores on the decoded pixels (2-D, any size and range), whatever the file format."""
+    return MarkScores(pattern=pattern_score(pixels), box=box_score(pixels))
+
+
 def is_marked(pixels: np.ndarray) -> bool:
-    return mark_score(pixels) >= MARK_THRESHOLD
+    """True for a film MedCore generated. The pattern is looked at first: it alone decides nearly every marked
+    film, and it costs about the same on every film, real or marked."""
+    return pattern_score(pixels) >= PATTERN_THRESHOLD or box_score(pixels) >= BOX_THRESHOLD

@@ -64,12 +64,16 @@ def run_job_here(job_id: str) -> None:
         log.warning("job refused: %s", exc)
         store.finish(job_id, "failed", "The job's id is not one MedCore makes; it was not run.")
         return
-    process = store.launch_process(job_id, die_with_parent=True)
-    returncode = process.wait()
-    job = store.get(job_id)
-    if job.active and job.host == store.this_host() and job.pid == process.pid:
-        store.finish(job_id, "failed", store.DIED)  # it died without saying how (killed, out of memory)
-    log.info("job %s ended with exit code %s (%s)", job_id, returncode, store.get(job_id).status)
+    from medcore.observability import instruments
+
+    with instruments.job_running() as ended:
+        process = store.launch_process(job_id, die_with_parent=True)
+        returncode = process.wait()
+        job = store.get(job_id)
+        if job.active and job.host == store.this_host() and job.pid == process.pid:
+            store.finish(job_id, "failed", store.DIED)  # it died without saying how (killed, out of memory)
+        ended["status"] = store.get(job_id).status
+    log.info("job %s ended with exit code %s (%s)", job_id, returncode, ended["status"])
 
 
 def work(once: bool = False) -> None:

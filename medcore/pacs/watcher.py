@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from medcore import config, production
+from medcore.observability import instruments
 from medcore.pacs import analysis, worklist
 from medcore.pacs.client import PacsClient, PacsUnavailable
 from medcore.store import read, schema, write
@@ -66,14 +67,18 @@ def _beat() -> None:
 def _analyse_safely(client: PacsClient, model, study) -> str:
     """One study, whatever goes wrong with it: 'analysed', 'skipped' (another has it, or done) or 'error'.
     PacsUnavailable still propagates: the whole PACS is down, and the poll backs off."""
+    started, outcome = time.monotonic(), "error"
     try:
-        return "analysed" if analysis.analyse_study(client, model, study.study_uid) is not None else "skipped"
+        outcome = "analysed" if analysis.analyse_study(client, model, study.study_uid) is not None else "skipped"
+        return outcome
     except PacsUnavailable:
+        outcome = "pacs_unavailable"  # the PACS, not the study: counted as the poll's error
         raise
     except Exception as exc:  # one bad study must not stop the others, nor the watcher
         log.warning("A study could not be handled (%s); the others go on", type(exc).__name__)
         return "error"
     finally:
+        instruments.study_handled(outcome, time.monotonic() - started)
         _beat()
 
 
@@ -108,16 +113,20 @@ def watch(should_stop: Callable[[], bool] = lambda: False, poll_seconds: float |
             version = production.current_version("xray")
             if served is None or served.version != version:
                 served = production.load("xray").model
+            started = time.monotonic()
             outcome = poll_once(client, served)
+            instruments.poll_succeeded(time.monotonic() - started)
             backoff = poll_seconds
             if report:
                 report({"at": time.time(), **outcome})
         except PacsUnavailable as exc:
+            instruments.poll_failed(pacs_unavailable=True)
             backoff = min(MAX_BACKOFF_S, max(backoff * 2, poll_seconds))
             log.warning("PACS unavailable (%s); trying again in %.0f s", exc, backoff)
             if report:
                 report({"at": time.time(), "error": str(exc), "retry_in_s": backoff})
         except Exception as exc:  # the store, a model load, an odd answer: back off and go on, never stop watching
+            instruments.poll_failed(pacs_unavailable=False)
             backoff = min(MAX_BACKOFF_S, max(backoff * 2, poll_seconds))
             log.warning("The poll failed (%s); trying again in %.0f s", type(exc).__name__, backoff)
             if report:
