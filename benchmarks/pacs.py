@@ -183,8 +183,14 @@ def _watch_worker(stop) -> None:
     watcher.watch(should_stop=stop.is_set, poll_seconds=1.0)
 
 
-def arrivals(client, films, count: int, interval: float) -> dict:
-    """(c) A watcher process polling every second; a study arrives every `interval` s; delay to its SR stored."""
+def arrivals(model, client, films, count: int, interval: float) -> dict:
+    """(c) A watcher process polling every second; a study arrives every `interval` s; delay to its SR stored.
+    Whatever else is in the watcher's look-back is settled first, so that each delay is one arrival's own."""
+    from medcore import config
+    from medcore.pacs import backfill
+
+    today = datetime.date.today()
+    backfill.backfill(client, model, today - datetime.timedelta(days=config.pacs_lookback_days()), today)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     proc = context.Process(target=_watch_worker, args=(stop,))
@@ -228,7 +234,8 @@ def check_reduction(model, data_dir: Path) -> dict:
     rows = {"as_is": [], "upscaled_2000": []}
     for path in list_image_folder(data_dir).files:
         data = path.read_bytes()
-        rows["as_is"].append((analyse_file(model, data, path.name, max_side=None), analyse_file(model, data, path.name)))
+        rows["as_is"].append((analyse_file(model, data, path.name, max_side=None),
+                              analyse_file(model, data, path.name)))
         dicom = upscaled_dicom(read_radiograph(data, path.name).pixels)
         rows["upscaled_2000"].append((analyse_file(model, dicom, "film.dcm", max_side=None),
                                       analyse_dicom(model, pydicom.dcmread(io.BytesIO(dicom)), "film.dcm")))
@@ -308,7 +315,7 @@ def main() -> None:
     for processes in args.processes:
         results["backlog"].append(backlog(model, client, films, args.studies, processes, args.workers))
         print(json.dumps(results["backlog"][-1]), file=sys.stderr, flush=True)
-    results["arrivals"] = arrivals(client, films, args.arrivals, args.interval)
+    results["arrivals"] = arrivals(model, client, films, args.arrivals, args.interval)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -1,4 +1,4 @@
-"""`medcore pacs watch | analyse | backfill | load-demo`: chest studies from the hospital's PACS, results back as DICOM."""
+"""`medcore pacs watch | analyse | backfill | load-demo`: chest studies from the PACS, results back as DICOM."""
 
 from __future__ import annotations
 

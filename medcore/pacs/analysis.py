@@ -26,9 +26,11 @@ from sqlalchemy.exc import IntegrityError
 
 from medcore import access, audit, config, keyed
 from medcore.imaging.gradcam import overlay
-from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_dicom, analyse_file, audit_study  # noqa: F401
+from medcore.imaging.service import analyse_file  # noqa: F401  (tests analyse a film as the PACS path does)
+from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_dicom, audit_study
 from medcore.pacs import results
-from medcore.pacs.client import CHEST_MODALITIES, FilmTooLarge, PacsClient, PacsUnavailable, Study
+from medcore.pacs.client import (CHEST_MODALITIES, MEDCORE_MANUFACTURER, FilmTooLarge, PacsClient, PacsUnavailable,
+                                 Study)
 from medcore.store import read, schema, write
 
 STUDIES = schema.pacs_studies
@@ -58,13 +60,13 @@ class NotAChestStudy(ValueError):
     """The study holds no CR or DX image."""
 
 
-def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
+def chest_instance(client: PacsClient, study_uid: str, series: list[dict] | None = None) -> tuple[str, str]:
     """(series, SOP instance) of the study's chest film to read: a frontal one when the study holds several (a PA
     and a lateral: the order the PACS lists them in must not decide). MedCore writes no CR/DX series, so every
     CR/DX series is a candidate, whatever its Manufacturer says (a label anyone can write must not hide a film)."""
-    candidates = [(series["series_uid"], sop) for series in client.series(study_uid)
-                  if series["modality"] in CHEST_MODALITIES
-                  for sop in client.instances(study_uid, series["series_uid"])]
+    listed = client.series(study_uid) if series is None else series
+    candidates = [(one["series_uid"], sop) for one in listed if one["modality"] in CHEST_MODALITIES
+                  for sop in client.instances(study_uid, one["series_uid"])]
     if not candidates:
         raise NotAChestStudy("The study holds no chest radiograph (CR or DX image).")
     if len(candidates) == 1:
@@ -73,9 +75,11 @@ def chest_instance(client: PacsClient, study_uid: str) -> tuple[str, str]:
     return min(candidates, key=lambda film: FRONTAL_FIRST.get(views[film], 2 if views[film] == "" else 3))
 
 
-def fetch(client: PacsClient, study_uid: str) -> tuple[str, str, pydicom.Dataset, bytes]:
-    """(series, SOP instance, the film parsed once, the bytes the PACS sent: what its digest is taken of)."""
-    series_uid, sop_uid = chest_instance(client, study_uid)
+def fetch(client: PacsClient, study_uid: str, series: list[dict] | None = None
+          ) -> tuple[str, str, pydicom.Dataset, bytes]:
+    """(series, SOP instance, the film parsed once, the bytes the PACS sent: what its digest is taken of).
+    series: the study's series when already listed (one QIDO-RS less per study)."""
+    series_uid, sop_uid = chest_instance(client, study_uid, series)
     dataset, data = client.instance_and_bytes(study_uid, series_uid, sop_uid)
     return series_uid, sop_uid, dataset, data
 
@@ -170,9 +174,11 @@ class ReportsInStudy:
     unverified: int
 
 
-def reports_in_study(client: PacsClient, study_uid: str, version: str) -> ReportsInStudy:
+def reports_in_study(client: PacsClient, study_uid: str, version: str,
+                     series: list[dict] | None = None) -> ReportsInStudy:
     own, unverified = None, 0
-    for series in client.medcore_series(study_uid):
+    listed = client.series(study_uid) if series is None else series
+    for series in [one for one in listed if one["manufacturer"] == MEDCORE_MANUFACTURER]:
         if series["modality"] != "SR":
             continue
         for sop in client.instances(study_uid, series["series_uid"]):
@@ -212,8 +218,9 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
         return None
     unverified = 0
     try:
+        series = client.series(study_uid)  # once: for MedCore's own reports and for the film to read
         if write_back:
-            found = reports_in_study(client, study_uid, model.version)
+            found = reports_in_study(client, study_uid, model.version, series)
             unverified = found.unverified
             if found.own is not None:
                 _recovered(key, model.version, found.own, unverified, user)
@@ -221,7 +228,7 @@ def analyse_study(client: PacsClient, model: LoadedXrayModel, study_uid: str, us
             if unverified:
                 audit.record(user, "pacs_unverified_report", "result from another source", model.version,
                              study=key[:16], reports=unverified)
-        series_uid, sop_uid, dataset, data = fetch(client, study_uid)
+        series_uid, sop_uid, dataset, data = fetch(client, study_uid, series)
         result = analyse_dataset(model, dataset, data, user)
         if write_back:
             client.store(result_objects(model, dataset, result))
