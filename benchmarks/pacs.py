@@ -288,6 +288,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--write-readme", action="store_true", help="only render the README block from the file")
     parser.add_argument("--check-reduction", action="store_true", help="only check full vs reduced decisions")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (a rerun beside them)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chest_xray" / "external_sample")
     args = parser.parse_args()
     if args.write_readme:
@@ -317,7 +318,7 @@ def main() -> None:
         print(json.dumps(results["backlog"][-1]), file=sys.stderr, flush=True)
     results["arrivals"] = arrivals(model, client, films, args.arrivals, args.interval)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -346,3 +346,10 @@ def test_the_readme_release_2_adaptation_figures_are_its_result_file():
             f"{both['specificity']:.3f} (ECE {plain['ece']:.3f} -> {both['ece']:.3f})") in readme
     assert (f"specificity {choosing['specificity']:.3f} at sensitivity {choosing['sensitivity']:.3f}") in readme
     assert both["specificity"] == plain["specificity"] >= 0.88
+
+
+def test_the_readme_pacs_speed_block_is_the_one_its_result_file_renders():
+    """The PACS figures (issue 32) are written from benchmarks/results/pacs.json by `benchmarks/pacs.py --write-readme`."""
+    import pacs
+
+    assert pacs.readme_block(json.loads(pacs.RESULTS.read_text())) in (ROOT / "README.md").read_text()
