@@ -1,7 +1,7 @@
 """What the X-ray page and the CLI call: one upload in, one result out; a folder in, metrics out.
 
-Flow for one study: bytes -> io.read_radiograph (validate, decode, drop identifiers) ->
-preprocess.to_model_input -> GradCam (logit, heatmap and pooled features in one pass) ->
+Flow for one study: bytes (or a DICOM dataset from the PACS) -> io.read_radiograph / read_dataset (validate, decode,
+drop identifiers, reduce to FILM_MAX_SIDE once, refuse a synthetic film) -> preprocess.to_model_input -> GradCam (logit, heatmap and pooled features in one pass) ->
 quality.check (rules + how unlike the training films the features are) -> Platt calibration ->
 decision at the model's own threshold; a refused study keeps no probability. A bad file becomes a
 result with an error, never an exception, so one file cannot stop a batch.
@@ -31,9 +31,9 @@ from medcore.imaging.preprocess import reduce_film, to_model_input
 from medcore.metrics import binary_figures
 
 DISPLAY_MAX_SIDE = 1024  # a session keeps display copies, not full-size films
-# A film is reduced once, right after decoding, to at most this (a whole-factor area average): the quality rules,
-# the network's 128-px input, Grad-CAM and the display copy all come from it, never from the full-size film again.
-# Their decisions agree with the full-size path (tests/test_film_reduction.py, on real films and upscaled copies).
+# A film is reduced once, right after decoding, to at most this a side (an area average, preprocess.reduce_film): the
+# synthetic-mark check, the quality rules, the network's 128-px input, Grad-CAM and the display copy all come from it,
+# never from the full-size film again. Decisions agree with the full-size path (tests/test_film_reduction.py).
 FILM_MAX_SIDE = DISPLAY_MAX_SIDE
 
 
