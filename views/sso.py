@@ -106,4 +106,5 @@ def audit_provider_errors() -> None:
         return response
 
     audited.medcore_audited = True
+    audited.__wrapped__ = original
     routes._auth_callback = audited
