@@ -242,6 +242,7 @@ def test_clinician_admin_and_stranger_sign_in_through_the_hospital_provider(sso_
     expect(clinician.get_by_role("link", name="Chest X-ray")).to_be_visible()
     expect(clinician.get_by_role("link", name="Models & retraining")).to_have_count(0)
     clinician.get_by_text("Dr Meredith Grey").wait_for()
+    clinician.get_by_text("Operating threshold").wait_for(timeout=90_000)
     clinician.screenshot(path=str(SCREENSHOTS / "sso_clinician.png"))
     ended = []
     clinician.on("request", lambda request: ended.append(request.url) if "/session/end" in request.url else None)
@@ -264,14 +265,18 @@ def test_clinician_admin_and_stranger_sign_in_through_the_hospital_provider(sso_
     stranger.close()
 
     accounts_file = Path(os.environ["MEDCORE_TEST_OIDC_ACCOUNTS"])
-    accounts = json.loads(accounts_file.read_text())
+    before = accounts_file.read_text()
+    accounts = json.loads(before)
     accounts["it.chief"]["groups"] = ["medcore-clinicians"]  # IT removes the admin from the admin group
     accounts_file.write_text(json.dumps(accounts))
-    demoted = hospital_sign_in(browser, url, ACCOUNTS["admin"])
-    demoted.get_by_text("Signed in as").wait_for(timeout=90_000)
-    expect(demoted.get_by_role("link", name="Chest X-ray")).to_be_visible()
-    expect(demoted.get_by_role("link", name="Models & retraining")).to_have_count(0)
-    demoted.close()
+    try:
+        demoted = hospital_sign_in(browser, url, ACCOUNTS["admin"])
+        demoted.get_by_text("Signed in as").wait_for(timeout=90_000)
+        expect(demoted.get_by_role("link", name="Chest X-ray")).to_be_visible()
+        expect(demoted.get_by_role("link", name="Models & retraining")).to_have_count(0)
+        demoted.close()
+    finally:
+        accounts_file.write_text(before)
 
     forged = browser.new_page()
     forged.goto(url + "/oauth2callback?code=forged&state=forged")  # a callback this browser never started
