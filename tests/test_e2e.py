@@ -101,7 +101,7 @@ def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, pat
     page.goto(url + path)
     page.get_by_role("textbox", name="User name").fill(account[0])
     page.get_by_role("textbox", name="Password").fill(account[1])
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with your hospital account"
     page.get_by_text("Signed in as").wait_for(timeout=90_000)
     return page
 
