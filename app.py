@@ -7,7 +7,8 @@ would bypass this sign-in. Only the pages listed here can be reached.
 import streamlit as st
 
 from medcore import auth, config, incidents, registry
-from views.common import escape_markdown, session_clock, sign_out, signed_in
+from views.sso import audit_provider_errors, start_session
+from views.common import escape_markdown, session_clock, sign_in, sign_out, signed_in
 
 st.set_page_config(page_title="MedCore", page_icon=":material/pulmonology:", layout="wide")
 
@@ -64,7 +65,11 @@ def _pacs_watcher() -> bool:
 
 first_start_problem = _first_start()
 _pacs_watcher()
+audit_provider_errors()
 user = signed_in()
+if user is None:  # a sign-in at the hospital's provider that just happened opens a session (views/sso.py)
+    start_session(sign_in)
+    user = signed_in()
 if user is None:
     if first_start_problem:
         st.error(first_start_problem)
@@ -86,7 +91,7 @@ else:
         st.Page("views/audit_log.py", title="Audit log", icon=":material/policy:"),
     ]
     navigation = st.navigation({"Clinical": clinical, "Administration": admin} if user.is_admin else clinical)
-    st.sidebar.markdown(f"Signed in as **{escape_markdown(user.name)}** ({user.role})")
+    st.sidebar.markdown(f"Signed in as **{escape_markdown(user.shown_name)}** ({user.role})")
     with st.sidebar:
         session_clock()
     if st.sidebar.button("Sign out", icon=":material/logout:"):

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from medcore.imaging import folders  # noqa: E402
 from medcore.imaging.io import SyntheticFilm, UnreadableImage, decode_image, read_radiograph  # noqa: E402
@@ -145,6 +146,34 @@ def refused_as_synthetic(data: bytes) -> bool:
     return False
 
 
+BEGIN, END = "<!-- synthetic-marks: begin -->", "<!-- synthetic-marks: end -->"
+
+
+def readme_block(results: dict | None = None) -> str:
+    """The README's table, rendered from the result file: every change, each source's detections and lowest
+    pattern score, then the false alarms on every real film and the check's cost."""
+    results = results or json.loads(RESULTS.read_text())
+    sources = list(results["synthetic"])
+    names = list(results["synthetic"][sources[0]])
+    lines = [BEGIN, "| synthetic film passed on as | " + " | ".join(
+        f"{source}: detected (lowest pattern score)" for source in sources) + " |",
+        "|---|" + "---|" * len(sources)]
+    for name in names:
+        cells = [f"{results['synthetic'][s][name]['detected']} of {results['synthetic'][s][name]['films']} "
+                 f"({results['synthetic'][s][name]['lowest_pattern_score']:.2f})" for s in sources]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    real, cost = results["real"], results["ms_per_real_film"]
+    thresholds = results["thresholds"]
+    lines += ["", f"False alarms (threshold {thresholds['pattern']} on the pattern score, {thresholds['box']} on the "
+              f"box): {real['train']['refused']} of {real['train']['films']:,} training films and "
+              f"{real['external_sample']['refused']} of {real['external_sample']['films']} external-sample films "
+              f"(highest pattern score {max(r['highest_pattern_score'] for r in real.values()):.2f}, highest box "
+              f"score {max(r['highest_box_score'] for r in real.values()):.2f}). The check costs {cost['median']:.2f} "
+              f"ms per real film (median; 90th percentile {cost['p90']:.2f} ms, 99th {cost['p99']:.2f} ms, on 2 cores "
+              "shared with other jobs).", END]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the chest_xray folder (train/ and external_sample/)")
@@ -190,6 +219,9 @@ def main() -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    from readme_blocks import replace_block
+
+    replace_block(readme_block(results))
 
 
 if __name__ == "__main__":

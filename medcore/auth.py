@@ -59,6 +59,13 @@ class User:
     role: str
     disabled: bool
     operator: bool = False  # someone at the server's shell (the CLI), not an app account
+    issuer: str | None = None  # a hospital account (single sign-on, medcore.sso): its provider and subject
+    subject: str | None = None
+    display_name: str | None = None  # from the provider's claims; `name` stays MedCore's stable name
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.name
 
     @property
     def is_admin(self) -> bool:
@@ -74,6 +81,13 @@ def require_admin(user: User) -> User:
     """The acting user as the account is now: it must still exist, be enabled and be an admin."""
     if user.operator:
         return user
+    if user.issuer is not None:  # a hospital account: its role is the one its groups gave at its latest sign-in
+        from medcore import sso
+
+        current = sso.current_user(user.issuer, user.subject or "")
+        if current is None or not current.is_admin:
+            raise NotAllowed(f"{user.name} may not do this: the account is no longer an active administrator.")
+        return current
     current = get_user(user.name)
     if current is None or current.disabled or not current.is_admin:
         raise NotAllowed(f"{user.name} may not do this: the account is no longer an active administrator.")
@@ -246,6 +260,17 @@ def authenticate(name: str, password: str, client: str = "local", now: float | N
     if not ok:
         return None, WRONG
     return User(row.name, row.role, False), ""
+
+
+def local_sign_in_allowed(name: str) -> bool:
+    """Whether `name` may use the local sign-in form: anyone while local accounts are on; with MEDCORE_LOCAL_ACCOUNTS=off
+    only a named break-glass admin (config.break_glass_admins), and only while that account is an admin."""
+    if config.local_accounts():
+        return True
+    if name not in config.break_glass_admins():
+        return False
+    user = get_user(name)
+    return user is not None and user.is_admin and not user.disabled
 
 
 def create_admin_from_environment() -> str | None:

@@ -263,3 +263,37 @@ def metrics_drift_seconds() -> float:
     """MEDCORE_METRICS_DRIFT_SECONDS: how long the drift checks' result is reused by the metrics (default 300): they
     read 30 days of the audit log."""
     return _float("MEDCORE_METRICS_DRIFT_SECONDS", 300.0)
+
+
+def _names(value) -> tuple[str, ...]:
+    """A list from the configuration file, or a comma-separated string (environment or file), as clean names."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+
+
+def sso_groups() -> dict:
+    """Which groups of the hospital's OpenID Provider give which MedCore role: MEDCORE_OIDC_ADMIN_GROUPS and
+    MEDCORE_OIDC_CLINICIAN_GROUPS (group names or ids, comma-separated), MEDCORE_OIDC_GROUPS_CLAIM (the ID token's
+    claim that lists them; default `groups`), or `admin_groups`, `clinician_groups`, `groups_claim` in the [oidc] table
+    of MEDCORE_CONFIG_FILE. The environment wins."""
+    from_file = _config_file().get("oidc", {})
+
+    def setting(key: str):
+        return os.environ.get(f"MEDCORE_OIDC_{key.upper()}") or from_file.get(key)
+
+    return {"admin": _names(setting("admin_groups")), "clinician": _names(setting("clinician_groups")),
+            "claim": str(setting("groups_claim") or "groups").strip() or "groups"}
+
+
+def local_accounts() -> bool:
+    """MEDCORE_LOCAL_ACCOUNTS=off (or `local = "off"` in the [accounts] table of MEDCORE_CONFIG_FILE): MedCore's own
+    accounts are switched off; only a break-glass admin (break_glass_admins) may still use the local form."""
+    value = os.environ.get("MEDCORE_LOCAL_ACCOUNTS") or str(_config_file().get("accounts", {}).get("local", "on"))
+    return value.strip().lower() not in ("off", "0", "false", "no")
+
+
+def break_glass_admins() -> tuple[str, ...]:
+    """MEDCORE_BREAK_GLASS_ADMINS (or `break_glass_admins` in the [accounts] table): the local admin accounts that may
+    still sign in with the local form when local accounts are off (for when the hospital's provider is down)."""
+    value = os.environ.get("MEDCORE_BREAK_GLASS_ADMINS") or _config_file().get("accounts", {}).get("break_glass_admins")
+    return tuple(name.lower() for name in _names(value))

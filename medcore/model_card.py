@@ -671,7 +671,8 @@ It replaces release {release['number'] - 1}, `{previous['version']}` ({previous[
 for rollback (`medcore models rollback xray`). It was chosen on the choosing part by the rule stated before it was
 trained: {release['rule']}. The reporting part was scored after that choice.{faster}
 What it costs: {costs}; internal sensitivity {sensitivity[0]:.3f} against {sensitivity[1]:.3f} at each one's own
-threshold; and one network varies more from one training to the next than the mean of three (release 1's notes).
+threshold; and one network varies more from one training to the next than the mean of three (release 1's card
+compares its members on new patients).
 
 | | films | AUC | accuracy | sensitivity | specificity | ECE |
 |---|---|---|---|---|---|---|

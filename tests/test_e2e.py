@@ -36,9 +36,10 @@ ADMIN = ("chief", "e2e admin secret")  # created by the app at first start, from
 CLINICIAN = ("dr.e2e", "e2e clinician secret")  # created with `medcore users add`
 
 
-def start_app(store: Path, **environment: str):
-    """The real app on a free port with its own store and the e2e accounts; yields its URL, then stops it."""
-    port = _free_port()
+def start_app(store: Path, port: int | None = None, arguments: tuple[str, ...] = (), **environment: str):
+    """The real app on a free port (or `port`) with its own store and the e2e accounts, and Streamlit's `arguments`
+    (e.g. --secrets.files); yields its URL, then stops it."""
+    port = port or _free_port()
     import tempfile
 
     env = {**os.environ, "MEDCORE_STORE_DIR": str(store), "MEDCORE_ADMIN_USER": ADMIN[0],
@@ -47,7 +48,7 @@ def start_app(store: Path, **environment: str):
                                                  tempfile.gettempdir()]), **environment}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", *arguments],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -100,7 +101,7 @@ def sign_in(browser, url: str, account: tuple[str, str], height: int = 1500, pat
     page.goto(url + path)
     page.get_by_role("textbox", name="User name").fill(account[0])
     page.get_by_role("textbox", name="Password").fill(account[1])
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with your hospital account"
     page.get_by_text("Signed in as").wait_for(timeout=90_000)
     return page
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import new_postgres_database, postgres_url
 from tests.test_e2e import ADMIN, CHROMIUM, CLINICIAN, SCREENSHOTS, _free_port, sign_in
+from tests.test_sso import ACCOUNTS, OIDC_URL, SSO_ENVIRONMENT, write_secrets
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
@@ -52,12 +53,16 @@ def deployment(tmp_path_factory):
                   "MEDCORE_ADMIN_USER": ADMIN[0], "MEDCORE_ADMIN_PASSWORD": ADMIN[1],
                   "MEDCORE_DATA_ROOTS": os.pathsep.join([str(ROOT.parent / "shared" / "data"), tempfile.gettempdir()])}
         processes, urls = {}, {}
+        proxy_port = _free_port()  # one address in front of both servers (test_two_servers_...hospital_sign_in)
+        hospital = ("--secrets.files", str(write_secrets(root / "secrets.toml",
+                                                         f"http://127.0.0.1:{proxy_port}/oauth2callback"))) \
+            if OIDC_URL else ()
         for name in ("server-1", "server-2"):
             port = _free_port()
-            env = {**common, "MEDCORE_STORE_DIR": str(root / name), "MEDCORE_SERVER_NAME": name}
+            env = {**common, "MEDCORE_STORE_DIR": str(root / name), "MEDCORE_SERVER_NAME": name, **SSO_ENVIRONMENT}
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                 "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
+                 "--server.address", "127.0.0.1", "--server.headless", "true", *hospital], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=open(root / f"{name}.log", "w"), start_new_session=True)
             urls[name] = f"http://127.0.0.1:{port}"
             _wait_healthy(urls[name], processes[name])
@@ -75,7 +80,7 @@ def deployment(tmp_path_factory):
 
         processes["worker-1"] = start_worker()
         yield {"urls": urls, "processes": processes, "database": database, "root": root, "start_worker": start_worker,
-               "env": common}
+               "env": common, "proxy_port": proxy_port}
         for process in processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -157,6 +162,97 @@ def test_killing_the_worker_mid_training_fails_the_job_and_changes_nothing(deplo
     assert {v.version for v in registry.list_versions("xray")} == versions
     assert registry.production("xray").version == production
     deployment["processes"]["worker-1"] = deployment["start_worker"]()  # back for the next test
+
+
+class _OneAddress:
+    """A TCP proxy on one loopback port in front of either server (HTTP and WebSocket alike), as a load balancer is:
+    `to(url)` sends new connections to that server and closes the open ones, so the browser's next request goes there."""
+
+    def __init__(self, port: int):
+        import socket
+        import threading
+
+        self.target, self.open = None, set()
+        self.listener = socket.create_server(("127.0.0.1", port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            self.open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            self._close(end)
+
+    def _close(self, end) -> None:
+        import socket
+
+        self.open.discard(end)
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        end.close()
+
+    def to(self, url: str) -> None:
+        self.target = int(url.rsplit(":", 1)[1])
+        for end in list(self.open):
+            self._close(end)
+
+    def close(self) -> None:
+        self.listener.close()
+        for end in list(self.open):
+            self._close(end)
+
+
+@pytest.mark.skipif(not OIDC_URL, reason="needs the OpenID Provider (eval $(.ci/oidc start))")
+def test_two_servers_behind_one_address_accept_a_hospital_sign_in(deployment, browser, monkeypatch):
+    """The sign-in starts on server 2 (Authlib's state in its session cookie), the provider sends the browser back to
+    server 1 (which reads that state: one cookie secret), and server 2 then accepts the identity server 1 set."""
+    proxy = _OneAddress(deployment["proxy_port"])
+    address = f"http://127.0.0.1:{deployment['proxy_port']}"
+    try:
+        proxy.to(deployment["urls"]["server-2"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(address)
+        page.get_by_role("button", name="Sign in with your hospital account").click()
+        page.get_by_label("Username").wait_for(timeout=30_000)
+        page.get_by_label("Username").fill(ACCOUNTS["clinician"][0])
+        page.get_by_label("Password").fill(ACCOUNTS["clinician"][1])
+        proxy.to(deployment["urls"]["server-1"])
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Signed in as").wait_for(timeout=90_000)  # on server 1
+        proxy.to(deployment["urls"]["server-2"])
+        page.reload()
+        page.get_by_text("Signed in as").wait_for(timeout=90_000)  # server 2 accepts the same identity
+        page.get_by_role("link", name="Chest X-ray").wait_for()
+        page.close()
+    finally:
+        proxy.close()
+    from medcore import audit
+
+    _store(deployment, monkeypatch)
+    rows = [row for row in audit.recent(200) if row["action"] == "sign_in" and row["user"] == "sso:dr.grey"]
+    assert {row["server"] for row in rows} >= {"server-1", "server-2"}
 
 
 def test_killing_a_server_leaves_the_other_servers_sessions_alone(deployment, browser, xray_model):

@@ -60,7 +60,7 @@ def test_performance_page_renders_both_tabs(store, xray_model):
     assert list(tables[0].value["evaluation"]) == [e.title for e in evaluations]
     comparison = tables[1].value  # issue 24: what was compared before this release, from the model's metadata
     recorded = xray_model.meta["release_comparison"]["rows"]
-    assert len(comparison) == len(recorded) and comparison["variant"][0].startswith("ensemble of 3 (shipped")
+    assert len(comparison) == len(recorded) and comparison["variant"][0].startswith("release 2: one network")
     assert comparison["AUC"][0].startswith(f"{recorded[0]['figures']['auc']:.3f}")
     assert list(tables[2].value["check"])[0].startswith("share flagged")  # recent use: nothing tested yet
     shipped = tasks.get(tasks.NOTES_KEYS[0]).load(tasks.get(tasks.NOTES_KEYS[0]).shipped_dir).architecture

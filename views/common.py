@@ -62,7 +62,14 @@ def signed_in() -> auth.User | None:
     state = st.session_state.get("auth")
     if not state:
         return None
-    user = auth.get_user(state["name"])
+    if state.get("issuer") is not None:  # a hospital account: the role of its latest sign-in at the provider
+        from medcore import sso
+
+        user = sso.current_user(state["issuer"], state["subject"])
+    else:
+        user = auth.get_user(state["name"])
+        if user is not None and not auth.local_sign_in_allowed(user.name):
+            user = None  # local accounts were switched off, and this is no break-glass admin
     reason = auth.session_expired(state["signed_in_at"], state["last_seen"])
     if reason is None and (user is None or user.disabled):
         reason = "Your account is no longer active."
@@ -145,21 +152,34 @@ def client_id() -> str:
                                config.trusted_proxies())
 
 
-def sign_in(user: auth.User) -> None:
+def sign_in(user: auth.User, method: str = "local", **detail: str) -> None:
+    """Open a MedCore session: `method` is local, break-glass (a local admin while local accounts are off) or sso
+    (with the provider's issuer and subject in `detail`; never a token)."""
     now = time.time()
-    st.session_state["auth"] = {"name": user.name, "signed_in_at": now, "last_seen": now}
+    st.session_state["auth"] = {"name": user.name, "signed_in_at": now, "last_seen": now,
+                                "issuer": user.issuer, "subject": user.subject}
     st.session_state.pop("signed_out_reason", None)
-    audit.record(user.name, "sign_in", "success", role=user.role)
+    st.session_state.pop("sso_problem", None)
+    audit.record(user.name, "sign_in", "break-glass" if method == "break-glass" else "success", role=user.role,
+                 method=method, **detail)
 
 
 def sign_out(reason: str | None = None) -> None:
-    """Forget everything this session held (results, notes, explanations), not only the user name."""
+    """Forget everything this session held (results, notes, explanations), not only the user name. A hospital account
+    signing out is also signed out of the provider (st.logout: its end-session endpoint, when it has one)."""
     name = current_user()
+    state = st.session_state.get("auth") or {}
+    seen = st.session_state.get("sso_seen")  # the ID token this session used: never again
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    if seen:
+        st.session_state["sso_seen"] = seen
     if reason:
         st.session_state["signed_out_reason"] = reason
     audit.record(name, "sign_out", "expired" if reason else "signed out")
+    if state.get("issuer") is not None and not reason:
+        st.logout()
+        st.stop()
 
 
 def require_admin() -> auth.User:

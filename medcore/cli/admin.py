@@ -86,9 +86,13 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    from medcore import auth
+    from medcore import auth, sso
 
-    emit({"users": [{"name": u.name, "role": u.role, "disabled": u.disabled} for u in auth.list_users()]})
+    emit({"users": [{"name": u.name, "role": u.role, "disabled": u.disabled} for u in auth.list_users()],
+          "hospital_accounts": [{"name": a["name"], "issuer": a["issuer"], "subject": a["subject"],
+                                 "display_name": a["display_name"], "role": a["role"],
+                                 "last_sign_in": iso(a["last_sign_in_at"]), "disabled": a["disabled_at"] is not None}
+                                for a in sso.list_accounts()]})
     return 0
 
 
@@ -102,9 +106,10 @@ def cmd_users_password(args: argparse.Namespace) -> int:
 
 
 def cmd_users_disable(args: argparse.Namespace) -> int:
-    from medcore import audit, auth
+    from medcore import audit, auth, sso
 
-    auth.set_disabled(args.name, not args.enable)
+    if not (args.name.startswith("sso:") and sso.set_disabled(args.name, not args.enable)):  # a hospital account, or
+        auth.set_disabled(args.name, not args.enable)  # a local one
     audit.record(cli_user(), "user_disable", "enabled" if args.enable else "disabled", account=args.name)
     emit({"user": args.name, "disabled": not args.enable})
     return 0

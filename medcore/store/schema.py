@@ -85,6 +85,22 @@ known_clients = Table(  # addresses from which a name signed in lately: exempt f
     PrimaryKeyConstraint("name", "client"),
 )
 
+# Hospital accounts (single sign-on): keyed by the provider's issuer and subject, never by e-mail; the role is the one
+# the groups claim gave at the latest sign-in, so an open session's admin actions see a demotion at once.
+sso_accounts = Table(
+    "sso_accounts", metadata,
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("name", String(64), nullable=False),  # MedCore's name for the account (audit rows): "sso:<subject>"
+    Column("display_name", String(256), nullable=False),
+    Column("role", String(16)),  # None: in no MedCore group at the latest sign-in
+    Column("first_sign_in_at", Float, nullable=False),
+    Column("last_sign_in_at", Float, nullable=False),
+    Column("disabled_at", Float),
+    PrimaryKeyConstraint("issuer", "subject"),
+    CheckConstraint("role IN ('clinician', 'admin')", name="sso_role"),
+)
+
 # Training jobs: state, the worker holding the job's lease, and progress events.
 jobs = Table(
     "jobs", metadata,
