@@ -137,10 +137,11 @@ def _backfill_worker(day: str, workers: int, ready, go, out) -> None:
     model, client = _model(), PacsClient()
     ready.put(os.getpid())
     go.wait()
+    cpu = time.process_time()
     summary = backfill.backfill(client, model, datetime.date.fromisoformat(day), datetime.date.fromisoformat(day),
                                 workers=workers)
     out.put({"ended": time.time(), "analysed": summary.analysed, "skipped": summary.skipped,
-             "errors": summary.errors, "held": summary.held})
+             "errors": summary.errors, "held": summary.held, "cpu_s": time.process_time() - cpu})
 
 
 def _quiet() -> None:
@@ -162,9 +163,11 @@ def backlog(model, client, films, n: int, processes: int, workers: int) -> dict:
         proc.start()
     for _ in procs:
         ready.get(timeout=300)
+    orthanc = _orthanc_cpu()
     started = time.time()
     go.set()
     reports = [out.get(timeout=3600) for _ in procs]
+    orthanc = _orthanc_cpu() - orthanc if orthanc is not None else None
     for proc in procs:
         proc.join(timeout=60)
     seconds = max(r["ended"] for r in reports) - started
@@ -173,7 +176,29 @@ def backlog(model, client, films, n: int, processes: int, workers: int) -> dict:
     return {"processes": processes, "workers_per_process": workers, "studies": n, "analysed": analysed,
             "repeats": analysed - len({uid for uid, r in zip(uids, records) if r.get("status")}),
             "not_done": sum(r.get("status") != "done" for r in records), "errors": sum(r["errors"] for r in reports),
-            "seconds": round(seconds, 2), "studies_per_second": round(n / seconds, 2)}
+            "seconds": round(seconds, 2), "studies_per_second": round(n / seconds, 2),
+            **_cpu_figures([r["cpu_s"] for r in reports], orthanc, n)}
+
+
+def _cpu_figures(workers_cpu: list[float], orthanc_cpu: float | None, n: int) -> dict:
+    """CPU seconds per study (MedCore's processes, and Orthanc's when its pid is known): what other work on a shared
+    machine does not change, and the studies per second two free cores would give."""
+    figures = {"medcore_cpu_ms_per_study": round(1000 * sum(workers_cpu) / n, 1)}
+    if orthanc_cpu is not None:
+        total = (sum(workers_cpu) + orthanc_cpu) / n
+        figures.update({"orthanc_cpu_ms_per_study": round(1000 * orthanc_cpu / n, 1),
+                        "two_free_cores_studies_per_second": round(2 / total, 2)})
+    return figures
+
+
+def _orthanc_cpu() -> float | None:
+    """Orthanc's CPU seconds so far (user + system), from .ci/orthanc's pid file; None when it is elsewhere."""
+    try:
+        pid = (Path(os.environ.get("MEDCORE_ORTHANC_STATE", "/tmp/medcore-orthanc")) / "pid").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _watch_worker(stop) -> None:
@@ -265,10 +290,12 @@ def readme_block(results: dict) -> str:
     lines = ["<!-- pacs-speed:start -->", f"Per-stage cost of one {results['film']} study, one at a time (median of "
              f"{results['stages']['n']}, ms):", "", "| stage | ms |", "|---|---|"]
     lines += [f"| {names[name]} | {value} |" for name, value in stages.items()]
-    lines += ["", "| backlog | studies | seconds | studies per second | repeats |", "|---|---|---|---|---|"]
+    lines += ["", "| backlog | studies | seconds | studies per second | repeats | CPU ms per study: MedCore + "
+              "Orthanc | studies per second that 2 free cores give |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {b['processes']} process{'es' if b['processes'] > 1 else ''} x {b['workers_per_process']} "
-              f"at a time | {b['studies']} | {b['seconds']} | **{b['studies_per_second']}** | {b['repeats']} |"
-              for b in results["backlog"]]
+              f"at a time | {b['studies']} | {b['seconds']} | **{b['studies_per_second']}** | {b['repeats']} | "
+              f"{b.get('medcore_cpu_ms_per_study', '–')} + {b.get('orthanc_cpu_ms_per_study', '–')} | "
+              f"{b.get('two_free_cores_studies_per_second', '–')} |" for b in results["backlog"]]
     a = results["arrivals"]
     lines += ["", f"Arrival to result stored, a study every {a['interval_s']} s, one watcher polling every "
               f"{a['watcher_poll_s']} s: median {a['p50_s']} s, 95th percentile **{a['p95_s']} s**, at most "
