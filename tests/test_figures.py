@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import hostile_inputs  # noqa: E402
+from readme_blocks import documentation  # noqa: E402  (README.md and docs/*.md)
 
 
 def test_the_readme_hostile_input_table_is_the_one_its_result_file_renders():
     results = json.loads(hostile_inputs.RESULTS.read_text())
-    assert hostile_inputs.readme_block(results) in (ROOT / "README.md").read_text()
+    assert hostile_inputs.readme_block(results) in documentation()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def _renderings(value) -> set[str]:
 
 def _table_after(header: str, after: str = "") -> list[list[str]]:
     """The rows of the first table with `header` (after the text `after`, where two tables share a header)."""
-    text = (ROOT / "README.md").read_text()
+    text = documentation()
     lines = [line.strip() for line in text[text.index(after):].splitlines()]  # a table in a list: indented
     start = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
     rows = []
@@ -95,7 +96,7 @@ def test_the_readme_federated_table_is_its_result_file():
     import federated_xray
 
     results = json.loads(federated_xray.RESULTS.read_text())
-    assert federated_xray.readme_block(results) in (ROOT / "README.md").read_text()
+    assert federated_xray.readme_block(results) in documentation()
     _assert_rows_come_from(_table_after("AUC − central"), [row for _, row in federated_xray.ordered_rows(results)])
     assert len(_table_after("AUC − central")) == len(results["rows"]) >= 7  # central, 3 hospitals, 3 federated
 
@@ -118,7 +119,7 @@ def test_the_readme_prediction_set_holdout_table_is_its_result_file():
     import notes_conformal_holdout
 
     results = json.loads((ROOT / "benchmarks" / "results" / "notes_conformal_holdout.json").read_text())
-    assert notes_conformal_holdout.readme_block(results) in (ROOT / "README.md").read_text()
+    assert notes_conformal_holdout.readme_block(results) in documentation()
     shipped = json.loads((ROOT / "assets" / "models" / "notes_medical_abstracts" / "meta.json").read_text())
     assert results["tasks"]["medical_abstracts"]["rows"]["level by the rule"]["level"] == shipped["conformal"]["level"]
 
@@ -127,7 +128,7 @@ def test_the_readme_prediction_set_table_is_its_result_file():
     import notes_conformal
 
     results = json.loads((ROOT / "benchmarks" / "results" / "notes_conformal.json").read_text())
-    assert notes_conformal.readme_block(results) in (ROOT / "README.md").read_text()
+    assert notes_conformal.readme_block(results) in documentation()
     _assert_rows_come_from(_table_after("mean set size (goal)"), [
         {**results[task], "goal": results[task]["set_size_goal"]} for task in ("medical_abstracts", "symptom2disease")])
 
@@ -167,16 +168,17 @@ def test_the_readme_shipped_xray_row_is_the_models_metadata():
 def test_the_readme_concurrency_table_is_the_one_its_result_files_render():
     import concurrency
 
-    assert concurrency.readme_block() in (ROOT / "README.md").read_text()
+    assert concurrency.readme_block() in documentation()
 
 
 def test_the_readme_xray_release_table_is_the_one_its_result_files_render():
     """Issue 24: the ensemble, the students, each adaptation and each rule, from meta.json and the result files."""
     import xray_release_table
 
-    assert xray_release_table.readme_block() in (ROOT / "README.md").read_text()
+    assert xray_release_table.readme_block() in documentation()
     rendered = xray_release_table.cells_and_sources()
-    assert len(rendered) >= 20 and any(cells[0].startswith("distilled student") for cells, _ in rendered)
+    assert len(rendered) >= 20 and any(cells[0].startswith("release 1 experiment: distilled student") for cells, _ in rendered)
+    assert rendered[0][0][0].startswith("release 2: one network, consistent teacher (shipped")
     for cells, figures in rendered:  # each cell is its file's figure with its interval, at the rounding shown
         assert cells[3].startswith(f"{figures['auc']:.3f}") and cells[5].startswith(f"{figures['specificity']:.3f}")
 
@@ -184,12 +186,12 @@ def test_the_readme_xray_release_table_is_the_one_its_result_files_render():
 def test_the_readme_drift_power_table_is_its_result_file():
     import drift_power
 
-    assert drift_power.readme_block() in (ROOT / "README.md").read_text()
+    assert drift_power.readme_block() in documentation()
 
 
 def test_the_readme_later_two_server_runs_are_their_result_files():
     """Issue 22: the prose on the three later two-server runs states what their files hold."""
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     runs = [json.loads((ROOT / "benchmarks" / "results" / f"concurrency_servers_2_run{i}.json").read_text())
             for i in (3, 4, 5)]
     assert all(run["errors"] == [] and run["cross_talk"] == [] and run["servers"] == 2 for run in runs)
@@ -215,7 +217,7 @@ def test_the_benchmarks_readme_speed_sentence_is_its_result_file():
 
 
 def test_the_readme_heavier_two_server_runs_are_their_result_files():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     for sessions in (30, 40):
         run = json.loads((ROOT / "benchmarks" / "results" / f"concurrency_servers_2_sessions_{sessions}.json")
                          .read_text())
@@ -230,7 +232,7 @@ def test_the_readme_synthetic_mark_table_is_its_result_file():
     detected on every film of both sources, and no real film of the shared data is refused."""
     import synthetic_marks
 
-    assert synthetic_marks.readme_block() in (ROOT / "README.md").read_text()
+    assert synthetic_marks.readme_block() in documentation()
     results = json.loads((ROOT / "benchmarks" / "results" / "synthetic_marks.json").read_text())
     for cases in results["synthetic"].values():
         for name in ("JPEG quality 70", "DICOM, 16-bit", "cropped 20 % off the top and left", "turned 3 degrees",
@@ -257,7 +259,7 @@ def test_the_readme_federated_prose_is_its_result_files():
     """Issue 26: the sentences under the federated table quote this run and the run before the zoom recipe."""
     results = json.loads((ROOT / "benchmarks" / "results" / "federated_xray.json").read_text())["rows"]
     before = json.loads((ROOT / "benchmarks" / "results" / "federated_xray_before_zoom.json").read_text())["rows"]
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(documentation().split())
     central, fedavg, fedprox = (results[k] for k in ("central (pooled films)", "federated fedavg", "federated fedprox"))
     alone = {k: v for k, v in results.items() if k.endswith(" alone")}
     best = max(alone, key=lambda k: alone[k]["auc"])
@@ -278,8 +280,9 @@ def test_the_readme_federated_prose_is_its_result_files():
 
 
 def test_the_readme_earlier_recipes_table_is_the_shipped_models_ideas_record():
-    """Each row is one comparison in meta.json["ideas"] (the external sample, before the lockbox), cell by cell."""
-    ideas = json.loads((ROOT / "assets" / "models" / "xray" / "meta.json").read_text())["ideas"]["rows"]
+    """Each row is one comparison in release 1's meta.json["ideas"] (the external sample, before the lockbox)."""
+    release_1 = ROOT / "assets" / "models" / "earlier" / "xray" / "xray-20261126-203636-176f"
+    ideas = json.loads((release_1 / "meta.json").read_text())["ideas"]["rows"]
     sources = {"previous ensemble": ("previous shipped model", "threshold on their union"),
                "zoom in up to 30 %": ("ensemble of 3 (shipped)", "threshold on their union"),
                "shipped weights": ("ensemble of 3 (shipped)", "threshold held on each")}
@@ -296,7 +299,7 @@ def test_the_readme_earlier_recipes_table_is_the_shipped_models_ideas_record():
 
 def test_the_readme_note_architecture_figures_are_their_result_files():
     """Macro-F1 mean ± SD over the folds for each architecture, as the prose under "Case notes" quotes them."""
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(documentation().split())
     names = {"linear": "linear", "mlp": "MLP", "transformer": "Transformer", "bigru": "BiGRU"}
     for task in ("symptom2disease", "medical_abstracts"):
         rows = json.loads((ROOT / "benchmarks" / "results" / f"notes_architectures_{task}.json").read_text())["rows"]
@@ -307,7 +310,7 @@ def test_the_readme_note_architecture_figures_are_their_result_files():
 
 def test_the_readme_local_validation_prose_is_its_result_files():
     """Issue 34: the local-recalibration figures in the prose are the files' medians, for both releases."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     results = ROOT / "benchmarks" / "results"
     shipped = json.loads((results / "local_calibration.json").read_text())
     assert shipped["model_version"] == json.loads((ROOT / "assets" / "models" / "xray" / "meta.json").read_text())[
@@ -327,7 +330,7 @@ def test_the_readme_local_validation_prose_is_its_result_files():
 
 
 def test_the_readme_release_2_adaptation_figures_are_its_result_file():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     adaptation = json.loads((ROOT / "benchmarks" / "results" / "xray_adaptation.json").read_text())
     reporting = adaptation["reporting_part_once"]["rows"]
     both, plain = reporting["AdaBN + prevalence"], reporting["production as it is"]
@@ -338,8 +341,8 @@ def test_the_readme_release_2_adaptation_figures_are_its_result_file():
     assert both["specificity"] == plain["specificity"] >= 0.88
 
 
-def test_the_readme_pacs_speed_block_is_the_one_its_result_file_renders():
+def test_the_pacs_speed_block_is_the_one_its_result_file_renders():
     """The PACS figures (issue 32) are written from benchmarks/results/pacs.json by `benchmarks/pacs.py --write-readme`."""
     import pacs
 
-    assert pacs.readme_block(json.loads(pacs.RESULTS.read_text())) in (ROOT / "README.md").read_text()
+    assert pacs.readme_block(json.loads(pacs.RESULTS.read_text())) in documentation()

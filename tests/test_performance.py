@@ -49,7 +49,8 @@ FIGURES_TABLE = ["evaluation", "films", "AUC", "accuracy", "sensitivity", "speci
 
 
 def test_performance_page_renders_both_tabs(store, xray_model):
-    """In a new store (no recent use yet, so the recent-use tab draws its checks table and no figure)."""
+    """In a new store (no recent use yet, so the recent-use tab draws its checks table and no figure): each table
+    shows the figures of the evaluations it names (issue 34: it only rendered)."""
     at = signed_in_app("clinician", "views/performance.py")
     assert not at.exception, at.exception
     evaluations = xray_model.evaluations()
@@ -58,6 +59,11 @@ def test_performance_page_renders_both_tabs(store, xray_model):
     tables = at.dataframe
     assert list(tables[0].value.columns) == FIGURES_TABLE
     assert list(tables[0].value["evaluation"]) == [e.title for e in evaluations]
+    from medcore.metrics import binary_figures  # each row's AUC and specificity are its evaluation's, recomputed
+    for row, evaluation in zip(tables[0].value.to_dict("records"), evaluations):
+        figures = binary_figures(evaluation.y_true, evaluation.prob, evaluation.threshold)
+        assert row["films"] == len(evaluation.y_true) and str(row["AUC"]).startswith(f"{figures['auc']:.3f}")
+        assert row["specificity"].startswith(f"{figures['specificity']:.1%} ("), (row, figures["specificity"])
     comparison = tables[1].value  # issue 24: what was compared before this release, from the model's metadata
     recorded = xray_model.meta["release_comparison"]["rows"]
     assert len(comparison) == len(recorded) and comparison["variant"][0].startswith("release 2: one network")

@@ -29,12 +29,27 @@ def test_data_is_the_data_the_model_was_trained_on(xray_model, validation_folder
 
 
 def test_shipped_model_reproduces_its_validation_metrics(xray_model, validation_folder):
-    root, _ = validation_folder
-    recorded = xray_model.artifact.meta["metrics"]["validation"]
+    """Served through the upload path, every validation film gets the probability recorded at training (to the
+    float noise of two input pipelines) and the same decision, except a film whose recorded score is the threshold
+    itself (the threshold rule puts it on a validation film's score): that one may fall either side."""
+    import numpy as np
+
+    from medcore.imaging.service import score_files
+
+    root, folder = validation_folder
+    options = xray_model.artifact.meta["options"]
+    _, val_idx = folders.split_by_patient(folder, options["val_fraction"], options["seed"])
+    recorded, threshold = xray_model.validation_predictions(), xray_model.threshold
+    served = score_files(xray_model, [folder.files[i] for i in val_idx])
+    assert served.readable.all() and len(served.probabilities) == len(recorded["prob"])
+    assert np.abs(served.probabilities - recorded["prob"]).max() < 5e-4
+    borderline = np.abs(recorded["prob"] - threshold) < 1e-4
+    assert borderline.sum() <= 1
+    assert ((served.probabilities >= threshold) == (recorded["prob"] >= threshold))[~borderline].all()
+    figures = xray_model.artifact.meta["metrics"]["validation"]
     result = evaluate_folder(xray_model, root)
-    assert result["n"] == recorded["n"] and result["n_unreadable"] == 0
-    # Exactly, to the rounding the figures are shown with: one film decided differently changes tp/fn or tn/fp.
-    assert [result[k] for k in ("tp", "fn", "tn", "fp")] == [recorded[k] for k in ("tp", "fn", "tn", "fp")]
-    for key in ("auc", "ece", "sensitivity", "specificity", "accuracy"):
-        assert round(result[key], 3) == round(recorded[key], 3), key
+    assert result["n"] == figures["n"] and result["n_unreadable"] == 0
+    flipped = sum(abs(result[k] - figures[k]) for k in ("tp", "fn", "tn", "fp")) // 2
+    assert flipped <= int(borderline.sum())
+    assert round(result["auc"], 3) == round(figures["auc"], 3)
     assert result["n_atypical"] / result["n"] <= 0.01  # the gate refuses almost no real film

@@ -37,7 +37,8 @@ PATTERN_ANGLES = (22.5, 67.5, 112.5, 157.5)  # degrees: off the axes, where film
 PATTERN_CYCLES = 44  # periods across the long side: above what a 64 px generator film holds (32), 11.6 px at 512
 PATTERN_AMPLITUDE = 0.08  # the four gratings' sum at most, on the [0, 1] film (each grating a quarter of it)
 ANALYSIS_SIDE = 160  # the film is reduced to this long side before its spectrum is taken
-PATTERN_THRESHOLD = 1.5  # log contrast of the weakest peak; real films stay below 0.9 (benchmarks/synthetic_marks.py)
+PATTERN_THRESHOLD = 1.5  # log contrast of the weakest peak; real films stay below (benchmarks/synthetic_marks.py)
+STANDOUT_THRESHOLD = 0.3  # and it must stand out from the rest of its ring by this much (text, grids do not)
 BOX_THRESHOLD = 0.7  # correlation with the box where it is written; real films stay below (same benchmark)
 
 # What the spectral search allows: the pattern's period against the long side (a crop shortens the side, a frame
@@ -52,11 +53,12 @@ _BACKGROUND, _CORE = 9, 3  # the spectrum's local level: a 9 x 9 neighbourhood w
 @dataclass(frozen=True)
 class MarkScores:
     pattern: float  # log contrast of the weakest of the four grating peaks over its neighbourhood (nats)
+    standout: float  # how far it stands out from the rest of its ring (nats)
     box: float  # |correlation| of the top-left box (any corner, mirrored) with the drawn box, 0 to 1
 
     @property
     def marked(self) -> bool:
-        return self.pattern >= PATTERN_THRESHOLD or self.box >= BOX_THRESHOLD
+        return (self.pattern >= PATTERN_THRESHOLD and self.standout >= STANDOUT_THRESHOLD) or self.box >= BOX_THRESHOLD
 
 
 # --- writing the marks -------------------------------------------------------------------------------------------
@@ -141,29 +143,75 @@ def _peak_offsets(side: int) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(np.where(flip, -rows, rows)).astype(int), np.rint(np.where(flip, -cols, cols)).astype(int)
 
 
-def pattern_score(pixels: np.ndarray) -> float:
-    """How strongly the film's spectrum holds the cross-hatch: the log contrast (nats) of the weakest of its four
-    peaks over that peak's neighbourhood, at the best scale, stretch and turn. About 0 to 0.9 on real films,
-    2 and more on a marked one."""
+def _spectral_contrast(pixels: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The film's log spectrum over its local level (nats), rows centred, from one FFT of the reduced film; and the
+    FFT's side. None for a film too small or flat to have one."""
     from scipy.fft import rfft2
     from scipy.ndimage import uniform_filter
 
     film = _reduced(pixels, ANALYSIS_SIDE)
     height, width = film.shape
     if min(height, width) < 32 or float(film.max() - film.min()) < 1e-6:
-        return 0.0
+        return None
     side = max(height, width)
     padded = np.zeros((side, side), np.float32)
     padded[:height, :width] = (film - film.mean()) * _window(height, width)
-    level = np.log(np.abs(rfft2(padded)) + 1e-6)
-    level = np.fft.fftshift(level, axes=0)  # rows centred; columns start at frequency 0
+    level = np.fft.fftshift(np.log(np.abs(rfft2(padded)) + 1e-6), axes=0)  # columns start at frequency 0
     area, core = _BACKGROUND ** 2, _CORE ** 2
     neighbourhood = (uniform_filter(level, _BACKGROUND, mode="nearest") * area
                      - uniform_filter(level, _CORE, mode="nearest") * core) / (area - core)
-    contrast = level - neighbourhood
-    rows, cols = _peak_offsets(side)
-    values = contrast[np.clip(rows + side // 2, 0, side - 1), np.clip(cols, 0, contrast.shape[1] - 1)]
-    return float(values.min(axis=-1).max())
+    return level - neighbourhood, side
+
+
+def _lookup(contrast: np.ndarray, side: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return contrast[np.clip(rows + side // 2, 0, side - 1), np.clip(cols, 0, contrast.shape[1] - 1)]
+
+
+@functools.lru_cache(maxsize=1)
+def _other_directions() -> np.ndarray:
+    """Directions on the ring at least 8 degrees from every grating (radians, 0 to 180 degrees)."""
+    return np.deg2rad([a for a in np.arange(0.0, 180.0, 1.5)
+                       if min(abs((a - g + 90) % 180 - 90) for g in PATTERN_ANGLES) > 8])
+
+
+def _rival(contrast: np.ndarray, side: int, scale: float, stretch: float, turn: float) -> float:
+    """The strongest contrast on the peaks' ring away from the four gratings, at one scale, stretch and turn."""
+    angle = _other_directions() + turn
+    radius = PATTERN_CYCLES * scale * side / ANALYSIS_SIDE
+    cols, rows = radius * np.cos(angle), radius * np.sin(angle) * stretch
+    flip = cols < 0
+    rows, cols = np.where(flip, -rows, rows), np.where(flip, -cols, cols)
+    return float(_lookup(contrast, side, np.rint(rows).astype(int), np.rint(cols).astype(int)).max())
+
+
+@dataclass(frozen=True)
+class PatternScores:
+    weakest: float  # log contrast of the weakest of the four peaks over its neighbourhood, at the best fit (nats)
+    standout: float  # the same less the strongest contrast elsewhere on that ring (nats)
+
+    @property
+    def marked(self) -> bool:
+        return self.weakest >= PATTERN_THRESHOLD and self.standout >= STANDOUT_THRESHOLD
+
+
+def pattern_scores(pixels: np.ndarray) -> PatternScores:
+    """How strongly the film's spectrum holds the cross-hatch. At the scale, stretch and turn that fit best: the log
+    contrast of the weakest of its four peaks over its neighbourhood (about 0 to 1 on real films, 2.5 and more on a
+    marked one), and how far it stands out from everything else on the same ring (a page of text or a grid, whose
+    peaks come in lattices along the axes too, does not stand out)."""
+    spectrum = _spectral_contrast(pixels)
+    if spectrum is None:
+        return PatternScores(0.0, 0.0)
+    contrast, side = spectrum
+    weakest = _lookup(contrast, side, *_peak_offsets(side)).min(axis=-1)
+    scale, stretch, turn = np.unravel_index(int(np.argmax(weakest)), weakest.shape)
+    best = float(weakest[scale, stretch, turn])
+    return PatternScores(best, best - _rival(contrast, side, _SCALES[scale], _STRETCHES[stretch], _TURNS[turn]))
+
+
+def pattern_score(pixels: np.ndarray) -> float:
+    """The weakest peak's contrast (PatternScores.weakest)."""
+    return pattern_scores(pixels).weakest
 
 
 @functools.lru_cache(maxsize=1)
@@ -198,10 +246,11 @@ def box_score(pixels: np.ndarray) -> float:
 
 def mark_scores(pixels: np.ndarray) -> MarkScores:
     """Both marks' scores on the decoded pixels (2-D, any size and range), whatever the file format."""
-    return MarkScores(pattern=pattern_score(pixels), box=box_score(pixels))
+    pattern = pattern_scores(pixels)
+    return MarkScores(pattern=pattern.weakest, standout=pattern.standout, box=box_score(pixels))
 
 
 def is_marked(pixels: np.ndarray) -> bool:
     """True for a film MedCore generated. The pattern is looked at first: it alone decides nearly every marked
     film, and it costs about the same on every film, real or marked."""
-    return pattern_score(pixels) >= PATTERN_THRESHOLD or box_score(pixels) >= BOX_THRESHOLD
+    return pattern_scores(pixels).marked or box_score(pixels) >= BOX_THRESHOLD
