@@ -13,7 +13,7 @@ Films are SIZE x SIZE 12-bit DX studies (one film each) stored in a real Orthanc
     studies / time from the start to the last result stored.
 (c) Arrivals: one watcher process (polling every second); a study arrives every `--interval` s; each delay is from
     the PACS acknowledging the study to MedCore's SR being found in it (p50, p95).
-Writes benchmarks/results/pacs.json; --write-readme renders the README's PACS block from that file.
+Writes benchmarks/results/pacs.json; --write-readme renders the PACS speed block (docs/deployment.md) from that file.
 
     python benchmarks/pacs.py --check-reduction [--data ../shared/data/chest_xray/external_sample]
 
@@ -279,7 +279,7 @@ def check_reduction(model, data_dir: Path) -> dict:
 
 
 def readme_block(results: dict) -> str:
-    """The README's PACS figures, rendered from the result file (tests/test_figures.py checks they match)."""
+    """The PACS speed block (docs/deployment.md), rendered from the result file (tests/test_figures.py checks it)."""
     stages = results["stages"]["median_ms"]
     names = {"fetch": "fetch (QIDO for the film, WADO-RS, parse)", "decode": "decode the pixels",
              "reduce": "reduce to 1,024 px (area average)", "synthetic_check": "synthetic-mark check",
