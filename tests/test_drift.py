@@ -12,6 +12,7 @@ def _audit_studies(model, probabilities, atypicality, first: int = 0, source: st
     """Audit rows as the X-ray service writes them; `features`: one summary per study (None: rows without one)."""
     features = [None] * len(probabilities) if features is None else features
     for i, (p, a, f) in enumerate(zip(probabilities, atypicality, features), start=first):
+        p = float(p)  # as the service decides: a Python float (a float32 compared in float32 can differ at the threshold)
         outcome = model.positive_label if p >= model.threshold else model.negative_label
         audit.record("dr_drift", "predict_xray", outcome, model.version, study=f"{i:016x}", source=source,
                      probability=float(p), atypicality=float(a),
