@@ -346,3 +346,18 @@ def test_the_pacs_speed_block_is_the_one_its_result_file_renders():
     import pacs
 
     assert pacs.readme_block(json.loads(pacs.RESULTS.read_text())) in documentation()
+
+
+def test_the_benchmarks_readme_release_2_speed_is_its_result_file():
+    """Issue 32: real films end to end, median and 90th percentile, as ratios to DenseNet121, from the file."""
+    text = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    models = json.loads((ROOT / "benchmarks" / "results" / "bench_xray_release2.json").read_text())["models"]
+    release_1, release_2 = models["xray-20261126-203636-176f"], models["xray-20261207-105743-7f8f"]
+    assert release_2["real_films"] == 312
+    assert (f"takes a median {release_2['real_study_median_ms']:.2f} ms and a 90th percentile "
+            f"{release_2['real_study_p90_ms']:.2f} ms, {release_2['real_study_median_vs_densenet121_ratio']:.3f} and "
+            f"{release_2['real_study_p90_vs_densenet121_ratio']:.3f} x DenseNet121's "
+            f"{release_2['densenet121_predict_ms']:.2f} ms") in text
+    assert (f"release 1: {release_1['real_study_median_vs_densenet121_ratio']:.3f} and "
+            f"{release_1['real_study_p90_vs_densenet121_ratio']:.3f})") in text
+    assert f"{release_2['real_batch_images_per_s']:.0f} images/s for real films end to end" in text
