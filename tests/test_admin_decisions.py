@@ -37,6 +37,11 @@ def _finished_job(candidate: str) -> None:
     time.sleep(0.01)
 
 
+def _choice(page):
+    """The versions tab's choice (its key names the production it was drawn for)."""
+    return next(box for box in page.selectbox if (box.key or "").startswith("put-in-production-xray-"))
+
+
 def _admin_page():
     page = signed_in_app("admin", "views/admin.py")
     assert not page.exception, page.exception
@@ -48,7 +53,7 @@ def test_put_in_production_acts_on_the_chosen_version_and_refuses_a_changed_prod
     shipped = registry.production("xray").version
     page = _admin_page()
     registry.promote("xray", c4, SECOND_ADMIN, expected_production=shipped)  # admin 2, meanwhile
-    page.selectbox(key="put-in-production-xray").set_value(c1)  # the form: choice and click go together
+    _choice(page).set_value(c1)  # the form: choice and click go together
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert not page.exception, page.exception
     assert registry.production("xray").version == c4  # neither C1 (out of date) nor C3 (the list's new first)
@@ -56,7 +61,7 @@ def test_put_in_production_acts_on_the_chosen_version_and_refuses_a_changed_prod
     assert "changed to xray-c4 since this page was drawn" in page.error[0].value.replace("\\", "")
 
     # Drawn again, the page shows C4 in production; choosing C1 now puts exactly C1 there.
-    page.selectbox(key="put-in-production-xray").set_value(c1)
+    _choice(page).set_value(c1)
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert registry.production("xray").version == c1
     assert "is now in production" in page.success[0].value
@@ -68,7 +73,7 @@ def test_rolling_back_from_an_out_of_date_page_is_refused(store, tmp_path):
     registry.promote("xray", c1, SECOND_ADMIN, expected_production=shipped)
     page = _admin_page()
     registry.promote("xray", c2, SECOND_ADMIN, expected_production=c1)  # admin 2, meanwhile
-    page.selectbox(key="put-in-production-xray").set_value(shipped)  # roll back to the shipped model
+    _choice(page).set_value(shipped)  # roll back to the shipped model
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert registry.production("xray").version == c2
     assert "since this page was drawn" in page.error[0].value
@@ -133,7 +138,7 @@ def test_a_click_right_after_changing_the_choice_acts_on_the_new_choice(store, t
     """The choice and the click are submitted together: no window in which the button still carries the old one."""
     r1, r2 = _candidate(tmp_path, "xray-rv1"), _candidate(tmp_path, "xray-rv2")
     page = _admin_page()
-    page.selectbox(key="put-in-production-xray").set_value(r1).run()
-    page.selectbox(key="put-in-production-xray").set_value(r2)  # changed, and clicked before any redraw
+    _choice(page).set_value(r1).run()
+    _choice(page).set_value(r2)  # changed, and clicked before any redraw
     next(b for b in page.button if b.label == "Put in production").click().run()
     assert registry.production("xray").version == r2

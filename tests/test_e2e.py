@@ -280,7 +280,7 @@ def test_admin_retrains_compares_promotes_rolls_back_and_audits(own_app, browser
 
     page.get_by_role("tab", name="Versions and rollback").click()
     page.get_by_text("History", exact=True).wait_for()
-    # The shipped version is the only earlier one, so it is the choice offered.
+    # The version production replaced (the shipped one) is offered first; release 1 follows it.
     expect(page.get_by_role("combobox", name="Version to put in production")).to_have_value(shipped)
     page.get_by_role("button", name="Put in production").click()
     page.get_by_text(f"In production: {shipped}").wait_for(timeout=60_000)

@@ -297,9 +297,15 @@ def decide(action: str, task_key: str, version: str, expected_production: str | 
         st.session_state[OUTCOME] = ("success", done)
 
 
+def chosen_key(task_key: str, production: str | None) -> str:
+    """The choice's widget key, per production version: after a promotion or rollback the choice starts again at
+    the version production replaced, instead of keeping what was chosen before."""
+    return f"put-in-production-{task_key}-{production}"
+
+
 def decide_chosen(task_key: str, expected_production: str | None) -> None:
     """The versions tab's form: the version is the one submitted with the click, production the one drawn."""
-    decide("promote", task_key, st.session_state[f"put-in-production-{task_key}"], expected_production)
+    decide("promote", task_key, st.session_state[chosen_key(task_key, expected_production)], expected_production)
 
 
 def show_outcome() -> None:
@@ -493,12 +499,15 @@ with versions_tab:
     st.dataframe(versions_table(task, versions), hide_index=True, width="stretch",
                  column_config={"version": st.column_config.TextColumn(width="large"),
                                 "status": st.column_config.TextColumn(width="medium")})
-    choices = [v.version for v in versions if v.status in ("candidate", "previous production")]
+    # Earlier production versions first, the one production replaced at the top (a rollback's usual target), then
+    # candidates, newest first.
+    earlier = [v.version for v in registry.fallback_order(task.key) if not v.is_production]
+    choices = earlier + [v.version for v in versions if v.status == "candidate" and v.version not in earlier]
     if choices:
         # One form: the version chosen travels with the click itself (a click right after a change of the choice,
         # before the page is drawn again, acts on what the admin sees selected), the production shown in its args.
         with st.form(f"put-in-production-form-{task.key}", border=False):
-            st.selectbox("Version to put in production", choices, key=f"put-in-production-{task.key}")
+            st.selectbox("Version to put in production", choices, key=chosen_key(task.key, shown_production))
             st.form_submit_button("Put in production", icon=":material/history:", on_click=decide_chosen,
                                   args=(task.key, shown_production))
     st.markdown("**History**")
