@@ -5,7 +5,6 @@ is written; a backup taken while the app writes is consistent."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,17 +20,13 @@ from medcore.backup import manifest as backup_manifest
 from medcore.jobs import store as job_store
 from medcore.store import schema
 from tests.conftest import new_postgres_database, postgres_url
+from tests.test_registry import retrained_copy
 
 OPERATOR = auth.operator("cli:tests")
 
 
 def _candidate(tmp_path: Path, version: str) -> str:
-    folder = tmp_path / version
-    shutil.copytree(tasks.get("xray").shipped_dir, folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    meta["version"] = version
-    (folder / "meta.json").write_text(json.dumps(meta))
-    return registry.register("xray", folder, "tests").version
+    return retrained_copy("xray", tmp_path, version).version  # the registry tests' candidate
 
 
 def _fill(tmp_path: Path) -> str:
