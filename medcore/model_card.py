@@ -674,8 +674,7 @@ What it costs: {costs}; internal sensitivity {sensitivity[0]:.3f} against {sensi
 threshold; and one network varies more from one training to the next than the mean of three (release 1's card
 compares its members on new patients).
 
-| | films | AUC | accuracy | sensitivity | specificity | ECE |
-|---|---|---|---|---|---|---|
+{FIGURES_HEADER}
 {chr(10).join(rows)}
 """
 

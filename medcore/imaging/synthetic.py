@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from medcore.imaging.preprocess import reduce_film
+
 TAG_KEY = "MedCore-Synthetic"
 JPEG_COMMENT_PREFIX = TAG_KEY.encode() + b":"
 MARK_MIN_SIDE = 512  # films are enlarged to this before marking, so a 50 % copy is still a readable film
@@ -115,16 +117,6 @@ def mark_synthetic(pixels: np.ndarray, generator: str, fmt: str = "PNG") -> byte
 
 # --- reading them ------------------------------------------------------------------------------------------------
 
-def _reduced(pixels: np.ndarray, side: int) -> np.ndarray:
-    """The film with its long side at most `side` px, by area averaging (one cheap pass, no aliasing)."""
-    height, width = pixels.shape
-    scale = side / max(height, width)
-    image = Image.fromarray(np.asarray(pixels, np.float32), mode="F")
-    if scale < 1:
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
-    return np.asarray(image, np.float32)
-
-
 @functools.lru_cache(maxsize=8)
 def _window(height: int, width: int) -> np.ndarray:
     return np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
@@ -149,7 +141,7 @@ def _spectral_contrast(pixels: np.ndarray) -> tuple[np.ndarray, int] | None:
     from scipy.fft import rfft2
     from scipy.ndimage import uniform_filter
 
-    film = _reduced(pixels, ANALYSIS_SIDE)
+    film = reduce_film(np.asarray(pixels, np.float32), ANALYSIS_SIDE)
     height, width = film.shape
     if min(height, width) < 32 or float(film.max() - film.min()) < 1e-6:
         return None
