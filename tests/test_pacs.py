@@ -16,6 +16,7 @@ import pydicom
 import pytest
 
 from medcore import audit
+from medcore.imaging.service import analyse_file
 from medcore.pacs import analysis, feedback, results, worklist
 from medcore.pacs.client import PacsClient, PacsUnavailable
 from medcore.pacs.demo import as_bytes, chest_study
@@ -41,7 +42,7 @@ def _film(xray_model, seed: int, size: int = 1024) -> np.ndarray:
 def test_the_report_names_probability_threshold_decision_and_model_and_the_overlay_references_the_film(xray_model,
                                                                                                     tmp_path):
     source = chest_study(_film(xray_model, 1), "Müller^Jürgen", "P-1", "ACC-1")
-    result = analysis.analyse_file(xray_model, as_bytes(source), "film")
+    result = analyse_file(xray_model, as_bytes(source), "film")
     sr, capture = analysis.result_objects(xray_model, source, result)
     read = results.read_result(results._bytes(sr))
     assert read["probability"] == pytest.approx(result.probability, abs=1e-4)
@@ -66,7 +67,7 @@ def test_the_report_names_probability_threshold_decision_and_model_and_the_overl
 
 def test_a_refused_film_gets_a_report_that_says_why_and_no_probability(xray_model):
     source = chest_study(text_screenshot(), "Doe^Jane", "P-2", "ACC-2")
-    result = analysis.analyse_file(xray_model, as_bytes(source), "film")
+    result = analyse_file(xray_model, as_bytes(source), "film")
     (sr,) = analysis.result_objects(xray_model, source, result)
     read = results.read_result(results._bytes(sr))
     assert read["probability"] is None and read["impression"] == "Not analysed: film refused"
@@ -169,7 +170,7 @@ def test_the_overlay_carries_its_legend_below_the_film_and_the_report_says_one_v
     """Viewers that do not render SR still show the finding, the figure, the decision, the model and the disclaimer
     (burned in below the film, never over the lungs); the SR's procedure is a single frontal view."""
     source = chest_study(_film(xray_model, 41, 600), "Legend^Test", "L-1", "ACC-L1")
-    result = analysis.analyse_file(xray_model, as_bytes(source), "film")
+    result = analyse_file(xray_model, as_bytes(source), "film")
     sr, capture = analysis.result_objects(xray_model, source, result)
     lines = results.legend_lines(result.probability, xray_model.threshold, result.decision, xray_model.version)
     assert lines[0] == f"MedCore decision: {result.decision}" and f"{result.probability:.1%}" in lines[1]

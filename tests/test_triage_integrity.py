@@ -122,7 +122,7 @@ def test_a_junk_medcore_report_does_not_stop_the_study(pacs, xray_model):
 
 def test_a_report_verifies_only_in_its_own_study_and_unchanged(xray_model):
     source = _flagged_study(xray_model, "sign", 5)
-    result = analysis.analyse_file(xray_model, results._bytes(source), "film")
+    result = analyse_file(xray_model, results._bytes(source), "film")
     sr = analysis.result_objects(xray_model, source, result)[0]
     stored = pydicom.dcmread(pydicom.filebase.DicomBytesIO(results._bytes(sr)))
     assert results.verified_result(stored, source.StudyInstanceUID)["probability"] == pytest.approx(
@@ -272,7 +272,7 @@ def test_a_study_with_a_lateral_and_a_frontal_film_is_read_on_the_frontal_one(pa
 
 def _signed_report(xray_model):
     source = _flagged_study(xray_model, "tamper", 8)
-    result = analysis.analyse_file(xray_model, results._bytes(source), "film")
+    result = analyse_file(xray_model, results._bytes(source), "film")
     return source, results._bytes(analysis.result_objects(xray_model, source, result)[0])
 
 

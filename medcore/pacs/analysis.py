@@ -26,11 +26,10 @@ from sqlalchemy.exc import IntegrityError
 
 from medcore import access, audit, config, keyed
 from medcore.imaging.gradcam import overlay
-from medcore.imaging.service import analyse_file  # noqa: F401  (tests analyse a film as the PACS path does)
 from medcore.imaging.service import LoadedXrayModel, StudyResult, analyse_dicom, audit_study
 from medcore.pacs import results
-from medcore.pacs.client import (CHEST_MODALITIES, MEDCORE_MANUFACTURER, FilmTooLarge, PacsClient, PacsUnavailable,
-                                 Study)
+from medcore.pacs.client import (CHEST_MODALITIES, FilmTooLarge, PacsClient, PacsUnavailable, Study,
+                                 medcore_only)
 from medcore.store import read, schema, write
 
 STUDIES = schema.pacs_studies
@@ -178,7 +177,7 @@ def reports_in_study(client: PacsClient, study_uid: str, version: str,
                      series: list[dict] | None = None) -> ReportsInStudy:
     own, unverified = None, 0
     listed = client.series(study_uid) if series is None else series
-    for series in [one for one in listed if one["manufacturer"] == MEDCORE_MANUFACTURER]:
+    for series in medcore_only(listed):
         if series["modality"] != "SR":
             continue
         for sop in client.instances(study_uid, series["series_uid"]):

@@ -232,7 +232,12 @@ class PacsClient:
 
     def medcore_series(self, study_uid: str) -> list[dict]:
         """The series MedCore wrote into this study (structured reports and overlays)."""
-        return [s for s in self.series(study_uid) if s["manufacturer"] == MEDCORE_MANUFACTURER]
+        return medcore_only(self.series(study_uid))
+
+
+def medcore_only(series: list[dict]) -> list[dict]:
+    """Of a study's series (PacsClient.series), those whose Manufacturer says MedCore."""
+    return [one for one in series if one["manufacturer"] == MEDCORE_MANUFACTURER]
 
 
 def _too_large(limit: int, announced: int | None = None) -> str:
